@@ -1,0 +1,127 @@
+"""Operator actions that change job state, each atomic per batch and written to the audit stream."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from collections.abc import Callable, Iterable
+
+import redis
+from rq.job import JobStatus
+
+from . import timeline
+from .connection import Context
+from .enqueue import queue_for
+from .execution import Job, pending_ttl
+from .maintenance import queue_names
+
+BATCH = 500
+AUDIT_LENGTH = 10_000
+Progress = Callable[[int], None]
+
+
+def default_actor() -> str:
+    """Who acts from this shell: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def audit(context: Context, actor: str, action: str, target: str, address: str = "cli", **details) -> None:
+    """Append an operator action to the capped audit stream."""
+    entry = {
+        "at": str(round(time.time(), 3)),
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "address": address,
+    }
+    if details:
+        entry["details"] = json.dumps(details, default=str)
+    context.redis.xadd(context.keys.audit, entry, maxlen=AUDIT_LENGTH, approximate=True)
+
+
+def failed_ids(context: Context) -> list[tuple[str, str]]:
+    """(queue, job id) of every failed job."""
+    return [
+        (name, job_id)
+        for name in queue_names(context)
+        for job_id in queue_for(context, name).failed_job_registry.get_job_ids(cleanup=False)
+    ]
+
+
+def _resolve(context: Context, ids: Iterable[str] | None) -> list[tuple[str, str]]:
+    if ids is None:
+        return failed_ids(context)
+    jobs = Job.fetch_many(list(ids), connection=context.redis)
+    return [(job.origin, job.id) for job in jobs if job is not None]
+
+
+def _each_batch(context: Context, targets: list[tuple[str, str]], apply, progress: Progress | None) -> int:
+    """Run `apply(pipe, queue, job)` for the targets still in their failed registry, a batch per
+    transaction; a batch is retried when a failed registry changed under it. Returns how many changed."""
+    done = 0
+    for offset in range(0, len(targets), BATCH):
+        batch = targets[offset : offset + BATCH]
+        registries = {name: queue_for(context, name).failed_job_registry.key for name, _ in batch}
+        with context.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*registries.values())
+                    present = [(n, i) for n, i in batch if pipe.zscore(registries[n], i) is not None]
+                    jobs = Job.fetch_many([i for _, i in present], connection=context.redis)
+                    pipe.multi()
+                    for (name, _), job in zip(present, jobs, strict=True):
+                        if job is not None:
+                            apply(pipe, queue_for(context, name), job)
+                    pipe.execute()
+                    done += sum(1 for job in jobs if job is not None)
+                    break
+                except redis.WatchError:
+                    continue
+        if progress:
+            progress(len(batch))
+    return done
+
+
+def requeue_failed(
+    context: Context,
+    ids: Iterable[str] | None = None,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Put failed jobs (these ids, or all when None) back on their queues; returns how many."""
+    actor = actor or default_actor()
+
+    def requeue(pipe, queue, job: Job) -> None:
+        pipe.zrem(queue.failed_job_registry.key, job.id)
+        job.started_at = job.ended_at = None
+        job.set_status(JobStatus.QUEUED, pipeline=pipe)
+        queue._enqueue_job(job, pipeline=pipe)
+        timeline.record(pipe, context.keys, job.id, "requeued", pending_ttl(context), by=actor)
+
+    count = _each_batch(context, _resolve(context, ids), requeue, progress)
+    audit(context, actor, "requeue-failed", "all" if ids is None else ",".join(ids), count=count)
+    return count
+
+
+def delete_failed(
+    context: Context,
+    ids: Iterable[str] | None = None,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Delete failed jobs (these ids, or all when None) with their timelines; returns how many."""
+    actor = actor or default_actor()
+
+    def delete(pipe, queue, job: Job) -> None:
+        job.delete(pipeline=pipe, remove_from_queue=False)
+        pipe.delete(context.keys.timeline(job.id))
+
+    count = _each_batch(context, _resolve(context, ids), delete, progress)
+    audit(context, actor, "delete-failed", "all" if ids is None else ",".join(ids), count=count)
+    return count

@@ -1,0 +1,149 @@
+"""The @job decorator and the catalog of jobs by name: only catalogued jobs can be enqueued by name."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .durations import parse_duration
+from .errors import ConfigError, UnknownJob
+
+PLATFORM_MODULES = ("jobs.builtin",)
+DEFAULT_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the platform knows of a job: its function and its options."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str = "default"
+    retries: int = 3
+    backoff: float | tuple[float, ...] = 5.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    no_retry_on: tuple[type[BaseException], ...] = ()
+    timeout: int = DEFAULT_TIMEOUT
+    result_ttl: int | None = None  # None: JOBS_SUCCEEDED_TTL
+    failure_ttl: int | None = None  # None: JOBS_FAILED_TTL
+    description: str = ""
+
+
+_catalog: dict[str, JobSpec] = {}
+
+
+class JobFunction:
+    """A catalogued job: call it to run the function here and now, or enqueue it to run on a worker.
+
+    In `enqueue*`, the keywords `queue`, `job_id` and `depends_on` are options of the enqueue, not
+    arguments of the job; a job that has parameters of those names is enqueued with `jobs.enqueue(...)`.
+    """
+
+    def __init__(self, spec: JobSpec):
+        self.spec = spec
+        functools.update_wrapper(self, spec.func)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, *args, **kwargs):
+        return self.spec.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<job {self.spec.name}>"
+
+    def enqueue(self, *args, queue: str | None = None, job_id: str | None = None, depends_on=None, **kwargs):
+        """Enqueue a run with these arguments now; returns the job (its `.id` names it)."""
+        from .enqueue import enqueue
+
+        return enqueue(self.spec, args, kwargs, queue=queue, job_id=job_id, depends_on=depends_on)
+
+    def enqueue_in(
+        self,
+        delay: timedelta | float | str,
+        *args,
+        queue: str | None = None,
+        job_id: str | None = None,
+        **kwargs,
+    ):
+        """Enqueue a run that becomes due after `delay` (a timedelta, seconds, or "10m")."""
+        from .enqueue import enqueue
+
+        return enqueue(self.spec, args, kwargs, queue=queue, job_id=job_id, delay=delay)
+
+    def enqueue_at(
+        self, when: datetime, *args, queue: str | None = None, job_id: str | None = None, **kwargs
+    ):
+        """Enqueue a run that becomes due at `when` (a time-zone aware datetime)."""
+        from .enqueue import enqueue
+
+        return enqueue(self.spec, args, kwargs, queue=queue, job_id=job_id, at=when)
+
+
+def job(
+    func: Callable | None = None,
+    *,
+    queue: str = "default",
+    retries: int = 3,
+    backoff: float | Sequence[float] = 5.0,
+    retry_on: Iterable[type[BaseException]] = (Exception,),
+    no_retry_on: Iterable[type[BaseException]] = (),
+    timeout: str | float = DEFAULT_TIMEOUT,
+    result_ttl: str | float | None = None,
+    failure_ttl: str | float | None = None,
+    description: str = "",
+    name: str | None = None,
+):
+    """Register `func` in the catalog under `name` (default: module path + function name).
+
+    Usable bare (`@job`) or with options (`@job(queue="critical", retries=5, timeout="5m")`).
+    """
+
+    def register(function: Callable) -> JobFunction:
+        if retries < 0:
+            raise ConfigError(f"retries must be >= 0, not {retries}")
+        spec = JobSpec(
+            name=name or f"{function.__module__}.{function.__qualname__}",
+            func=function,
+            queue=queue,
+            retries=retries,
+            backoff=tuple(backoff) if isinstance(backoff, Sequence) else float(backoff),
+            retry_on=tuple(retry_on),
+            no_retry_on=tuple(no_retry_on),
+            timeout=max(1, int(parse_duration(timeout))),
+            result_ttl=None if result_ttl is None else int(parse_duration(result_ttl)),
+            failure_ttl=None if failure_ttl is None else int(parse_duration(failure_ttl)),
+            description=description or (function.__doc__ or "").strip().split("\n")[0],
+        )
+        _catalog[spec.name] = spec
+        return JobFunction(spec)
+
+    return register(func) if func is not None else register
+
+
+def get(name: str) -> JobSpec:
+    """The spec of the job called `name`; UnknownJob (listing the known names) if there is none."""
+    try:
+        return _catalog[name]
+    except KeyError:
+        known = ", ".join(sorted(_catalog)) or "none (set JOBS_IMPORTS or --import)"
+        raise UnknownJob(f"unknown job {name!r}; known jobs: {known}") from None
+
+
+def names() -> list[str]:
+    """Every catalogued job name, sorted."""
+    return sorted(_catalog)
+
+
+def load(modules: Iterable[str]) -> None:
+    """Import the platform's job modules and `modules`, so their @job functions are catalogued."""
+    for module in (*PLATFORM_MODULES, *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import job module {module!r}: {exc}") from None

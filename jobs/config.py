@@ -1,0 +1,89 @@
+"""Settings of the platform, read once from the environment at the edge and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .durations import parse_duration
+from .errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
+DEFAULT_QUEUES = ("critical", "default", "low")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Each field has an environment variable (see the README's table)."""
+
+    redis_url: str | None = None  # None: the default URL, or an embedded server when nothing answers there
+    prefix: str = "jobs:"
+    imports: tuple[str, ...] = ()
+    queues: tuple[str, ...] = DEFAULT_QUEUES
+    concurrency: int = 2
+    shutdown_timeout: float = 25.0
+    orphan_timeout: float = 60.0
+    max_orphans: int = 3
+    succeeded_ttl: int = 86400
+    failed_ttl: int = 7 * 86400
+    data_dir: Path = field(default_factory=lambda: Path(".jobs"))
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 9181
+    strict: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from JOBS_* variables (default: os.environ); `overrides` win over both."""
+        env = os.environ if env is None else env
+        values: dict = {}
+        readers = {
+            "JOBS_REDIS_URL": ("redis_url", str),
+            "JOBS_PREFIX": ("prefix", str),
+            "JOBS_IMPORTS": ("imports", _split),
+            "JOBS_QUEUES": ("queues", _split),
+            "JOBS_CONCURRENCY": ("concurrency", int),
+            "JOBS_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
+            "JOBS_ORPHAN_TIMEOUT": ("orphan_timeout", parse_duration),
+            "JOBS_MAX_ORPHANS": ("max_orphans", int),
+            "JOBS_SUCCEEDED_TTL": ("succeeded_ttl", lambda v: int(parse_duration(v))),
+            "JOBS_FAILED_TTL": ("failed_ttl", lambda v: int(parse_duration(v))),
+            "JOBS_DATA_DIR": ("data_dir", Path),
+            "JOBS_DASHBOARD_HOST": ("dashboard_host", str),
+            "JOBS_DASHBOARD_PORT": ("dashboard_port", int),
+            "JOBS_STRICT": ("strict", lambda v: v.lower() in ("1", "true", "yes", "on")),
+            "JOBS_LOG_LEVEL": ("log_level", str.upper),
+        }
+        for variable, (name, convert) in readers.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = convert(raw)
+            except (ValueError, ConfigError) as exc:
+                raise ConfigError(f"{variable}={raw!r} is not valid: {exc}") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes) -> Settings:
+        """Return a copy with `changes` applied (None values are ignored)."""
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def validate(self) -> None:
+        """Raise ConfigError on values the platform cannot work with."""
+        if self.concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        if not self.queues:
+            raise ConfigError("at least one queue is needed")
+        if self.orphan_timeout < 1:
+            raise ConfigError("JOBS_ORPHAN_TIMEOUT must be at least 1 second")
+        if self.max_orphans < 1:
+            raise ConfigError("JOBS_MAX_ORPHANS must be at least 1")

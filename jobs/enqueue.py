@@ -1,0 +1,132 @@
+"""The only caller of RQ's enqueue paths: checks that a job is catalogued and its arguments are JSON,
+then enqueues (now, later, or after its dependencies) and records `enqueued` on its timeline in the
+same transaction."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rq import Queue
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from . import catalog, timeline
+from .catalog import JobFunction, JobSpec
+from .connection import Context, current
+from .durations import parse_duration
+from .errors import InvalidArguments
+from .execution import Job, pending_ttl
+from .retries import rq_retry
+
+
+def check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidArguments naming the first argument that JSON cannot carry."""
+    for label, value in [
+        *((f"argument {i + 1}", v) for i, v in enumerate(args)),
+        *((f"keyword argument {k!r}", v) for k, v in kwargs.items()),
+    ]:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArguments(
+                f"{label} is not JSON-serializable ({type(value).__name__}): {exc}"
+            ) from None
+
+
+def check_signature(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidArguments when the arguments do not fit the job function."""
+    try:
+        inspect.signature(spec.func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidArguments(f"{spec.name}: {exc}") from None
+
+
+def queue_for(context: Context, name: str) -> Queue:
+    """RQ's queue `name` on the job store, with our job class and JSON."""
+    return Queue(name, connection=context.redis, job_class=Job, serializer=JSONSerializer)
+
+
+def _due_at(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
+    if at is not None and delay is not None:
+        raise InvalidArguments("give either a time (at) or a delay, not both")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else parse_duration(delay)
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    if at is not None and at.tzinfo is None:
+        raise InvalidArguments(f"the time {at.isoformat()} has no time zone; give an aware datetime")
+    return at
+
+
+def enqueue(
+    target: str | JobSpec | JobFunction,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    job_id: str | None = None,
+    depends_on=None,
+    at: datetime | None = None,
+    delay: timedelta | float | str | None = None,
+    source: str = "code",
+    context: Context | None = None,
+) -> Job:
+    """Enqueue a run of a catalogued job and return it.
+
+    Refuses (InvalidArguments / UnknownJob) before writing anything when the job is unknown, an argument
+    is not JSON or the arguments do not fit the function. `at`/`delay` make it a delayed job;
+    `depends_on` (job ids or jobs) defers it until those have succeeded.
+    """
+    spec = (
+        target.spec
+        if isinstance(target, JobFunction)
+        else target
+        if isinstance(target, JobSpec)
+        else catalog.get(target)
+    )
+    args, kwargs = list(args), dict(kwargs or {})
+    check_json(args, kwargs)
+    check_signature(spec, args, kwargs)
+    due = _due_at(at, delay)
+    context = context or current()
+    settings = context.settings
+    rq_queue = queue_for(context, queue or spec.queue)
+    job = rq_queue.create_job(
+        spec.name,
+        args=args,
+        kwargs=kwargs,
+        timeout=spec.timeout,
+        result_ttl=spec.result_ttl if spec.result_ttl is not None else settings.succeeded_ttl,
+        failure_ttl=spec.failure_ttl if spec.failure_ttl is not None else settings.failed_ttl,
+        description=spec.description or spec.name,
+        depends_on=depends_on,
+        job_id=job_id,
+        retry=rq_retry(spec.retries, spec.backoff),
+    )
+    if depends_on is not None:
+        job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
+    with context.redis.pipeline() as pipe:
+        if due is not None:
+            rq_queue.schedule_job(job, due, pipeline=pipe)
+            event, details = "scheduled", {"due": round(due.timestamp(), 3)}
+        elif job.get_status(refresh=False) == JobStatus.DEFERRED:
+            event, details = "deferred", {"after": job._dependency_ids}
+        else:
+            rq_queue.enqueue_job(job, pipeline=pipe)
+            event, details = "enqueued", {}
+        delay_seconds = (due - datetime.now(UTC)).total_seconds() if due else 0
+        timeline.record(
+            pipe,
+            context.keys,
+            job.id,
+            event,
+            pending_ttl(context, delay_seconds),
+            source=source,
+            queue=rq_queue.name,
+            **details,
+        )
+        pipe.execute()
+    return job

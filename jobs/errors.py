@@ -1,0 +1,40 @@
+"""The exceptions of the platform: one root, a small tree.
+
+JobsError                 anything the platform refuses or cannot do; its message is one readable line
+├── ConfigError           a setting or an option has a wrong value
+├── RedisUnavailable      the job store cannot be reached
+├── UnknownJob            a job name that is not in the catalog
+├── InvalidArguments      job arguments that are not JSON or do not fit the function
+└── JobNotFound           no job with that id
+"""
+
+
+class JobsError(Exception):
+    """Root of every error the platform raises on purpose."""
+
+
+class ConfigError(JobsError):
+    """A setting or option has a value the platform cannot use."""
+
+
+class RedisUnavailable(JobsError):
+    """Redis did not answer."""
+
+
+class UnknownJob(JobsError):
+    """The job name is not registered in the catalog."""
+
+
+class InvalidArguments(JobsError):
+    """Job arguments are not JSON, or do not match the job function's signature."""
+
+
+class JobNotFound(JobsError):
+    """No job with the given id exists (any more)."""
+
+
+class WorkerInterrupted(BaseException):
+    """Raised inside a running job when the shutdown deadline passes; the job is requeued.
+
+    A BaseException so that a job's own `except Exception` cannot swallow it.
+    """

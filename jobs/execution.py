@@ -1,0 +1,264 @@
+"""How a job runs: RQ's Job and SimpleWorker, extended with the catalog, timelines, counters, heartbeats,
+exception-aware retries and a shutdown deadline after which running jobs are requeued.
+
+Every extension rides on a method RQ calls with its own lifecycle pipeline, so the timeline and the
+counters cost no extra round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import redis
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.utils import now
+from rq.worker import SimpleWorker
+from rq.worker_registration import clean_worker_registry
+
+from . import catalog, timeline
+from .connection import Context, current
+from .errors import JobsError, WorkerInterrupted
+from .retries import is_retryable
+
+log = logging.getLogger("jobs.worker")
+INTERRUPT_SIGNAL = signal.SIGUSR1
+HOST = socket.gethostname()
+
+_body_running = False  # True while a job's own function runs in this process
+
+
+@contextmanager
+def _job_body():
+    global _body_running
+    _body_running = True
+    try:
+        yield
+    finally:
+        _body_running = False
+
+
+def error_summary(exc: BaseException | None, exc_string: str = "") -> str:
+    """One line naming the exception type and message."""
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    lines = [line for line in exc_string.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def pending_ttl(context: Context, delay: float = 0) -> int:
+    """How long a timeline must live while its job is not finished yet."""
+    return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)
+
+
+class Job(RQJob):
+    """RQ's job, serialized as JSON, resolved through the catalog, and recording its timeline."""
+
+    def __init__(self, id=None, connection=None, serializer=None):
+        super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+    @property
+    def func(self):
+        return catalog.get(self.func_name).func
+
+    def _execute(self):
+        with _job_body():
+            return super()._execute()
+
+    def prepare_for_execution(self, worker_name, pipeline):
+        super().prepare_for_execution(worker_name, pipeline)
+        context = current()
+        timeline.record(
+            pipeline,
+            context.keys,
+            self.id,
+            "started",
+            pending_ttl(context),
+            worker=worker_name,
+            host=HOST,
+            pid=os.getpid(),
+        )
+
+    def _handle_success(self, result_ttl, pipeline, *args, **kwargs):
+        super()._handle_success(result_ttl, pipeline, *args, **kwargs)
+        context = current()
+        took_ms = (
+            round((self.ended_at - self.started_at).total_seconds() * 1000, 1) if self.started_at else None
+        )
+        ttl = result_ttl if result_ttl > 0 else pending_ttl(context)
+        timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
+        timeline.count(pipeline, context.keys, "succeeded", self.func_name)
+
+    def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
+        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
+        context = current()
+        error = getattr(self, "error", None) or error_summary(None, exc_string)
+        ttl = self.failure_ttl or context.settings.failed_ttl
+        timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
+        timeline.count(pipeline, context.keys, "failed", self.func_name)
+
+    def retry(self, queue, pipeline):
+        delay = self.get_retry_interval()
+        super().retry(queue, pipeline)
+        context = current()
+        timeline.record(
+            pipeline,
+            context.keys,
+            self.id,
+            "retry",
+            pending_ttl(context, delay),
+            error=getattr(self, "error", None),
+            due=round(time.time() + delay, 3),
+            retries_left=self.retries_left,
+        )
+        timeline.count(pipeline, context.keys, "failed", self.func_name)
+
+
+class Worker(SimpleWorker):
+    """One worker process: runs jobs in-process (no fork per job), heartbeats while a job runs so a dead
+    worker's job is found within the orphan timeout, and requeues its job if stopped at the deadline."""
+
+    def __init__(self, queues, context: Context, **kwargs):
+        super().__init__(
+            queues,
+            connection=context.redis,
+            job_class=Job,
+            serializer=JSONSerializer,
+            default_result_ttl=context.settings.succeeded_ttl,
+            **kwargs,
+        )
+        self.context = context
+        self._running: tuple | None = None  # (started registry, execution) of the job being run
+        self._beats = threading.Event()
+        self._beat_failing = False
+
+    # --- heartbeats -------------------------------------------------------------------------------
+    def get_heartbeat_ttl(self, job) -> int:
+        return int(self.context.settings.orphan_timeout)
+
+    def prepare_execution(self, job):
+        execution = super().prepare_execution(job)
+        self._running = (job.started_job_registry, execution)
+        return execution
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self._running = None
+
+    def bootstrap(self, *args, **kwargs):
+        super().bootstrap(*args, **kwargs)
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+
+    def teardown(self):
+        self._beats.set()
+        super().teardown()
+
+    def _heartbeat_loop(self) -> None:
+        ttl = int(self.context.settings.orphan_timeout)
+        while not self._beats.wait(max(0.2, ttl / 4)):
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    pipe.hset(
+                        self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+                    )
+                    pipe.expire(self.key, self.worker_ttl + 60)
+                    running = self._running
+                    if running is not None:
+                        registry, execution = running
+                        execution.heartbeat(registry, ttl, pipeline=pipe)
+                    pipe.execute()
+                if self._beat_failing:
+                    log.info("worker %s: heartbeats reach Redis again", self.name)
+                self._beat_failing = False
+            except redis.RedisError as exc:
+                if not self._beat_failing:
+                    log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
+                self._beat_failing = True
+
+    # --- failures, retries, interruption -----------------------------------------------------------
+    def handle_exception(self, job, *exc_info):
+        job.error = error_summary(exc_info[1])
+        job.raised = exc_info[1]
+        if not isinstance(exc_info[1], WorkerInterrupted):
+            super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        raised = getattr(job, "raised", None)
+        if isinstance(raised, WorkerInterrupted):
+            return self._requeue_interrupted(job, queue)
+        try:
+            spec = catalog.get(job.func_name)
+            retryable = is_retryable(raised, spec.retry_on, spec.no_retry_on)
+        except JobsError:
+            retryable = False
+        if not retryable:
+            job.retries_left = 0
+        return super().handle_job_failure(job, queue, started_job_registry, exc_string)
+
+    def _requeue_interrupted(self, job, queue) -> None:
+        """The shutdown deadline stopped this job: put it back at the front of its queue, no attempt used."""
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe)
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            timeline.record(
+                pipe,
+                self.context.keys,
+                job.id,
+                "interrupted",
+                pending_ttl(self.context),
+                worker=self.name,
+                host=HOST,
+            )
+            pipe.execute()
+        log.warning("worker %s: job %s interrupted by shutdown, requeued", self.name, job.id)
+
+    # --- signals ----------------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        super()._install_signal_handlers()
+        signal.signal(INTERRUPT_SIGNAL, self._interrupt)
+
+    def request_force_stop(self, signum, frame):
+        """A second stop signal does not kill a running job: the pool's deadline interrupts it."""
+        log.info(
+            "worker %s: already stopping; the running job is requeued at the shutdown deadline", self.name
+        )
+
+    def _interrupt(self, signum, frame):
+        self._stop_requested = True
+        if _body_running:
+            raise WorkerInterrupted()
+
+    # --- maintenance ------------------------------------------------------------------------------
+    def clean_registries(self):
+        """RQ's registry cleaning, minus its non-atomic recovery of abandoned jobs (maintenance.sweep_orphans
+        does that atomically)."""
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                clean_registries_except_started(queue)
+                clean_worker_registry(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
+
+def clean_registries_except_started(queue) -> None:
+    """Expire finished, failed, deferred and canceled entries of `queue`; leaves started jobs alone."""
+    for registry in (
+        queue.finished_job_registry,
+        queue.failed_job_registry,
+        queue.deferred_job_registry,
+        queue.canceled_job_registry,
+    ):
+        registry.cleanup()
+
+
+__all__ = ["Job", "Worker", "JobStatus", "error_summary", "pending_ttl"]

@@ -1,0 +1,59 @@
+"""The Redis key schema of the platform. Every key of ours is built here; RQ owns `rq:*`.
+
+All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
+
+    {p}timeline:{job_id}                 list    the job's state history, one JSON object per event
+                                                 ({"at": epoch, "event": ..., details}); expires with the job
+    {p}stats:{status}:{unit}:{stamp}     hash    job name -> count of `status` (succeeded|failed) in that
+                                                 minute (unit "minute", stamp YYYYmmddHHMM, kept 2 days) or hour
+                                                 (unit "hour", stamp YYYYmmddHH, kept 8 days); totals are sums
+    {p}schedule:{id}                     hash    a recurring schedule (the recurring module)
+    {p}schedules:due                     zset    schedule id -> next fire time (epoch seconds)
+    {p}schedule:{id}:runs                zset    job id -> fire time, capped run history
+    {p}lock:{name}                       string  holder token of a lock
+    {p}fence:{name}                      string  fencing counter of a lock, only grows
+    {p}audit                             stream  operator actions (who, what, when, from where), capped
+    {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
+                                                 died, between their claim and their requeue (maintenance)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builders for one prefix. Pure: no I/O."""
+
+    prefix: str = "jobs:"
+
+    def timeline(self, job_id: str) -> str:
+        return f"{self.prefix}timeline:{job_id}"
+
+    def stats(self, status: str, unit: str, stamp: str) -> str:
+        return f"{self.prefix}stats:{status}:{unit}:{stamp}"
+
+    def schedule(self, schedule_id: str) -> str:
+        return f"{self.prefix}schedule:{schedule_id}"
+
+    @property
+    def schedules_due(self) -> str:
+        return f"{self.prefix}schedules:due"
+
+    def schedule_runs(self, schedule_id: str) -> str:
+        return f"{self.prefix}schedule:{schedule_id}:runs"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
+    def fence(self, name: str) -> str:
+        return f"{self.prefix}fence:{name}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    @property
+    def orphans(self) -> str:
+        return f"{self.prefix}orphans"

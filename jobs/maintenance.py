@@ -1,0 +1,171 @@
+"""Maintenance that any number of processes may run at once: recovery of jobs whose worker died
+(orphans) and retention of RQ's registries.
+
+Orphan recovery is two atomic steps, so a crash between them neither loses nor duplicates a job:
+1. a Lua script moves started-registry entries whose heartbeat expired into `{p}orphans` (a zset that,
+   like RQ's registries, always holds the job while it is neither running nor queued);
+2. per entry, a WATCHed transaction removes it from `{p}orphans` and requeues the job under its retry
+   policy, or fails it as poison after JOBS_MAX_ORPHANS orphanings; a concurrent sweeper's transaction
+   aborts, and an entry left by a crashed sweeper is finished by the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from rq.executions import Execution
+from rq.job import JobStatus
+from rq.utils import parse_composite_key
+
+from . import timeline
+from .connection import Context
+from .enqueue import queue_for
+from .execution import Job, clean_registries_except_started, pending_ttl
+
+log = logging.getLogger("jobs.maintenance")
+
+_CLAIM = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, 500)
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2] .. '|' .. member)
+end
+return #expired
+"""
+
+
+def queue_names(context: Context) -> list[str]:
+    """Names of every RQ queue known to the job store."""
+    prefix = "rq:queue:"
+    return sorted(raw.decode()[len(prefix) :] for raw in context.redis.smembers("rq:queues"))
+
+
+def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
+    """Recover every job whose worker stopped heartbeating before `now`; return their ids."""
+    now = time.time() if now is None else now
+    orphans_key = context.keys.orphans
+    claim = context.redis.register_script(_CLAIM)
+    for name in queue_names(context):
+        claim(keys=[queue_for(context, name).started_job_registry.key, orphans_key], args=[now, name])
+    recovered = []
+    for raw in context.redis.zrange(orphans_key, 0, -1):
+        entry = raw.decode()
+        job_id = _recover(context, orphans_key, entry)
+        if job_id:
+            recovered.append(job_id)
+    return recovered
+
+
+def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
+    queue_name, member = entry.split("|", 1)
+    job_id, execution_id = parse_composite_key(member)
+    queue = queue_for(context, queue_name)
+    job_key = Job.key_for(job_id)
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(orphans_key, job_key)
+                if pipe.zscore(orphans_key, entry) is None:
+                    return None
+                if not pipe.exists(job_key):
+                    pipe.multi()
+                    pipe.zrem(orphans_key, entry)
+                    pipe.execute()
+                    return None
+                job = Job.fetch(job_id, connection=context.redis)
+                execution = Execution(execution_id, job_id, connection=context.redis)
+                worker_name = (pipe.hget(execution.key, "worker_name") or b"").decode() or None
+                orphaned = int(pipe.hget(job_key, "orphaned") or 0) + 1
+                pipe.multi()
+                pipe.zrem(orphans_key, entry)
+                pipe.hset(job_key, "orphaned", orphaned)
+                pipe.delete(execution.key)
+                _requeue_or_fail(context, pipe, job, queue, orphaned, worker_name)
+                pipe.execute()
+                log.warning(
+                    "job %s orphaned by worker %s (%d time(s)); recovered", job_id, worker_name, orphaned
+                )
+                return job_id
+            except redis.WatchError:
+                continue
+
+
+def _requeue_or_fail(context: Context, pipe, job: Job, queue, orphaned: int, worker_name: str | None) -> None:
+    limit = context.settings.max_orphans
+    timeline.record(
+        pipe, context.keys, job.id, "orphaned", pending_ttl(context), worker=worker_name, count=orphaned
+    )
+    if orphaned >= limit:
+        job.error = f"poison job: its worker died {orphaned} times while running it"
+    elif job.retries_left:
+        job.error = "worker died while running the job"
+        job.retry(queue, pipe)
+        return
+    else:
+        job.error = "worker died while running the job, and no retries are left"
+    job.set_status(JobStatus.FAILED, pipeline=pipe)
+    job._handle_failure(job.error, pipe, worker_name=worker_name or "")
+
+
+def clean_registries(context: Context) -> None:
+    """Apply retention to RQ's registries of every queue (finished, failed, deferred, canceled)."""
+    for name in queue_names(context):
+        queue = queue_for(context, name)
+        if queue.acquire_maintenance_lock():
+            try:
+                clean_registries_except_started(queue)
+            finally:
+                queue.release_maintenance_lock()
+
+
+class Sweeper(threading.Thread):
+    """A daemon thread that sweeps orphans every `interval` seconds (and, if asked, applies retention),
+    logging once per outage rather than once per failed attempt."""
+
+    def __init__(self, context: Context, interval: float, retention: bool = False):
+        super().__init__(name="sweeper", daemon=True)
+        self.context, self.interval, self.retention = context, interval, retention
+        self.stopped = threading.Event()
+        self._last_retention = 0.0
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopped.wait(self.interval):
+            try:
+                self.tick()
+                if failing:
+                    log.info("maintenance reaches Redis again")
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("maintenance cannot reach Redis (%s); will keep trying", exc)
+                failing = True
+
+    def tick(self) -> None:
+        """One round: orphans always, retention at most once a minute."""
+        sweep_orphans(self.context)
+        if self.retention and time.monotonic() - self._last_retention > 60:
+            clean_registries(self.context)
+            self._last_retention = time.monotonic()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def run_scheduler(context: Context) -> int:
+    """The scheduler process: maintenance (orphans, retention) until SIGTERM/SIGINT; returns exit code 0."""
+    import signal
+
+    sweeper = Sweeper(context, interval=max(0.5, context.settings.orphan_timeout / 4), retention=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    sweeper.start()
+    log.info("scheduler running (orphan recovery every %.1fs, retention every minute)", sweeper.interval)
+    stop.wait()
+    sweeper.stop()
+    log.info("scheduler stopped")
+    return 0

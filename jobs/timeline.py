@@ -1,0 +1,73 @@
+"""Per-job state history and succeeded/failed counters.
+
+Writers add commands to a pipeline the caller already sends (RQ's own lifecycle pipelines), so recording
+costs no extra round trip. Timelines and counters expire on their own: nothing here grows without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from redis.client import Pipeline
+
+from .keys import Keys
+
+MINUTE_BUCKETS_TTL = 2 * 86400
+HOUR_BUCKETS_TTL = 8 * 86400
+UNITS = {"minute": ("%Y%m%d%H%M", 60, MINUTE_BUCKETS_TTL), "hour": ("%Y%m%d%H", 3600, HOUR_BUCKETS_TTL)}
+
+
+def record(pipe: Pipeline, keys: Keys, job_id: str, event: str, ttl: int, **details) -> None:
+    """Append `event` (with `details`) to the job's timeline and let the timeline live `ttl` more seconds."""
+    entry = {"at": round(time.time(), 3), "event": event}
+    entry.update({key: value for key, value in details.items() if value is not None})
+    key = keys.timeline(job_id)
+    pipe.rpush(key, json.dumps(entry, default=str))
+    pipe.expire(key, max(1, int(ttl)))
+
+
+def history(redis, keys: Keys, job_id: str) -> list[dict]:
+    """The job's timeline, oldest first."""
+    return [json.loads(raw) for raw in redis.lrange(keys.timeline(job_id), 0, -1)]
+
+
+def count(pipe: Pipeline, keys: Keys, status: str, job_name: str, at: float | None = None) -> None:
+    """Count one `status` (succeeded|failed) of `job_name` in its minute and hour buckets."""
+    moment = datetime.fromtimestamp(at or time.time(), UTC)
+    for unit, (fmt, _, ttl) in UNITS.items():
+        key = keys.stats(status, unit, moment.strftime(fmt))
+        pipe.hincrby(key, job_name or "?", 1)
+        pipe.expire(key, ttl)
+
+
+def series(
+    redis, keys: Keys, status: str, unit: str, buckets: int, end: float | None = None
+) -> list[tuple[datetime, int]]:
+    """Totals of `status` per `unit` for the last `buckets` units up to `end`, oldest first."""
+    fmt, size, _ = UNITS[unit]
+    last = datetime.fromtimestamp(end or time.time(), UTC)
+    moments = [last - timedelta(seconds=size * back) for back in range(buckets - 1, -1, -1)]
+    with redis.pipeline(transaction=False) as pipe:
+        for moment in moments:
+            pipe.hvals(keys.stats(status, unit, moment.strftime(fmt)))
+        values = pipe.execute()
+    return [(moment, sum(int(v) for v in counts)) for moment, counts in zip(moments, values, strict=True)]
+
+
+def by_name(
+    redis, keys: Keys, status: str, unit: str, buckets: int, end: float | None = None
+) -> dict[str, int]:
+    """Counts of `status` per job name over the last `buckets` units."""
+    fmt, size, _ = UNITS[unit]
+    last = datetime.fromtimestamp(end or time.time(), UTC)
+    totals: dict[str, int] = {}
+    with redis.pipeline(transaction=False) as pipe:
+        for back in range(buckets):
+            pipe.hgetall(keys.stats(status, unit, (last - timedelta(seconds=size * back)).strftime(fmt)))
+        for counts in pipe.execute():
+            for name, value in counts.items():
+                name = name.decode() if isinstance(name, bytes) else name
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals
