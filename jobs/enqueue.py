@@ -19,7 +19,7 @@ from .catalog import JobFunction, JobSpec
 from .connection import Context, current
 from .durations import parse_duration
 from .errors import InvalidArguments
-from .execution import Job, pending_ttl
+from .execution import Job, pending_ttl, schedule
 from .retries import rq_retry
 
 
@@ -51,6 +51,15 @@ def queue_for(context: Context, name: str) -> Queue:
 
 
 def _due_at(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
+    """When a delayed job becomes due, rounded up to a whole second: RQ's scheduled registry keeps whole
+    seconds and would otherwise run the job up to a second early."""
+    due = _requested_time(at, delay)
+    if due is None or due.microsecond == 0:
+        return due
+    return due.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def _requested_time(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
     if at is not None and delay is not None:
         raise InvalidArguments("give either a time (at) or a delay, not both")
     if delay is not None:
@@ -110,7 +119,7 @@ def enqueue(
         job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
     with context.redis.pipeline() as pipe:
         if due is not None:
-            rq_queue.schedule_job(job, due, pipeline=pipe)
+            schedule(rq_queue, job, due.timestamp(), pipe)
             event, details = "scheduled", {"due": round(due.timestamp(), 3)}
         elif job.get_status(refresh=False) == JobStatus.DEFERRED:
             event, details = "deferred", {"after": job._dependency_ids}

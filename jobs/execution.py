@@ -8,6 +8,7 @@ counters cost no extra round trip.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -51,6 +52,14 @@ def error_summary(exc: BaseException | None, exc_string: str = "") -> str:
         return f"{type(exc).__name__}: {exc}".rstrip(": ")
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "unknown error"
+
+
+def schedule(queue, job: RQJob, due: float, pipeline) -> None:
+    """Save `job` as scheduled on `queue` for epoch time `due` (rounded up to RQ's whole seconds), every
+    write in `pipeline`: RQ's own `schedule_job` adds the registry entry outside the pipeline it is given."""
+    pipeline.sadd(queue.redis_queues_keys, queue.key)
+    queue._persist_job(job, pipeline, status=JobStatus.SCHEDULED)
+    pipeline.zadd(queue.scheduled_job_registry.key, {job.id: math.ceil(due)})
 
 
 def pending_ttl(context: Context, delay: float = 0) -> int:
@@ -105,8 +114,13 @@ class Job(RQJob):
         timeline.count(pipeline, context.keys, "failed", self.func_name)
 
     def retry(self, queue, pipeline):
+        """RQ's retry, with every write inside `pipeline` (RQ's delayed path writes part of it outside)."""
         delay = self.get_retry_interval()
-        super().retry(queue, pipeline)
+        if delay:
+            self.retries_left -= 1
+            schedule(queue, self, time.time() + delay, pipeline)
+        else:
+            super().retry(queue, pipeline)
         context = current()
         timeline.record(
             pipeline,

@@ -86,10 +86,15 @@ def _state(job: Job) -> str:
     return status.value if isinstance(status, JobStatus) else str(status or "unknown")
 
 
+def _traceback(job: Job) -> str | None:
+    result = job.latest_result()
+    return result.exc_string if result is not None else None
+
+
 def _summary(job: Job) -> JobSummary:
     error = None
     if _state(job) == "failed":
-        lines = (job.exc_info or "").strip().splitlines()
+        lines = (_traceback(job) or "").strip().splitlines()
         error = lines[-1] if lines else None
     return JobSummary(
         job.id, job.func_name or "?", job.origin, _state(job), job.enqueued_at, job.ended_at, error
@@ -119,7 +124,7 @@ def job_detail(context: Context, job_id: str) -> JobDetail:
         retries_left=job.retries_left,
         orphaned=int(context.redis.hget(job.key, "orphaned") or 0),
         result=job.return_value() if summary.state == "finished" else None,
-        traceback=job.exc_info if summary.state == "failed" else None,
+        traceback=_traceback(job) if summary.state == "failed" else None,
         depends_on=list(job._dependency_ids),
         timeline=history,
     )

@@ -45,15 +45,27 @@ def queue_names(context: Context) -> list[str]:
 
 def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
     """Recover every job whose worker stopped heartbeating before `now`; return their ids."""
+    claim_orphans(context, now)
+    return recover_claimed(context)
+
+
+def claim_orphans(context: Context, now: float | None = None) -> int:
+    """Step 1: move expired started-registry entries of every queue into the orphans set."""
     now = time.time() if now is None else now
-    orphans_key = context.keys.orphans
     claim = context.redis.register_script(_CLAIM)
-    for name in queue_names(context):
-        claim(keys=[queue_for(context, name).started_job_registry.key, orphans_key], args=[now, name])
+    return sum(
+        claim(
+            keys=[queue_for(context, name).started_job_registry.key, context.keys.orphans], args=[now, name]
+        )
+        for name in queue_names(context)
+    )
+
+
+def recover_claimed(context: Context) -> list[str]:
+    """Step 2: requeue or fail each claimed orphan exactly once, whoever else is sweeping."""
     recovered = []
-    for raw in context.redis.zrange(orphans_key, 0, -1):
-        entry = raw.decode()
-        job_id = _recover(context, orphans_key, entry)
+    for raw in context.redis.zrange(context.keys.orphans, 0, -1):
+        job_id = _recover(context, context.keys.orphans, raw.decode())
         if job_id:
             recovered.append(job_id)
     return recovered

@@ -28,10 +28,8 @@ _fork = multiprocessing.get_context("fork")
 
 def _die_with_parent() -> None:
     """Ask Linux to send SIGTERM to this process when its supervisor dies (no effect elsewhere)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _worker_main(settings: Settings, queues: list[str], burst: bool) -> None:

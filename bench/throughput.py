@@ -1,0 +1,390 @@
+"""Throughput benchmark: our worker pool against plain RQ's SimpleWorker and RQ's forking Worker.
+
+Run it from the project root (it is a script, not a test):
+
+    .venv/bin/python bench/throughput.py               # full run: 20,000 jobs per measurement
+    .venv/bin/python bench/throughput.py --jobs 2000   # smaller run
+    .venv/bin/python bench/throughput.py --quick       # same as --jobs 2000 --fork-jobs 500
+
+It starts a private Redis-compatible server (`jobs.embedded.EmbeddedServer`) in a temporary directory and
+stops it at the end. With `--redis-url` it uses that server instead, and FLUSHDB's the DB of the URL
+between measurements (never FLUSHALL): point it at a DB that holds nothing you want to keep.
+
+For each workload (no-op jobs, 1-ms sleep jobs) and each process count (1, 2), the jobs are enqueued
+first; then the clock starts as the workers are started and stops when the finished registry holds every
+job. Three workers run the same function (`jobs.builtin.noop` / `jobs.builtin.sleep`), enqueued by name
+on the same queue with the JSON serializer:
+
+- ours: `python -m jobs worker --burst -c N` (the pool supervisor and N in-process workers);
+- SimpleWorker: N processes of `rq worker --burst -w rq.worker.SimpleWorker`;
+- forking Worker: N processes of `rq worker --burst` (RQ's default Worker forks a work horse per job).
+
+RQ's forking Worker is an order of magnitude slower (a fork per job), so `--fork-jobs` can give it
+fewer jobs to keep a run short; its rate in jobs/s stays comparable. (On a small 2-core machine that
+drains a few hundred jobs/s, the full default run takes about an hour, mostly in the forking Worker;
+`--jobs 5000 --fork-jobs 1000` takes about five minutes.)
+
+It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
+Absolute numbers depend on the machine; the ratios (same server, same run) are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rq import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.serializers import JSONSerializer
+
+from jobs import catalog
+from jobs.builtin import noop
+from jobs.config import Settings
+from jobs.connection import Context
+from jobs.embedded import EmbeddedServer
+from jobs.enqueue import enqueue, queue_for
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = "default"
+DEFAULT_JOBS = 20_000
+QUICK_JOBS = 2_000
+QUICK_FORK_JOBS = 500
+PROCESS_COUNTS = (1, 2)
+BATCH = 1_000  # jobs per pipeline when enqueueing in bulk
+POLL_INTERVAL = 0.01  # seconds between checks of the finished registry
+RQ_SERIALIZER = "rq.serializers.JSONSerializer"
+TARGET_VS_SIMPLE = 0.9
+TARGET_VS_FORK = 5.0
+TARGET_BULK_ENQUEUE = 20_000
+
+KINDS = ("ours", "simple", "fork")
+KIND_LABELS = {"ours": "ours", "simple": "SimpleWorker", "fork": "forking Worker"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A job to run many times: its catalogued name and its arguments."""
+
+    label: str
+    func_name: str
+    args: tuple = ()
+
+
+WORKLOADS = (
+    Workload("no-op", "jobs.builtin.noop"),
+    Workload("sleep 1ms", "jobs.builtin.sleep", (0.001,)),
+)
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made (workers failed, jobs failed, or a run timed out)."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, help=f"jobs per measurement ({DEFAULT_JOBS})"
+    )
+    parser.add_argument(
+        "--fork-jobs", type=int, help="jobs per forking-Worker measurement (default: as many as --jobs)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small run: --jobs {QUICK_JOBS} --fork-jobs {QUICK_FORK_JOBS}"
+    )
+    parser.add_argument(
+        "--redis-url", help="use this server instead of a private one (its DB is FLUSHDB'd between runs)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="give up on one measurement after this many seconds"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs = QUICK_JOBS
+        args.fork_jobs = args.fork_jobs or QUICK_FORK_JOBS
+    args.fork_jobs = args.fork_jobs or args.jobs
+    if args.jobs < 1 or args.fork_jobs < 1:
+        parser.error("--jobs and --fork-jobs must be at least 1")
+    return args
+
+
+@contextlib.contextmanager
+def job_store(redis_url: str | None) -> Iterator[Context]:
+    """A context on `redis_url`, or on a private embedded server that is stopped on the way out."""
+    if redis_url:
+        context = Context.connect(Settings(redis_url=redis_url))
+        try:
+            yield context
+        finally:
+            context.redis.close()
+        return
+    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tempdir:
+        server = EmbeddedServer(tempdir)
+        try:
+            context = Context.connect(Settings(redis_url=server.start()))
+            try:
+                yield context
+            finally:
+                context.redis.close()
+        finally:
+            server.stop()
+
+
+def job_datas(workload: Workload, count: int, settings: Settings) -> list:
+    """`count` enqueue requests for `workload`, with the options `jobs.enqueue` would give them."""
+    spec = catalog.get(workload.func_name)
+    return [
+        Queue.prepare_data(
+            spec.name,
+            args=list(workload.args),
+            timeout=spec.timeout,
+            result_ttl=settings.succeeded_ttl,
+            failure_ttl=settings.failed_ttl,
+            description=spec.description or spec.name,
+        )
+        for _ in range(count)
+    ]
+
+
+def enqueue_bulk(queue: Queue, workload: Workload, count: int, settings: Settings) -> None:
+    """Enqueue `count` runs of `workload` on `queue`, `BATCH` jobs per pipeline."""
+    for start in range(0, count, BATCH):
+        queue.enqueue_many(job_datas(workload, min(BATCH, count - start), settings))
+
+
+def queue_for_kind(context: Context, kind: str) -> Queue:
+    """The queue to fill for a worker kind: ours uses our Job class, plain RQ its own (both JSON)."""
+    if kind == "ours":
+        return queue_for(context, QUEUE)
+    return Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
+
+
+def worker_commands(kind: str, url: str, processes: int) -> list[list[str]]:
+    """The command lines that run `processes` workers of `kind` in burst mode."""
+    if kind == "ours":
+        return [[sys.executable, "-m", "jobs", "worker", "--burst", "-c", str(processes)]]
+    rq_worker = [
+        sys.executable,
+        "-m",
+        "rq.cli",
+        "worker",
+        "--burst",
+        "--url",
+        url,
+        "--serializer",
+        RQ_SERIALIZER,
+    ]
+    rq_worker += ["--logging_level", "WARNING"]
+    if kind == "simple":
+        rq_worker += ["-w", "rq.worker.SimpleWorker"]
+    return [[*rq_worker, QUEUE] for _ in range(processes)]
+
+
+def worker_env(url: str) -> dict[str, str]:
+    """The environment of worker processes: ours reads JOBS_*; any JOBS_* of the caller is dropped."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    env.update(JOBS_REDIS_URL=url, JOBS_LOG_LEVEL="WARNING")
+    return env
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    """Kill the process groups of the workers we started (each in a session of its own), after a failure."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def run_workers(context: Context, commands: list[list[str]], expected: int, timeout: float) -> float:
+    """Start the workers and return the seconds until `expected` jobs are finished.
+
+    Raises BenchError if a job fails, the workers exit early, or `timeout` passes. Waits for the workers to
+    exit (burst mode) before returning, so no process outlives its measurement.
+    """
+    finished_key = FinishedJobRegistry(QUEUE, connection=context.redis).key
+    failed_key = FailedJobRegistry(QUEUE, connection=context.redis).key
+    env = worker_env(context.url)
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        processes = [
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            for command in commands
+        ]
+        try:
+            elapsed = _wait_finished(context, processes, finished_key, failed_key, expected, started, timeout)
+            for process in processes:
+                process.wait(timeout=60)
+        except (BenchError, subprocess.TimeoutExpired) as exc:
+            stop_processes(processes)
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:].strip()
+            detail = f"\n--- worker output (tail) ---\n{tail}" if tail else ""
+            raise BenchError(f"{exc}{detail}") from None
+        except BaseException:  # Ctrl-C or a Redis error: leave no worker behind
+            stop_processes(processes)
+            raise
+    return elapsed
+
+
+def _wait_finished(
+    context: Context,
+    processes: list[subprocess.Popen],
+    finished_key: str,
+    failed_key: str,
+    expected: int,
+    started: float,
+    timeout: float,
+) -> float:
+    """Poll the finished registry until it holds `expected` jobs; return the seconds since `started`."""
+    while True:
+        finished = context.redis.zcard(finished_key)
+        if finished >= expected:
+            return time.perf_counter() - started
+        failed = context.redis.zcard(failed_key)
+        if failed:
+            raise BenchError(f"{failed} job(s) failed")
+        if all(process.poll() is not None for process in processes):
+            raise BenchError(f"workers exited with only {finished}/{expected} jobs finished")
+        if time.perf_counter() - started > timeout:
+            raise BenchError(f"timed out after {timeout:.0f}s with {finished}/{expected} jobs finished")
+        time.sleep(POLL_INTERVAL)
+
+
+def measure_workers(context: Context, kind: str, workload: Workload, processes: int, args) -> float:
+    """Jobs per second of `processes` workers of `kind` draining pre-enqueued jobs (`args.jobs`, or
+    `args.fork_jobs` for the forking Worker)."""
+    count = args.fork_jobs if kind == "fork" else args.jobs
+    context.redis.flushdb()
+    enqueue_bulk(queue_for_kind(context, kind), workload, count, context.settings)
+    seconds = run_workers(context, worker_commands(kind, context.url, processes), count, args.timeout)
+    return count / seconds
+
+
+def measure_enqueue_bulk(context: Context, count: int) -> float:
+    """Jobs per second enqueueing `count` no-op jobs with `Queue.enqueue_many` (our Job class, JSON)."""
+    context.redis.flushdb()
+    queue = queue_for(context, QUEUE)
+    started = time.perf_counter()
+    enqueue_bulk(queue, WORKLOADS[0], count, context.settings)
+    seconds = time.perf_counter() - started
+    _check_queued(context, count)
+    return count / seconds
+
+
+def measure_enqueue_one_by_one(context: Context, count: int) -> float:
+    """Jobs per second enqueueing `count` no-op jobs one at a time through `jobs.enqueue.enqueue`."""
+    context.redis.flushdb()
+    started = time.perf_counter()
+    for _ in range(count):
+        enqueue(noop, context=context)
+    seconds = time.perf_counter() - started
+    _check_queued(context, count)
+    return count / seconds
+
+
+def _check_queued(context: Context, count: int) -> None:
+    queued = context.redis.llen(Queue(QUEUE, connection=context.redis).key)
+    if queued != count:
+        raise BenchError(f"expected {count} queued jobs, found {queued}")
+
+
+def ratio(ours: float | None, other: float | None, target: float) -> str:
+    """`ours/other` as "1.23x", flagged "(LOW)" when under `target`; "-" when either is missing."""
+    if not ours or not other:
+        return "-"
+    value = ours / other
+    return f"{value:.2f}x" + ("" if value >= target else " (LOW)")
+
+
+def rate(value: float | None) -> str:
+    """Jobs/s for the table; "failed" when the measurement could not be made."""
+    return "failed" if value is None else f"{value:,.0f}"
+
+
+def print_worker_table(results: dict, jobs: int, fork_jobs: int, url: str) -> None:
+    """The worker throughput table, targets in the header."""
+    counts = f"{jobs:,} jobs per run" + (
+        f", {fork_jobs:,} for the forking Worker" if fork_jobs != jobs else ""
+    )
+    print()
+    print(f"Worker throughput, jobs/s ({counts}, pre-enqueued; server {url})")
+    print(f"targets: ours >= {TARGET_VS_SIMPLE}x SimpleWorker, ours >= {TARGET_VS_FORK:g}x forking Worker")
+    header = f"{'workload':<10} {'procs':>5} {'ours':>9} {'SimpleWorker':>13} {'forking Worker':>15}"
+    header += f" {'ours/SimpleWorker':>18} {'ours/forking':>13}"
+    print(header)
+    print("-" * len(header))
+    for (label, processes), by_kind in results.items():
+        ours, simple, fork = (by_kind.get(kind) for kind in KINDS)
+        print(
+            f"{label:<10} {processes:>5} {rate(ours):>9} {rate(simple):>13} {rate(fork):>15}"
+            f" {ratio(ours, simple, TARGET_VS_SIMPLE):>18} {ratio(ours, fork, TARGET_VS_FORK):>13}"
+        )
+
+
+def print_enqueue_table(bulk: float, one_by_one: float, jobs: int) -> None:
+    """The enqueue throughput table, target in the header."""
+    print()
+    print(f"Enqueue throughput, jobs/s ({jobs:,} no-op jobs; target: pipelined >= {TARGET_BULK_ENQUEUE:,})")
+    verdict = "ok" if bulk >= TARGET_BULK_ENQUEUE else "LOW"
+    print(f"{'pipelined (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {bulk:>9,.0f}  {verdict}")
+    print(f"{'one by one (jobs.enqueue.enqueue)':<45} {one_by_one:>9,.0f}")
+
+
+def run_worker_benchmarks(context: Context, args) -> dict:
+    """Every workload x process count x worker kind; returns {(label, processes): {kind: jobs/s or None}}."""
+    results: dict = {}
+    for workload in WORKLOADS:
+        for processes in PROCESS_COUNTS:
+            by_kind = results.setdefault((workload.label, processes), {})
+            for kind in KINDS:
+                print(
+                    f"  {workload.label}, {processes} process(es), {KIND_LABELS[kind]} ...",
+                    end=" ",
+                    flush=True,
+                )
+                try:
+                    by_kind[kind] = measure_workers(context, kind, workload, processes, args)
+                    print(f"{by_kind[kind]:,.0f} jobs/s", flush=True)
+                except BenchError as exc:
+                    by_kind[kind] = None
+                    print(f"FAILED: {exc}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the tables; exit code 1 if a measurement failed."""
+    args = parse_args(argv)
+    with job_store(args.redis_url) as context:
+        print(
+            f"server {context.url}; {args.jobs:,} jobs per measurement; {os.cpu_count()} CPU(s)", flush=True
+        )
+        print("enqueue:", flush=True)
+        bulk = measure_enqueue_bulk(context, args.jobs)
+        one_by_one = measure_enqueue_one_by_one(context, args.jobs)
+        print("workers:", flush=True)
+        results = run_worker_benchmarks(context, args)
+        context.redis.flushdb()
+    print_worker_table(results, args.jobs, args.fork_jobs, context.url)
+    print_enqueue_table(bulk, one_by_one, args.jobs)
+    return 1 if any(value is None for by_kind in results.values() for value in by_kind.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

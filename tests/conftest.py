@@ -1,0 +1,144 @@
+"""Shared fixtures: a real Redis-compatible server (private, on a free port, or $JOBS_TEST_REDIS_URL),
+a clean job-store context per test, and helpers to run platform processes and wait on conditions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobs import catalog
+from jobs.config import Settings
+from jobs.connection import Context, activate
+from jobs.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_JOBS = "tests.sample_jobs"
+ORPHAN_TIMEOUT = 2
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """URL of the server the suite runs against: $JOBS_TEST_REDIS_URL, or a private embedded one."""
+    configured = os.environ.get("JOBS_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedServer(tmp_path_factory.mktemp("redis"), db=1)
+    yield server.start()
+    server.stop()
+
+
+def make_settings(url: str, **overrides) -> Settings:
+    """Settings for tests: short orphan timeout and shutdown deadline, the test jobs imported."""
+    values = dict(redis_url=url, imports=(TEST_JOBS,), orphan_timeout=ORPHAN_TIMEOUT, shutdown_timeout=5.0)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def context(redis_url) -> Context:
+    """An active context on an emptied test DB, with the test jobs catalogued."""
+    catalog.load([TEST_JOBS])
+    ctx = activate(Context.connect(make_settings(redis_url)))
+    ctx.redis.flushdb()
+    yield ctx
+    ctx.redis.close()
+
+
+@pytest.fixture
+def private_server(tmp_path) -> EmbeddedServer:
+    """A server of the test's own (for tests that kill it or change its configuration)."""
+    server = EmbeddedServer(tmp_path / "private-redis", appendfsync="always")
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except redis.ConnectionError:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def process_env(url: str, **extra: str) -> dict[str, str]:
+    """Environment for a platform process under test."""
+    env = {
+        **os.environ,
+        "JOBS_REDIS_URL": url,
+        "JOBS_IMPORTS": TEST_JOBS,
+        "JOBS_ORPHAN_TIMEOUT": str(ORPHAN_TIMEOUT),
+        "JOBS_LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    env.update(extra)
+    return env
+
+
+def jobctl(*args: str, url: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """Run `jobctl ARGS` to completion and return the result (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        env=process_env(url, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Processes:
+    """Platform processes started by a test; all are stopped when the test ends."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, *args: str, url: str, **env: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobs", *args],
+            env=process_env(url, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # so a test can kill the whole pool with killpg
+        )
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGINT)  # second signal: interrupt running jobs at once
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+@pytest.fixture
+def processes() -> Processes:
+    procs = Processes()
+    yield procs
+    procs.stop_all()

@@ -1,0 +1,80 @@
+"""Jobs used by the tests. Each records what it did in Redis (the active context's DB) so tests can check."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jobs import job
+from jobs.connection import current
+
+
+def _record(key: str, value: str) -> None:
+    current().redis.rpush(f"test:{key}", value)
+
+
+@job(retries=0)
+def record(tag: str) -> str:
+    """Append `tag` to the list test:ran."""
+    _record("ran", tag)
+    return tag
+
+
+@job(queue="critical", retries=0)
+def record_critical(tag: str) -> str:
+    _record("ran", tag)
+    return tag
+
+
+@job(queue="low", retries=0)
+def record_low(tag: str) -> str:
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=2, backoff=0)
+def always_fails(message: str) -> None:
+    raise ValueError(message)
+
+
+@job(retries=3, backoff=0, no_retry_on=(KeyError,))
+def fails_without_retry(key: str) -> None:
+    raise KeyError(key)
+
+
+@job(retries=0, timeout=1)
+def too_slow() -> None:
+    time.sleep(10)
+
+
+@job(retries=2, backoff=0)
+def slow_then_ok(tag: str, seconds: float) -> str:
+    """First attempt: announce the pid and sleep `seconds`; later attempts succeed at once."""
+    attempt = current().redis.incr(f"test:attempts:{tag}")
+    if attempt == 1:
+        _record("running", f"{tag}:{os.getpid()}")
+        time.sleep(seconds)
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=0)
+def sleep_then_record(tag: str, seconds: float) -> str:
+    _record("running", f"{tag}:{os.getpid()}")
+    time.sleep(seconds)
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=5, backoff=0.2)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@job(retries=1, backoff=1)
+def fails_once(tag: str) -> str:
+    """Fails on its first attempt, succeeds on the retry."""
+    if current().redis.incr(f"test:attempts:{tag}") == 1:
+        raise RuntimeError("first attempt fails")
+    _record("ran", tag)
+    return tag

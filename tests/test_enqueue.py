@@ -1,0 +1,78 @@
+"""Defining jobs and enqueuing them from Python: catalog, JSON-only arguments, delays, dependencies."""
+
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs import InvalidArguments, UnknownJob, enqueue, timeline
+from jobs.enqueue import queue_for
+from jobs.execution import Job
+from tests import sample_jobs
+
+
+def test_decorated_job_is_catalogued_and_still_callable(context):
+    assert sample_jobs.add.name == "tests.sample_jobs.add"
+    assert sample_jobs.add(2, 3) == 5
+
+
+def test_enqueue_puts_job_on_its_queue_as_json_with_a_timeline(context):
+    job = sample_jobs.add.enqueue(1, 2)
+    assert queue_for(context, "default").get_job_ids() == [job.id]
+    raw = context.redis.hget(Job.key_for(job.id), "data")
+    assert (
+        json.loads(zlib.decompress(raw))[0] == "tests.sample_jobs.add"
+    )  # JSON (compressed by RQ), no pickle
+    fetched = Job.fetch(job.id, connection=context.redis)
+    assert (fetched.args, fetched.retries_left) == ([1, 2], 5)
+    [entry] = timeline.history(context.redis, context.keys, job.id)
+    assert entry["event"] == "enqueued" and entry["source"] == "code" and entry["queue"] == "default"
+
+
+def test_enqueue_by_name_with_queue_and_job_id_overrides(context):
+    job = enqueue("tests.sample_jobs.record", ["x"], queue="low", job_id="my-id")
+    assert job.id == "my-id"
+    assert queue_for(context, "low").get_job_ids() == ["my-id"]
+
+
+def test_non_json_argument_is_refused_by_name_and_nothing_is_written(context):
+    with pytest.raises(InvalidArguments, match="argument 2 is not JSON-serializable \\(datetime\\)"):
+        sample_jobs.add.enqueue(1, datetime.now(UTC))
+    with pytest.raises(InvalidArguments, match="keyword argument 'b'"):
+        sample_jobs.add.enqueue(1, b={1, 2})
+    assert context.redis.dbsize() == 0
+
+
+def test_unknown_job_name_lists_the_known_ones(context):
+    with pytest.raises(UnknownJob, match="unknown job 'nope'; known jobs: .*tests.sample_jobs.add"):
+        enqueue("nope")
+    assert context.redis.dbsize() == 0
+
+
+def test_arguments_must_fit_the_function(context):
+    with pytest.raises(InvalidArguments, match="missing a required argument: 'b'"):
+        sample_jobs.add.enqueue(1)
+    assert context.redis.dbsize() == 0
+
+
+def test_enqueue_in_and_at_schedule_the_job(context):
+    later = sample_jobs.add.enqueue_in(timedelta(minutes=10), 1, 2)
+    at = sample_jobs.add.enqueue_at(datetime.now(UTC) + timedelta(hours=1), 3, 4)
+    scheduled = queue_for(context, "default").scheduled_job_registry
+    assert set(scheduled.get_job_ids(cleanup=False)) == {later.id, at.id}
+    assert queue_for(context, "default").count == 0
+    entry = timeline.history(context.redis, context.keys, later.id)[0]
+    assert entry["event"] == "scheduled" and entry["due"] > datetime.now(UTC).timestamp() + 590
+
+
+def test_naive_datetime_is_refused(context):
+    with pytest.raises(InvalidArguments, match="no time zone"):
+        sample_jobs.add.enqueue_at(datetime.now() + timedelta(hours=1), 1, 2)
+
+
+def test_depends_on_defers_until_the_dependency_succeeds(context):
+    first = sample_jobs.add.enqueue(1, 2)
+    second = sample_jobs.add.enqueue(3, 4, depends_on=first)
+    assert queue_for(context, "default").get_job_ids() == [first.id]
+    assert timeline.history(context.redis, context.keys, second.id)[0]["event"] == "deferred"

@@ -1,0 +1,104 @@
+"""Jobs whose worker died are found by heartbeat and requeued under their retry policy, exactly once;
+a job that keeps killing its worker is failed as poison."""
+
+import os
+import signal
+import threading
+import time
+
+from jobs import inspect, timeline
+from jobs.connection import Context
+from jobs.enqueue import queue_for
+from jobs.maintenance import claim_orphans, sweep_orphans
+from tests import sample_jobs
+from tests.conftest import make_settings, wait_for
+
+
+def events(context, job_id):
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def running_pid(context):
+    raw = context.redis.lindex("test:running", 0)
+    return int(raw.decode().rsplit(":", 1)[1]) if raw else None
+
+
+def test_sigkilled_worker_job_is_requeued_and_succeeds(context, processes, redis_url):
+    job = sample_jobs.slow_then_ok.enqueue("victim", 60)
+    processes.start("worker", "-c", "1", url=redis_url)
+    pid = wait_for(lambda: running_pid(context), what="the job to start")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: inspect.job_detail(context, job.id).state == "finished", timeout=30, what="recovery")
+    assert events(context, job.id) == ["enqueued", "started", "orphaned", "retry", "started", "succeeded"]
+    orphaned = timeline.history(context.redis, context.keys, job.id)[2]
+    assert orphaned["count"] == 1 and orphaned["worker"]
+
+
+def test_job_of_a_killed_pool_is_recovered_by_another_pool(context, processes, redis_url):
+    job = sample_jobs.slow_then_ok.enqueue("whole-pool", 60)
+    first = processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: running_pid(context), what="the job to start")
+    os.killpg(first.pid, signal.SIGKILL)  # supervisor and worker die together, as when a host is lost
+    first.wait()
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: inspect.job_detail(context, job.id).state == "finished", timeout=30, what="recovery")
+    assert "orphaned" in events(context, job.id)
+
+
+def plant_started(context, job, execution: str, age: float = 5.0) -> None:
+    """Make `job` look as if a worker started it and then died `age` seconds ago."""
+    queue = queue_for(context, job.origin)
+    context.redis.lrem(queue.key, 0, job.id)
+    context.redis.hset(job.key, "status", "started")
+    context.redis.zadd(queue.started_job_registry.key, {f"{job.id}:{execution}": time.time() - age})
+
+
+def test_a_job_orphaned_three_times_is_failed_as_poison(context):
+    job = sample_jobs.add.enqueue(1, 2)  # 5 retries: poison detection must win over them
+    for attempt in range(1, 4):
+        plant_started(context, job, f"exec{attempt}")
+        assert sweep_orphans(context) == [job.id]
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "failed" and detail.orphaned == 3
+    assert "poison job" in detail.traceback
+    assert events(context, job.id)[-2:] == ["orphaned", "failed"]
+
+
+def test_a_live_job_is_not_touched(context):
+    job = sample_jobs.add.enqueue(1, 2)
+    plant_started(context, job, "alive", age=-30)  # heartbeat still valid for 30 s
+    assert sweep_orphans(context) == []
+    assert inspect.job_detail(context, job.id).state == "started"
+
+
+def test_crash_between_claim_and_requeue_loses_nothing(context):
+    job = sample_jobs.add.enqueue(1, 2)
+    plant_started(context, job, "crashy")
+    assert claim_orphans(context) == 1  # the sweeper dies right after its first step
+    queue = queue_for(context, "default")
+    assert queue.count == 0 and queue.started_job_registry.count == 0
+    assert context.redis.zcard(context.keys.orphans) == 1  # ...but the job is held in the orphans set
+    assert sweep_orphans(context) == [job.id]  # the next sweep finishes the recovery, once
+    assert queue.scheduled_job_registry.get_job_ids() == [job.id]  # its retry, after the backoff
+    assert sweep_orphans(context) == []
+
+
+def test_concurrent_sweepers_requeue_each_orphan_exactly_once(context, redis_url):
+    jobs = [sample_jobs.add.enqueue(i, i) for i in range(60)]
+    for job in jobs:
+        plant_started(context, job, "gone")
+    results: list[list[str]] = []
+
+    def sweep():
+        own = Context.connect(make_settings(redis_url))
+        results.append(sweep_orphans(own))
+
+    threads = [threading.Thread(target=sweep) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recovered = [job_id for result in results for job_id in result]
+    assert sorted(recovered) == sorted(job.id for job in jobs)
+    retries = queue_for(context, "default").scheduled_job_registry.get_job_ids()
+    assert sorted(retries) == sorted(job.id for job in jobs)

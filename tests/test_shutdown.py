@@ -1,0 +1,54 @@
+"""Graceful shutdown: running jobs finish until the deadline, then are requeued without using an attempt."""
+
+import signal
+
+from jobs import inspect, timeline
+from jobs.enqueue import queue_for
+from tests import sample_jobs
+from tests.conftest import wait_for
+
+
+def running(context):
+    return [raw.decode() for raw in context.redis.lrange("test:running", 0, -1)]
+
+
+def shutdown_requested(context):
+    return any(
+        context.redis.hget(key, "shutdown_requested_date") for key in context.redis.smembers("rq:workers")
+    )
+
+
+def test_sigterm_lets_a_short_job_finish_then_exits_0(context, processes, redis_url):
+    job = sample_jobs.sleep_then_record.enqueue("short", 1.0)
+    pool = processes.start("worker", "-c", "1", "--shutdown-timeout", "20s", url=redis_url)
+    wait_for(lambda: running(context), what="the job to start")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
+    assert inspect.job_detail(context, job.id).state == "finished"
+
+
+def test_job_still_running_at_the_deadline_is_requeued_without_using_an_attempt(
+    context, processes, redis_url
+):
+    job = sample_jobs.slow_then_ok.enqueue("long", 60)
+    pool = processes.start("worker", "-c", "1", "--shutdown-timeout", "1s", url=redis_url)
+    wait_for(lambda: running(context), what="the job to start")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
+    assert queue_for(context, "default").get_job_ids() == [job.id]
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "queued" and detail.retries_left == 2
+    events = [entry["event"] for entry in timeline.history(context.redis, context.keys, job.id)]
+    assert events == ["enqueued", "started", "interrupted"]
+    assert queue_for(context, "default").started_job_registry.count == 0
+
+
+def test_second_signal_interrupts_at_once(context, processes, redis_url):
+    job = sample_jobs.slow_then_ok.enqueue("impatient", 60)
+    pool = processes.start("worker", "-c", "1", "--shutdown-timeout", "60s", url=redis_url)
+    wait_for(lambda: running(context), what="the job to start")
+    pool.send_signal(signal.SIGINT)
+    wait_for(lambda: shutdown_requested(context), what="the worker to acknowledge the first signal")
+    pool.send_signal(signal.SIGINT)
+    assert pool.wait(timeout=30) == 0
+    assert queue_for(context, "default").get_job_ids() == [job.id]

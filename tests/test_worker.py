@@ -1,0 +1,94 @@
+"""Running jobs: burst draining, strict priority, timeouts, retries with backoff, timeline and counters."""
+
+from jobs import inspect, timeline
+from tests import sample_jobs
+from tests.conftest import jobctl, wait_for
+
+
+def events(context, job_id):
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def ran(context):
+    return [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
+
+
+def test_burst_worker_runs_every_job_and_exits(context, redis_url):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(20)]
+    result = jobctl("worker", "--burst", "--concurrency", "2", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert sorted(ran(context)) == sorted(f"job-{i}" for i in range(20))
+    detail = inspect.job_detail(context, jobs[0].id)
+    assert detail.state == "finished" and detail.result == "job-0" and detail.attempts == 1
+    assert events(context, jobs[0].id) == ["enqueued", "started", "succeeded"]
+    started = timeline.history(context.redis, context.keys, jobs[0].id)[1]
+    assert started["pid"] > 0 and started["host"] and started["worker"]
+    assert timeline.history(context.redis, context.keys, jobs[0].id)[2]["ms"] >= 0
+    assert inspect.stats(context).by_name_last_day["tests.sample_jobs.record"] == {
+        "succeeded": 20,
+        "failed": 0,
+    }
+
+
+def test_queues_are_served_in_strict_priority_order(context, redis_url):
+    sample_jobs.record_low.enqueue("low")
+    sample_jobs.record.enqueue("default")
+    sample_jobs.record_critical.enqueue("critical")
+    result = jobctl("worker", "--burst", "--concurrency", "1", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert ran(context) == ["critical", "default", "low"]
+
+
+def test_a_job_over_its_timeout_fails_with_a_timeout(context, redis_url):
+    job = sample_jobs.too_slow.enqueue()
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "failed"
+    assert "JobTimeoutException" in detail.traceback
+    assert events(context, job.id)[-1] == "failed"
+
+
+def test_failing_job_is_retried_then_failed(context, redis_url):
+    job = sample_jobs.always_fails.enqueue("boom")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert events(context, job.id) == [
+        "enqueued",
+        "started",
+        "retry",
+        "started",
+        "retry",
+        "started",
+        "failed",
+    ]
+    history = timeline.history(context.redis, context.keys, job.id)
+    assert history[2]["error"] == "ValueError: boom" and history[2]["retries_left"] == 1
+    assert history[-1]["error"] == "ValueError: boom"
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "failed" and detail.attempts == 3
+    assert inspect.stats(context).by_name_last_day["tests.sample_jobs.always_fails"]["failed"] == 3
+
+
+def test_exceptions_listed_in_no_retry_on_fail_at_once(context, redis_url):
+    job = sample_jobs.fails_without_retry.enqueue("k")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert events(context, job.id) == ["enqueued", "started", "failed"]
+
+
+def test_delayed_job_is_run_by_the_worker_without_a_scheduler_process(context, processes, redis_url):
+    delayed = sample_jobs.record.enqueue_in(1, "delayed")
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: "delayed" in ran(context), timeout=15, what="the delayed job to run")
+    assert events(context, delayed.id) == ["scheduled", "started", "succeeded"]
+    history = timeline.history(context.redis, context.keys, delayed.id)
+    assert history[1]["at"] >= history[0]["due"]
+
+
+def test_retry_waits_for_its_backoff(context, processes, redis_url):
+    job = sample_jobs.fails_once.enqueue("flaky")
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: "flaky" in ran(context), timeout=15, what="the retried job to succeed")
+    assert events(context, job.id) == ["enqueued", "started", "retry", "started", "succeeded"]
+    history = timeline.history(context.redis, context.keys, job.id)
+    retry, second_start = history[2], history[3]
+    assert retry["due"] - retry["at"] >= 0.75  # backoff 1 s with at most 25 % jitter
+    assert second_start["at"] >= retry["due"] - 0.01
