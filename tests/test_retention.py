@@ -1,0 +1,87 @@
+"""Retention: finished jobs live JOBS_SUCCEEDED_TTL, failed ones JOBS_FAILED_TTL; timelines, results and
+counters expire with them, and every key that has no TTL is a bounded structure."""
+
+import re
+
+from jobs import inspect
+from jobs.connection import Context, activate
+from jobs.enqueue import queue_for
+from jobs.maintenance import clean_registries
+from tests import sample_jobs
+from tests.conftest import jobctl, make_settings, wait_for
+
+SUCCEEDED_TTL, FAILED_TTL = 3600, 2 * 3600
+
+# Keys that legitimately have no TTL: queues, registries and indexes whose entries are removed by
+# the workers and by clean_registries, and our capped audit stream / transient orphans set.
+PERMANENT = [
+    r"rq:queues",
+    r"rq:queue:[\w-]+",
+    r"rq:(wip|finished|failed|deferred|canceled|scheduled):[\w-]+",
+    r"rq:workers(:[\w-]+)?",
+    r"rq:clean_registries:[\w-]+",
+    r"test:.*",
+]
+
+
+def short_lived(redis_url):
+    return activate(
+        Context.connect(make_settings(redis_url, succeeded_ttl=SUCCEEDED_TTL, failed_ttl=FAILED_TTL))
+    )
+
+
+def run_burst(redis_url):
+    env = {"JOBS_SUCCEEDED_TTL": str(SUCCEEDED_TTL), "JOBS_FAILED_TTL": str(FAILED_TTL)}
+    result = jobctl("worker", "--burst", "-c", "1", url=redis_url, **env)
+    assert result.returncode == 0, result.stderr
+
+
+def ttl(context, key):
+    return context.redis.ttl(key)
+
+
+def test_finished_and_failed_jobs_expire_with_their_timelines(context, redis_url):
+    context = short_lived(redis_url)
+    ok = sample_jobs.record.enqueue("kept an hour")
+    bad = sample_jobs.fails_without_retry.enqueue("kept two hours")
+    run_burst(redis_url)
+    assert inspect.job_detail(context, ok.id).state == "finished"
+    assert inspect.job_detail(context, bad.id).state == "failed"
+    assert SUCCEEDED_TTL - 60 < ttl(context, ok.key) <= SUCCEEDED_TTL
+    assert SUCCEEDED_TTL - 60 < ttl(context, context.keys.timeline(ok.id)) <= SUCCEEDED_TTL
+    assert FAILED_TTL - 60 < ttl(context, bad.key) <= FAILED_TTL
+    assert FAILED_TTL - 60 < ttl(context, context.keys.timeline(bad.id)) <= FAILED_TTL
+    for key in context.redis.scan_iter(match=f"rq:results:{ok.id}*"):
+        assert 0 < ttl(context, key.decode()) <= SUCCEEDED_TTL
+
+
+def test_every_key_without_a_ttl_is_a_bounded_structure(context, redis_url):
+    context = short_lived(redis_url)
+    for i in range(5):
+        sample_jobs.record.enqueue(f"ok-{i}")
+        sample_jobs.always_fails.enqueue(f"bad-{i}")
+    later = sample_jobs.record.enqueue_in(3600, "later")
+    run_burst(redis_url)
+    unbounded = []
+    for raw in context.redis.scan_iter():
+        key = raw.decode()
+        if ttl(context, key) == -1 and not any(re.fullmatch(pattern, key) for pattern in PERMANENT):
+            unbounded.append(key)
+    assert unbounded == [later.key]  # a job still waiting to run never expires
+    assert inspect.job_detail(context, later.id).state == "scheduled"
+    assert all(ttl(context, key.decode()) > 0 for key in context.redis.scan_iter(match="jobs:stats:*"))
+
+
+def test_expired_entries_leave_the_registries(context, redis_url):
+    context = activate(Context.connect(make_settings(redis_url, succeeded_ttl=1, failed_ttl=1)))
+    sample_jobs.record.enqueue("short")
+    sample_jobs.fails_without_retry.enqueue("short")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url, JOBS_SUCCEEDED_TTL="1", JOBS_FAILED_TTL="1")
+    queue = queue_for(context, "default")
+    assert queue.finished_job_registry.count + queue.failed_job_registry.count >= 1
+
+    def registries_empty():
+        clean_registries(context)
+        return queue.finished_job_registry.count == 0 and queue.failed_job_registry.count == 0
+
+    wait_for(registries_empty, timeout=15, interval=0.5, what="expired entries to be cleaned")
