@@ -5,7 +5,9 @@ JobsError                 anything the platform refuses or cannot do; its messag
 ├── RedisUnavailable      the job store cannot be reached
 ├── UnknownJob            a job name that is not in the catalog
 ├── InvalidArguments      job arguments that are not JSON or do not fit the function
-└── JobNotFound           no job with that id
+├── JobNotFound           no job with that id
+├── InvalidSchedule       a recurring schedule definition that cannot be used (cron, zone, interval, policy)
+└── UnknownSchedule       no recurring schedule with that id
 """
 
 
@@ -31,6 +33,14 @@ class InvalidArguments(JobsError):
 
 class JobNotFound(JobsError):
     """No job with the given id exists (any more)."""
+
+
+class InvalidSchedule(JobsError):
+    """A schedule definition is wrong: cron expression, time zone, interval, id or policy."""
+
+
+class UnknownSchedule(JobsError):
+    """No recurring schedule has the given id."""
 
 
 class WorkerInterrupted(BaseException):

@@ -1,0 +1,116 @@
+"""When a recurring schedule fires: a cron expression in an IANA time zone, or a fixed interval.
+
+Pure functions of time (epoch seconds in, epoch seconds out); nothing here reads a clock.
+
+Daylight saving time follows the rules of cron users' expectations, in wall-clock time of the zone:
+- a local time skipped by spring-forward (02:30 on a day that jumps from 02:00 to 03:00) fires once, at
+  the first valid instant after it (the moment of the jump);
+- a local time repeated by fall-back fires once, at its first occurrence.
+Intervals (`every`) are real elapsed time, aligned to multiples of the interval since the epoch, so
+`every 5m` fires at :00, :05, ... whatever the zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from .durations import format_duration, parse_duration
+from .errors import InvalidSchedule, JobsError
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A validated cron expression (5 fields) or interval in whole seconds, with its time zone."""
+
+    cron: str | None = None
+    every: int | None = None
+    tz: str = "UTC"
+
+    @classmethod
+    def parse(
+        cls, cron: str | None = None, every: str | float | None = None, tz: str | None = None
+    ) -> Timing:
+        """Validate the definition; raise InvalidSchedule with one readable line when it is wrong."""
+        if (cron is None) == (every is None):
+            raise InvalidSchedule("give either a cron expression or an interval (every), not both or neither")
+        zone = tz or "UTC"
+        _zone(zone)
+        if cron is not None:
+            cron = " ".join(cron.split())
+            if len(cron.split()) != 5 or not croniter.is_valid(cron):
+                raise InvalidSchedule(
+                    f"{cron!r} is not a valid cron expression (5 fields: min hour day month weekday)"
+                )
+            return cls(cron=cron, tz=zone)
+        seconds = _interval(every)
+        return cls(every=seconds, tz=zone)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.tz)
+
+    def describe(self) -> str:
+        """The definition as a user wrote it, e.g. "cron 0 0 1 * * (Europe/Berlin)" or "every 30s"."""
+        if self.cron:
+            return f"cron {self.cron} ({self.tz})"
+        return f"every {format_duration(self.every)}"
+
+    def next_after(self, after: float) -> int:
+        """The first fire time strictly after the instant `after`."""
+        if self.every:
+            return (int(after) // self.every + 1) * self.every
+        zone = self.zone
+        local = datetime.fromtimestamp(int(after), zone).replace(tzinfo=None)
+        candidates = croniter(self.cron, local)
+        while True:
+            instant = _instant(candidates.get_next(datetime), zone)
+            if instant > after:
+                return instant
+
+    def upcoming(self, after: float, count: int) -> list[int]:
+        """The next `count` fire times after `after`."""
+        fires, moment = [], after
+        for _ in range(count):
+            moment = self.next_after(moment)
+            fires.append(moment)
+        return fires
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSchedule(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
+
+
+def _interval(every: str | float) -> int:
+    try:
+        seconds = parse_duration(every) if isinstance(every, str) else float(every)
+    except (ValueError, TypeError, JobsError):
+        raise InvalidSchedule(f"interval {every!r} is not a duration such as 30s, 5m or 1h") from None
+    if seconds < 1 or seconds != int(seconds):
+        raise InvalidSchedule(f"interval {every!r} must be a whole number of seconds, at least 1s")
+    return int(seconds)
+
+
+def _instant(local: datetime, zone: ZoneInfo) -> int:
+    """Epoch seconds of the naive wall-clock time `local` in `zone`: its first occurrence when fall-back
+    repeats it, the moment of the jump when spring-forward skips it."""
+    first = local.replace(tzinfo=zone, fold=0)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == local:
+        return int(first.timestamp())
+    # Skipped: the two readings of `local` bracket the jump; find its first instant by bisection.
+    low, high = sorted((int(local.replace(tzinfo=zone, fold=1).timestamp()), int(first.timestamp())))
+    while low < high:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= local:
+            high = middle
+        else:
+            low = middle + 1
+    return low
