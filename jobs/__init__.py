@@ -11,17 +11,22 @@ from .enqueue import enqueue
 from .errors import (
     ConfigError,
     InvalidArguments,
+    InvalidSchedule,
     JobNotFound,
     JobsError,
     RedisUnavailable,
     UnknownJob,
+    UnknownSchedule,
 )
+from .recurring import schedule
 
 __all__ = [
     # defining and enqueuing jobs
     "job",
     "JobFunction",
     "enqueue",
+    # recurring schedules
+    "schedule",
     # configuration and connection
     "Settings",
     "Context",
@@ -33,4 +38,6 @@ __all__ = [
     "UnknownJob",
     "InvalidArguments",
     "JobNotFound",
+    "InvalidSchedule",
+    "UnknownSchedule",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import redis
 from rq.job import JobStatus
 
-from . import timeline
+from . import recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .execution import Job, pending_ttl
@@ -125,3 +125,40 @@ def delete_failed(
     count = _each_batch(context, _resolve(context, ids), delete, progress)
     audit(context, actor, "delete-failed", "all" if ids is None else ",".join(ids), count=count)
     return count
+
+
+def trigger_schedule(context: Context, schedule_id: str, actor: str | None = None, address: str = "cli"):
+    """Run a schedule now, outside its timing; return the job."""
+    job = recurring.trigger(context, schedule_id)
+    audit(context, actor or default_actor(), "trigger-schedule", schedule_id, address, job=job.id)
+    return job
+
+
+def pause_schedule(
+    context: Context,
+    schedule_id: str,
+    until: float | None = None,
+    actor: str | None = None,
+    address: str = "cli",
+) -> recurring.Schedule:
+    """Pause a schedule until the epoch time `until`, or indefinitely; its fires meanwhile are skipped."""
+    schedule = recurring.set_paused(context, schedule_id, recurring.FOREVER if until is None else until)
+    audit(context, actor or default_actor(), "pause-schedule", schedule_id, address, until=until)
+    return schedule
+
+
+def resume_schedule(
+    context: Context, schedule_id: str, actor: str | None = None, address: str = "cli"
+) -> recurring.Schedule:
+    """Resume a paused schedule from its next fire time (no catch-up of the paused fires)."""
+    schedule = recurring.set_paused(context, schedule_id, None)
+    audit(context, actor or default_actor(), "resume-schedule", schedule_id, address)
+    return schedule
+
+
+def remove_schedule(
+    context: Context, schedule_id: str, actor: str | None = None, address: str = "cli"
+) -> None:
+    """Delete a schedule and its history; runs already enqueued stay."""
+    recurring.remove(context, schedule_id)
+    audit(context, actor or default_actor(), "remove-schedule", schedule_id, address)

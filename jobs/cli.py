@@ -5,86 +5,18 @@ Every command takes --redis-url and --json; user errors print one line and exit 
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sys
 from datetime import datetime
 
 import click
-import redis
 
 from . import admin, catalog, inspect
-from .config import Settings
-from .connection import Context, activate
+from .cli_common import common, connect, emit, parse_json
+from .cli_schedules import schedules_group
 from .durations import format_duration
 from .enqueue import enqueue
-from .errors import ConfigError, InvalidArguments, JobsError
-
-EXIT_USER_ERROR = 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USER_ERROR)
-
-
-def common(func):
-    """Options every command has; builds the Settings and hands them to the command as `settings`."""
-
-    @click.option(
-        "--redis-url",
-        envvar="JOBS_REDIS_URL",
-        help="Job store URL (default: $JOBS_REDIS_URL or redis://127.0.0.1:6379/1).",
-    )
-    @click.option(
-        "--import",
-        "imports",
-        multiple=True,
-        help="Module whose @job functions to load (repeatable; adds to $JOBS_IMPORTS).",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-    @functools.wraps(func)
-    def wrapper(redis_url, imports, as_json, **kwargs):
-        try:
-            settings = Settings.from_env(redis_url=redis_url)
-            settings = settings.with_(imports=(*settings.imports, *imports))
-            logging.basicConfig(
-                level=settings.log_level,
-                format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-                stream=sys.stderr,
-            )
-            catalog.load(settings.imports)
-            return func(settings=settings, as_json=as_json, **kwargs)
-        except JobsError as exc:
-            _fail(str(exc))
-        except redis.RedisError as exc:
-            _fail(f"Redis error: {exc}")
-
-    return wrapper
-
-
-def connect(settings: Settings, resilient: bool = False) -> Context:
-    """Connect (failing fast with one line) and make the context the active one."""
-    return activate(Context.connect(settings, resilient=resilient))
-
-
-def emit(as_json: bool, data, human) -> None:
-    """Print `data` as JSON, or call `human()` to print it for people."""
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        human()
-
-
-def _parse_json(option: str, text: str, kind: type):
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidArguments(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, kind):
-        raise InvalidArguments(f"{option} must be a JSON {'array' if kind is list else 'object'}")
-    return value
+from .errors import ConfigError, InvalidArguments
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,8 +36,8 @@ def cli() -> None:
 @common
 def enqueue_command(settings, as_json, name, args_json, kwargs_json, queue, delay, at):
     """Enqueue a catalogued job by NAME; prints the job id."""
-    args = _parse_json("--args", args_json, list)
-    kwargs = _parse_json("--kwargs", kwargs_json, dict)
+    args = parse_json("--args", args_json, list)
+    kwargs = parse_json("--kwargs", kwargs_json, dict)
     when = None
     if at:
         try:
@@ -144,7 +76,7 @@ def worker_command(settings, as_json, queues, concurrency, burst, shutdown_timeo
 @common
 def scheduler_command(settings, as_json):
     """Run the scheduler process: orphan recovery and retention (recurring schedules join it later)."""
-    from .maintenance import run_scheduler
+    from .scheduling import run_scheduler
 
     context = connect(settings, resilient=True)
     context.check_eviction()
@@ -267,7 +199,7 @@ def stats_command(settings, as_json):
 @cli.command("workers")
 @common
 def workers_command(settings, as_json):
-    """Workers with host, pid, queues, state, current job and last heartbeat."""
+    """Workers (host, pid, queues, state, current job, last heartbeat) and schedulers."""
     views = inspect.workers(connect(settings))
 
     def human():
@@ -277,7 +209,8 @@ def workers_command(settings, as_json):
             click.echo(
                 f"{flag}{w.name}  {w.host}:{w.pid}  {','.join(w.queues)}  {w.state}  {w.current_job or '-'}  beat {beat}"
             )
-        click.echo(f"{len(views)} worker(s)")
+        kinds = [w.kind for w in views]
+        click.echo(f"{kinds.count('worker')} worker(s), {kinds.count('scheduler')} scheduler(s)")
 
     emit(as_json, [w.to_dict() for w in views], human)
 
@@ -289,6 +222,9 @@ def up_command(settings, as_json):
     from .up import run_platform
 
     sys.exit(run_platform(settings))
+
+
+cli.add_command(schedules_group)
 
 
 def main(argv: list[str] | None = None) -> None:

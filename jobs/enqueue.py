@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -82,12 +83,14 @@ def enqueue(
     delay: timedelta | float | str | None = None,
     source: str = "code",
     context: Context | None = None,
+    pipeline: Pipeline | None = None,
 ) -> Job:
     """Enqueue a run of a catalogued job and return it.
 
     Refuses (InvalidArguments / UnknownJob) before writing anything when the job is unknown, an argument
     is not JSON or the arguments do not fit the function. `at`/`delay` make it a delayed job;
-    `depends_on` (job ids or jobs) defers it until those have succeeded.
+    `depends_on` (job ids or jobs) defers it until those have succeeded. With `pipeline` (a transaction
+    in MULTI state) every write joins it and the caller executes it; dependencies need their own.
     """
     spec = (
         target.spec
@@ -116,26 +119,38 @@ def enqueue(
         retry=rq_retry(spec.retries, spec.backoff),
     )
     if depends_on is not None:
+        if pipeline is not None:
+            raise InvalidArguments("a job with dependencies cannot join another transaction")
         job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
-    with context.redis.pipeline() as pipe:
-        if due is not None:
-            schedule(rq_queue, job, due.timestamp(), pipe)
-            event, details = "scheduled", {"due": round(due.timestamp(), 3)}
-        elif job.get_status(refresh=False) == JobStatus.DEFERRED:
-            event, details = "deferred", {"after": job._dependency_ids}
-        else:
-            rq_queue.enqueue_job(job, pipeline=pipe)
-            event, details = "enqueued", {}
-        delay_seconds = (due - datetime.now(UTC)).total_seconds() if due else 0
-        timeline.record(
-            pipe,
-            context.keys,
-            job.id,
-            event,
-            pending_ttl(context, delay_seconds),
-            source=source,
-            queue=rq_queue.name,
-            **details,
-        )
-        pipe.execute()
+    if pipeline is not None:
+        _write(context, rq_queue, job, due, source, pipeline)
+        return job
+    with context.redis.pipeline() as own:
+        _write(context, rq_queue, job, due, source, own)
+        own.execute()
     return job
+
+
+def _write(
+    context: Context, rq_queue: Queue, job: Job, due: datetime | None, source: str, pipe: Pipeline
+) -> None:
+    """Queue, schedule or defer `job` and record the matching event on its timeline, all in `pipe`."""
+    if due is not None:
+        schedule(rq_queue, job, due.timestamp(), pipe)
+        event, details = "scheduled", {"due": round(due.timestamp(), 3)}
+    elif job.get_status(refresh=False) == JobStatus.DEFERRED:
+        event, details = "deferred", {"after": job._dependency_ids}
+    else:
+        rq_queue.enqueue_job(job, pipeline=pipe)
+        event, details = "enqueued", {}
+    delay_seconds = (due - datetime.now(UTC)).total_seconds() if due else 0
+    timeline.record(
+        pipe,
+        context.keys,
+        job.id,
+        event,
+        pending_ttl(context, delay_seconds),
+        source=source,
+        queue=rq_queue.name,
+        **details,
+    )

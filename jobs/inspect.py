@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -18,6 +18,7 @@ from .errors import ConfigError, JobNotFound
 from .execution import Job
 from .maintenance import queue_names
 
+SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead
 STATES = ("queued", "scheduled", "started", "finished", "failed", "canceled", "deferred")
 
 
@@ -242,6 +243,7 @@ class WorkerView:
     since: datetime | None
     last_heartbeat: datetime | None
     dead: bool
+    kind: str = "worker"  # or "scheduler"
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -266,4 +268,29 @@ def workers(context: Context) -> list[WorkerView]:
                 dead,
             )
         )
-    return sorted(views, key=lambda view: (view.host, view.pid))
+    return sorted(views + schedulers(context), key=lambda view: (view.kind, view.host, view.pid))
+
+
+def schedulers(context: Context) -> list[WorkerView]:
+    """Scheduler processes seen in the last day; `dead` when silent for over a minute."""
+    views = []
+    for raw, beat in context.redis.zrange(context.keys.schedulers, 0, -1, withscores=True):
+        name = raw.decode()
+        host, _, pid = name.removeprefix("scheduler-").rpartition("-")
+        last = datetime.fromtimestamp(beat, UTC)
+        dead = time.time() - beat > SCHEDULER_SILENCE
+        views.append(
+            WorkerView(
+                name,
+                host,
+                int(pid or 0),
+                [],
+                "dead" if dead else "scheduling",
+                None,
+                None,
+                last,
+                dead,
+                "scheduler",
+            )
+        )
+    return views

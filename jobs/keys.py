@@ -10,6 +10,7 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}schedule:{id}                     hash    a recurring schedule (the recurring module)
     {p}schedules:due                     zset    schedule id -> next fire time (epoch seconds)
     {p}schedule:{id}:runs                zset    job id -> fire time, capped run history
+    {p}schedulers                       zset    scheduler name -> last heartbeat (epoch); dead ones dropped after a day
     {p}lock:{name}                       string  holder token of a lock
     {p}fence:{name}                      string  fencing counter of a lock, only grows
     {p}audit                             stream  operator actions (who, what, when, from where), capped
@@ -43,6 +44,10 @@ class Keys:
 
     def schedule_runs(self, schedule_id: str) -> str:
         return f"{self.prefix}schedule:{schedule_id}:runs"
+
+    @property
+    def schedulers(self) -> str:
+        return f"{self.prefix}schedulers"
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"

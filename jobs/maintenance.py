@@ -165,19 +165,3 @@ class Sweeper(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-def run_scheduler(context: Context) -> int:
-    """The scheduler process: maintenance (orphans, retention) until SIGTERM/SIGINT; returns exit code 0."""
-    import signal
-
-    sweeper = Sweeper(context, interval=max(0.5, context.settings.orphan_timeout / 4), retention=True)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    sweeper.start()
-    log.info("scheduler running (orphan recovery every %.1fs, retention every minute)", sweeper.interval)
-    stop.wait()
-    sweeper.stop()
-    log.info("scheduler stopped")
-    return 0

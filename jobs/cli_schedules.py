@@ -1,0 +1,227 @@
+"""`jobctl schedules ...`: register, inspect, pause and trigger recurring schedules."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from . import admin, recurring
+from .cli_common import common, connect, emit, parse_json
+from .errors import InvalidSchedule
+
+
+def _when(epoch: float, zone) -> str:
+    return datetime.fromtimestamp(epoch, zone).isoformat(sep=" ")
+
+
+def _print_fires(schedule: recurring.Schedule, fires: list[int]) -> None:
+    click.echo(f"next fire times ({schedule.timing.tz} / UTC):")
+    for fire in fires:
+        click.echo(f"  {_when(fire, schedule.timing.zone)}   {_when(fire, UTC)}")
+
+
+def _fires_dict(schedule: recurring.Schedule, fires: list[int]) -> list[dict]:
+    return [
+        {"at": fire, "local": _when(fire, schedule.timing.zone), "utc": _when(fire, UTC)} for fire in fires
+    ]
+
+
+def _parse_time(option: str, text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidSchedule(f"{option} {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise InvalidSchedule(f"{option} {text!r} has no UTC offset (e.g. 2026-12-01T00:00:00+01:00)")
+    return moment.timestamp()
+
+
+@click.group("schedules")
+def schedules_group() -> None:
+    """Recurring schedules (cron or interval, in a time zone)."""
+
+
+@schedules_group.command("add")
+@click.argument("schedule_id")
+@click.argument("job_name")
+@click.option("--cron", help="Cron expression, 5 fields (e.g. '0 0 1 * *').")
+@click.option("--every", help="Interval instead of cron: 30s, 5m, 1h.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the cron expression.")
+@click.option("--queue", help="Queue instead of the job's own.")
+@click.option("--args", "args_json", default="[]", help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option("--misfire", type=click.Choice(recurring.MISFIRE_POLICIES), default="once", show_default=True)
+@click.option("--overlap", type=click.Choice(recurring.OVERLAP_POLICIES), default="allow", show_default=True)
+@click.option("--description", default="")
+@common
+def add_command(
+    settings,
+    as_json,
+    schedule_id,
+    job_name,
+    cron,
+    every,
+    tz,
+    queue,
+    args_json,
+    kwargs_json,
+    misfire,
+    overlap,
+    description,
+):
+    """Create or update schedule SCHEDULE_ID running JOB_NAME; prints its next fire times."""
+    definition = recurring.define(
+        schedule_id,
+        job_name,
+        cron=cron,
+        every=every,
+        tz=tz,
+        queue=queue,
+        args=parse_json("--args", args_json, list),
+        kwargs=parse_json("--kwargs", kwargs_json, dict),
+        misfire=misfire,
+        overlap=overlap,
+        description=description,
+    )
+    schedule = recurring.save(connect(settings), definition)
+    fires = schedule.timing.upcoming(time.time(), 5)
+
+    def human():
+        click.echo(f"schedule {schedule.id}: {schedule.job}, {schedule.timing.describe()}")
+        _print_fires(schedule, fires)
+
+    emit(as_json, {**schedule.to_dict(), "next_fires": _fires_dict(schedule, fires)}, human)
+
+
+@schedules_group.command("list")
+@common
+def list_command(settings, as_json):
+    """Every schedule with its timing, next fire and state."""
+    schedules = recurring.all_schedules(connect(settings))
+
+    def human():
+        for s in schedules:
+            state = "paused" if s.paused_at(time.time()) else "active"
+            nxt = _when(s.next_fire, s.timing.zone) if s.next_fire else "-"
+            click.echo(f"{s.id:<28} {state:<7} {s.timing.describe():<36} next {nxt}  {s.job}")
+        click.echo(f"{len(schedules)} schedule(s)")
+
+    emit(as_json, [s.to_dict() for s in schedules], human)
+
+
+@schedules_group.command("show")
+@click.argument("schedule_id")
+@click.option("--runs", "limit", default=10, show_default=True, help="How many past runs to show.")
+@common
+def show_command(settings, as_json, schedule_id, limit):
+    """A schedule's definition, next fire times and last runs."""
+    context = connect(settings)
+    schedule = recurring.get(context, schedule_id)
+    fires = schedule.timing.upcoming(time.time(), 5)
+    runs = recurring.history(context, schedule_id, limit)
+
+    def human():
+        for label, value in schedule.to_dict().items():
+            if value not in (None, "", [], {}):
+                click.echo(f"{label:>13}: {value}")
+        _print_fires(schedule, fires)
+        click.echo("last runs:")
+        for run in runs:
+            late = f"late {run.late:.3f}s" if run.late is not None else ""
+            took = f"took {run.duration:.3f}s" if run.duration is not None else ""
+            click.echo(
+                f"  {_when(run.fire, schedule.timing.zone)}  {run.state:<9} {run.job_id or '-'}  {late}  {took}".rstrip()
+            )
+
+    data = {
+        **schedule.to_dict(),
+        "next_fires": _fires_dict(schedule, fires),
+        "runs": [r.to_dict() for r in runs],
+    }
+    emit(as_json, data, human)
+
+
+@schedules_group.command("next")
+@click.argument("schedule_id")
+@click.option("-n", "count", default=10, show_default=True)
+@common
+def next_command(settings, as_json, schedule_id, count):
+    """The next N fire times of a schedule."""
+    schedule = recurring.get(connect(settings), schedule_id)
+    fires = schedule.timing.upcoming(time.time(), count)
+    emit(as_json, _fires_dict(schedule, fires), lambda: _print_fires(schedule, fires))
+
+
+@schedules_group.command("remove")
+@click.argument("schedule_id")
+@common
+def remove_command(settings, as_json, schedule_id):
+    """Delete a schedule and its run history."""
+    admin.remove_schedule(connect(settings), schedule_id)
+    emit(as_json, {"removed": schedule_id}, lambda: click.echo(f"removed {schedule_id}"))
+
+
+@schedules_group.command("trigger")
+@click.argument("schedule_id")
+@common
+def trigger_command(settings, as_json, schedule_id):
+    """Run a schedule now (its next fire time does not move); prints the job id."""
+    job = admin.trigger_schedule(connect(settings), schedule_id)
+    emit(as_json, {"id": job.id}, lambda: click.echo(job.id))
+
+
+@schedules_group.command("pause")
+@click.argument("schedule_id")
+@click.option("--until", help="Resume by itself at this ISO 8601 time (with offset).")
+@common
+def pause_command(settings, as_json, schedule_id, until):
+    """Pause a schedule: its fires are skipped until resumed (or --until)."""
+    moment = _parse_time("--until", until) if until else None
+    schedule = admin.pause_schedule(connect(settings), schedule_id, moment)
+    emit(as_json, schedule.to_dict(), lambda: click.echo(f"paused {schedule_id} until {until or 'resumed'}"))
+
+
+@schedules_group.command("resume")
+@click.argument("schedule_id")
+@common
+def resume_command(settings, as_json, schedule_id):
+    """Resume a paused schedule from its next fire time."""
+    schedule = admin.resume_schedule(connect(settings), schedule_id)
+    emit(as_json, schedule.to_dict(), lambda: click.echo(f"resumed {schedule_id}"))
+
+
+@schedules_group.command("sync")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@common
+def sync_command(settings, as_json, path):
+    """Reconcile schedules with a TOML file: create and update those in it, remove the ones an earlier
+    sync created that are gone from it. Paused state and history are kept."""
+    definitions = _read_schedule_file(path)
+    changes = recurring.sync(connect(settings), definitions)
+    emit(as_json, changes, lambda: click.echo(", ".join(f"{k} {len(v)}" for k, v in changes.items())))
+
+
+def _read_schedule_file(path: Path) -> list[recurring.Schedule]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidSchedule(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSchedule(f"{path} is not valid TOML: {exc}") from None
+    definitions = []
+    for schedule_id, entry in document.get("schedules", {}).items():
+        if not isinstance(entry, dict) or "job" not in entry:
+            raise InvalidSchedule(f'{path}: [schedules.{schedule_id}] needs at least job = "module.function"')
+        options = {key: value for key, value in entry.items() if key != "job"}
+        try:
+            definitions.append(recurring.define(schedule_id, entry["job"], managed=True, **options))
+        except TypeError:
+            known = "cron, every, tz, queue, args, kwargs, misfire, overlap, description"
+            raise InvalidSchedule(
+                f"{path}: [schedules.{schedule_id}] has an unknown key (known: job, {known})"
+            ) from None
+    return definitions

@@ -1,0 +1,404 @@
+"""Recurring schedules: their store, and firing them exactly once per fire time.
+
+A schedule lives in `{p}schedule:{id}` (a hash) and in `{p}schedules:due` (id -> next fire time), so a
+scheduler tick reads only what is due. Firing is one optimistic transaction per schedule: WATCH the
+schedule, check that its next fire time is still the one this scheduler read, then in one MULTI/EXEC
+enqueue a new job per fire (id derived from schedule id and fire time), record it in the run history
+and advance the next fire time. A scheduler that loses a race or crashes before EXEC changes nothing;
+after EXEC everything is done. So any number of schedulers may run, and a crash neither loses nor
+duplicates a fire.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import redis
+from rq.utils import utcparse
+
+from . import catalog
+from .catalog import JobFunction
+from .connection import Context, current
+from .enqueue import check_json, check_signature, enqueue
+from .errors import InvalidSchedule, JobsError, UnknownSchedule
+from .execution import Job
+from .firetimes import Timing
+
+MISFIRE_POLICIES = ("once", "all", "skip")
+OVERLAP_POLICIES = ("allow", "skip")
+MISFIRE_GRACE = 60  # seconds: a fire later than this counts as missed (downtime), not merely late
+MAX_CATCH_UP = 1000  # fires computed per step after a long downtime; the rest follow on the next tick
+HISTORY_LENGTH = 100  # runs kept per schedule
+BUSY_STATES = {b"queued", b"scheduled", b"started", b"deferred"}
+FOREVER = math.inf
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # part of job ids, which RQ limits to these
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring schedule's definition and runtime state."""
+
+    id: str
+    job: str
+    timing: Timing
+    queue: str | None = None
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    misfire: str = "once"
+    overlap: str = "allow"
+    description: str = ""
+    managed: bool = False  # created by `schedules sync`, so removed by it when gone from the file
+    paused_until: float | None = None  # epoch seconds, FOREVER, or None when active
+    created: float = 0.0
+    updated: float = 0.0
+    next_fire: int | None = None
+    last_fire: int | None = None
+    last_job_id: str | None = None
+
+    def paused_at(self, moment: float) -> bool:
+        """Whether the schedule is paused at `moment`."""
+        return self.paused_until is not None and moment < self.paused_until
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(timing=None, cron=self.timing.cron, every=self.timing.every, tz=self.timing.tz)
+        del data["timing"]
+        if self.paused_until == FOREVER:
+            data["paused_until"] = "forever"
+        return data
+
+
+def define(
+    schedule_id: str,
+    job: str | JobFunction,
+    *,
+    cron: str | None = None,
+    every: str | float | None = None,
+    tz: str | None = None,
+    queue: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    misfire: str = "once",
+    overlap: str = "allow",
+    description: str = "",
+    managed: bool = False,
+) -> Schedule:
+    """A validated schedule definition (no I/O). Raises InvalidSchedule, UnknownJob or InvalidArguments."""
+    if not _ID.fullmatch(schedule_id or ""):
+        raise InvalidSchedule(
+            f"schedule id {schedule_id!r} must be 1-128 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    if misfire not in MISFIRE_POLICIES:
+        raise InvalidSchedule(f"misfire policy {misfire!r} is not one of {', '.join(MISFIRE_POLICIES)}")
+    if overlap not in OVERLAP_POLICIES:
+        raise InvalidSchedule(f"overlap policy {overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}")
+    timing = Timing.parse(cron=cron, every=every, tz=tz)
+    spec = job.spec if isinstance(job, JobFunction) else catalog.get(job)
+    args, kwargs = list(args), dict(kwargs or {})
+    check_json(args, kwargs)
+    check_signature(spec, args, kwargs)
+    return Schedule(
+        schedule_id, spec.name, timing, queue, args, kwargs, misfire, overlap, description, managed
+    )
+
+
+def save(context: Context, schedule: Schedule, now: float | None = None) -> Schedule:
+    """Create or update a schedule (upsert). Runtime state (paused, history, last run) is kept, and so is
+    the next fire time unless the timing changed: an update never loses a fire that is due."""
+    now = time.time() if now is None else now
+    key = context.keys.schedule(schedule.id)
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                old = _decode(pipe.hgetall(key))
+                if old is not None:
+                    keep = dict(
+                        paused_until=old.paused_until,
+                        created=old.created,
+                        last_fire=old.last_fire,
+                        last_job_id=old.last_job_id,
+                        next_fire=old.next_fire if old.timing == schedule.timing else None,
+                    )
+                    schedule = replace(schedule, **keep)
+                schedule = replace(
+                    schedule,
+                    created=schedule.created or now,
+                    updated=now,
+                    next_fire=schedule.next_fire or schedule.timing.next_after(now),
+                )
+                pipe.multi()
+                pipe.delete(key)
+                pipe.hset(key, mapping=_encode(schedule))
+                pipe.zadd(context.keys.schedules_due, {schedule.id: schedule.next_fire})
+                pipe.execute()
+                return schedule
+            except redis.WatchError:
+                continue
+
+
+def get(context: Context, schedule_id: str) -> Schedule:
+    """The schedule `schedule_id`; UnknownSchedule if there is none."""
+    schedule = _decode(context.redis.hgetall(context.keys.schedule(schedule_id)))
+    if schedule is None:
+        raise UnknownSchedule(f"no schedule {schedule_id!r} (see `jobctl schedules list`)")
+    return schedule
+
+
+def all_schedules(context: Context) -> list[Schedule]:
+    """Every schedule, by id."""
+    ids = [raw.decode() for raw in context.redis.zrange(context.keys.schedules_due, 0, -1)]
+    with context.redis.pipeline(transaction=False) as pipe:
+        for schedule_id in ids:
+            pipe.hgetall(context.keys.schedule(schedule_id))
+        found = [_decode(raw) for raw in pipe.execute()]
+    return sorted((s for s in found if s is not None), key=lambda s: s.id)
+
+
+def remove(context: Context, schedule_id: str) -> None:
+    """Delete a schedule and its run history (runs already enqueued are left alone)."""
+    get(context, schedule_id)
+    with context.redis.pipeline() as pipe:
+        pipe.zrem(context.keys.schedules_due, schedule_id)
+        pipe.delete(context.keys.schedule(schedule_id), context.keys.schedule_runs(schedule_id))
+        pipe.execute()
+
+
+def set_paused(context: Context, schedule_id: str, until: float | None) -> Schedule:
+    """Pause until the epoch time `until` (FOREVER for indefinitely), or resume with None."""
+    get(context, schedule_id)
+    value = "" if until is None else ("forever" if until == FOREVER else repr(until))
+    context.redis.hset(context.keys.schedule(schedule_id), "paused_until", value)
+    return get(context, schedule_id)
+
+
+def trigger(context: Context, schedule_id: str, now: float | None = None):
+    """Enqueue one run now, outside the schedule's timing (its next fire time does not move)."""
+    now = time.time() if now is None else now
+    schedule = get(context, schedule_id)
+    job_id = f"schedule-{schedule.id}-manual-{uuid.uuid4().hex[:12]}"
+    with context.redis.pipeline() as pipe:
+        job = _enqueue_run(context, schedule, job_id, pipe)
+        pipe.zadd(context.keys.schedule_runs(schedule.id), {job.id: now})
+        pipe.hset(context.keys.schedule(schedule.id), mapping={"last_job_id": job.id})
+        pipe.execute()
+    return job
+
+
+def run_id(schedule_id: str, fire: int) -> str:
+    """The id of the job that runs `schedule_id` for the fire time `fire`: the same in every scheduler."""
+    return f"schedule-{schedule_id}-{fire}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What firing a schedule at `now` does: runs to enqueue, fires skipped, and the next fire time."""
+
+    runs: list[int]
+    skipped: list[int]
+    next_fire: int
+
+
+def plan(schedule: Schedule, now: float, last_run_busy: bool = False) -> Plan:
+    """Apply the misfire, pause and overlap policies to the fires due at `now` (pure)."""
+    fires, moment = [], schedule.next_fire
+    while moment <= now and len(fires) < MAX_CATCH_UP:
+        fires.append(moment)
+        moment = schedule.timing.next_after(moment)
+    next_fire = moment
+    fires = [fire for fire in fires if not schedule.paused_at(fire)]
+    on_time = [fire for fire in fires if now - fire <= MISFIRE_GRACE]
+    missed = [fire for fire in fires if now - fire > MISFIRE_GRACE]
+    if schedule.misfire == "all":
+        runs = fires
+    elif schedule.misfire == "once":
+        runs = missed[-1:] + on_time
+    else:
+        runs = on_time
+    if schedule.overlap == "skip" and runs:
+        allowed = [] if last_run_busy else runs[:1]
+        return Plan(allowed, [fire for fire in runs if fire not in allowed], next_fire)
+    return Plan(runs, [], next_fire)
+
+
+def fire_due(
+    context: Context, now: float | None = None, limit: int = 500
+) -> dict[str, list[str] | JobsError]:
+    """Fire every schedule due at `now` (default: the clock). Returns, per schedule that was due, the
+    ids of the jobs enqueued, or the error that kept it from firing (it stays due: nothing is lost)."""
+    now = time.time() if now is None else now
+    due = context.redis.zrangebyscore(
+        context.keys.schedules_due, "-inf", now, start=0, num=limit, withscores=True
+    )
+    outcome: dict[str, list[str] | JobsError] = {}
+    for raw_id, score in due:
+        schedule_id = raw_id.decode()
+        try:
+            outcome[schedule_id] = fire(context, schedule_id, int(score), now)
+        except JobsError as exc:
+            outcome[schedule_id] = exc
+    return outcome
+
+
+def fire(context: Context, schedule_id: str, expected: int, now: float) -> list[str]:
+    """Fire `schedule_id` if its next fire time is still `expected`; return the job ids enqueued (none
+    when another scheduler got there first)."""
+    key = context.keys.schedule(schedule_id)
+    with context.redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            schedule = _decode(pipe.hgetall(key))
+            if schedule is None:
+                pipe.multi()
+                pipe.zrem(context.keys.schedules_due, schedule_id)  # index entry of a removed schedule
+                pipe.execute()
+                return []
+            if schedule.next_fire != expected:
+                return []
+            busy = False
+            if schedule.overlap == "skip" and schedule.last_job_id:
+                last_job_key = Job.key_for(schedule.last_job_id)
+                pipe.watch(last_job_key)
+                busy = pipe.hget(last_job_key, "status") in BUSY_STATES
+            steps = plan(schedule, now, busy)
+            pipe.multi()
+            jobs = [_enqueue_run(context, schedule, run_id(schedule.id, fire), pipe) for fire in steps.runs]
+            _record(context, pipe, schedule, steps, [job.id for job in jobs])
+            pipe.execute()
+            return [job.id for job in jobs]
+        except redis.WatchError:
+            return []
+
+
+def _enqueue_run(context: Context, schedule: Schedule, job_id: str, pipe):
+    return enqueue(
+        schedule.job,
+        schedule.args,
+        schedule.kwargs,
+        queue=schedule.queue,
+        job_id=job_id,
+        source="schedule",
+        context=context,
+        pipeline=pipe,
+    )
+
+
+def _record(context: Context, pipe, schedule: Schedule, steps: Plan, job_ids: list[str]) -> None:
+    runs_key = context.keys.schedule_runs(schedule.id)
+    history = {job_id: fire for job_id, fire in zip(job_ids, steps.runs, strict=True)}
+    history.update({f"skipped-{fire}": fire for fire in steps.skipped})
+    if history:
+        pipe.zadd(runs_key, history)
+        pipe.zremrangebyrank(runs_key, 0, -HISTORY_LENGTH - 1)
+    state = {"next_fire": steps.next_fire}
+    if steps.runs or steps.skipped:
+        state["last_fire"] = max(steps.runs + steps.skipped)
+    if job_ids:
+        state["last_job_id"] = job_ids[-1]
+    pipe.hset(context.keys.schedule(schedule.id), mapping=state)
+    pipe.zadd(context.keys.schedules_due, {schedule.id: steps.next_fire})
+
+
+def _encode(schedule: Schedule) -> dict[str, str]:
+    data = schedule.to_dict()
+    data["args"], data["kwargs"] = json.dumps(schedule.args), json.dumps(schedule.kwargs)
+    data["managed"] = "1" if schedule.managed else ""
+    return {key: "" if value is None else str(value) for key, value in data.items()}
+
+
+def _decode(raw: dict) -> Schedule | None:
+    if not raw:
+        return None
+    data = {key.decode(): value.decode() for key, value in raw.items()}
+
+    def number(name: str, kind=int):
+        return kind(data[name]) if data.get(name) else None
+
+    paused = data.get("paused_until") or None
+    return Schedule(
+        id=data["id"],
+        job=data["job"],
+        timing=Timing(cron=data.get("cron") or None, every=number("every"), tz=data.get("tz") or "UTC"),
+        queue=data.get("queue") or None,
+        args=json.loads(data.get("args") or "[]"),
+        kwargs=json.loads(data.get("kwargs") or "{}"),
+        misfire=data.get("misfire") or "once",
+        overlap=data.get("overlap") or "allow",
+        description=data.get("description", ""),
+        managed=data.get("managed") == "1",
+        paused_until=None if paused is None else FOREVER if paused == "forever" else float(paused),
+        created=number("created", float) or 0.0,
+        updated=number("updated", float) or 0.0,
+        next_fire=number("next_fire"),
+        last_fire=number("last_fire"),
+        last_job_id=data.get("last_job_id") or None,
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One entry of a schedule's run history."""
+
+    fire: int  # the fire time (epoch seconds); for a manual trigger, when it was triggered
+    job_id: str | None  # None for a skipped fire
+    state: str  # the job's state, "skipped" (overlap policy) or "expired" (the job is gone)
+    late: float | None  # seconds between the fire time and the enqueue
+    duration: float | None  # seconds the job ran
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def history(context: Context, schedule_id: str, limit: int = 20) -> list[Run]:
+    """The schedule's last `limit` runs, newest first (read-only)."""
+    entries = context.redis.zrevrange(context.keys.schedule_runs(schedule_id), 0, limit - 1, withscores=True)
+    members = [(raw.decode(), int(score)) for raw, score in entries]
+    with context.redis.pipeline(transaction=False) as pipe:
+        for member, _ in members:
+            pipe.hmget(Job.key_for(member), "status", "enqueued_at", "started_at", "ended_at")
+        fields = pipe.execute()
+    return [_run(member, fire, values) for (member, fire), values in zip(members, fields, strict=True)]
+
+
+def _run(member: str, fire: int, values: list) -> Run:
+    if member.startswith("skipped-"):
+        return Run(fire, None, "skipped", None, None)
+    status, enqueued, started, ended = (
+        utcparse(v.decode()).timestamp() if i and v else v for i, v in enumerate(values)
+    )
+    if status is None:
+        return Run(fire, member, "expired", None, None)
+    late = round(enqueued - fire, 3) if enqueued else None
+    duration = round(ended - started, 3) if started and ended else None
+    return Run(fire, member, status.decode(), late, duration)
+
+
+def schedule(
+    schedule_id: str, job: str | JobFunction, *, context: Context | None = None, **options: Any
+) -> Schedule:
+    """Register (create or update) a recurring schedule, e.g. at start-up:
+    `schedule("nightly-report", report, cron="0 2 * * *", tz="Europe/Berlin")`. Options as `define`."""
+    return save(context or current(), define(schedule_id, job, **options))
+
+
+def sync(context: Context, definitions: Sequence[Schedule], now: float | None = None) -> dict[str, list[str]]:
+    """Make the managed schedules exactly `definitions` (validated by `define`): create or update each
+    (runtime state kept), remove managed ones not among them; schedules added by hand are left alone."""
+    wanted = {definition.id for definition in definitions}
+    existing = {schedule.id: schedule for schedule in all_schedules(context)}
+    changes: dict[str, list[str]] = {"created": [], "updated": [], "removed": []}
+    for definition in definitions:
+        save(context, replace(definition, managed=True), now)
+        changes["updated" if definition.id in existing else "created"].append(definition.id)
+    for schedule_id, schedule in existing.items():
+        if schedule.managed and schedule_id not in wanted:
+            remove(context, schedule_id)
+            changes["removed"].append(schedule_id)
+    return changes

@@ -1,0 +1,98 @@
+"""The scheduler process: fires due recurring schedules, runs maintenance (orphans, retention) so it
+happens even when workers are idle, and announces itself with a heartbeat. Any number may run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+import redis
+
+from . import recurring
+from .connection import Context
+from .maintenance import Sweeper
+
+log = logging.getLogger("jobs.scheduler")
+TICK = 0.2  # seconds between looks at the due set: bounds the lateness of a fire
+HEARTBEAT_EVERY = 5.0
+
+
+class Scheduler:
+    """One scheduler: `tick()` does one round; `run()` ticks until stopped."""
+
+    def __init__(self, context: Context):
+        self.context = context
+        self.name = f"scheduler-{socket.gethostname()}-{os.getpid()}"
+        self.stopped = threading.Event()
+        self._complaints: dict[str, str] = {}  # schedule id -> last error logged, to log each error once
+        self._last_beat = 0.0
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """Fire what is due at `now`; return the ids of the jobs enqueued."""
+        enqueued = []
+        for schedule_id, result in recurring.fire_due(self.context, now).items():
+            if isinstance(result, Exception):
+                if self._complaints.get(schedule_id) != str(result):
+                    log.error("schedule %s cannot fire (it stays due): %s", schedule_id, result)
+                self._complaints[schedule_id] = str(result)
+                continue
+            self._complaints.pop(schedule_id, None)
+            for job_id in result:
+                log.info("schedule %s fired: job %s", schedule_id, job_id)
+            enqueued.extend(result)
+        if time.monotonic() - self._last_beat > HEARTBEAT_EVERY:
+            self.beat()
+        return enqueued
+
+    def beat(self) -> None:
+        """Record this scheduler as alive (shown by `jobctl workers`); forget long-dead ones."""
+        key, now = self.context.keys.schedulers, time.time()
+        with self.context.redis.pipeline() as pipe:
+            pipe.zadd(key, {self.name: now})
+            pipe.zremrangebyscore(key, "-inf", now - 86400)
+            pipe.execute()
+        self._last_beat = time.monotonic()
+
+    def run(self) -> None:
+        """Tick until `stop()`, riding out Redis outages with one log line per outage."""
+        failing = False
+        while not self.stopped.is_set():
+            try:
+                self.tick()
+                if failing:
+                    log.info("scheduler reaches Redis again")
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("scheduler cannot reach Redis (%s); will keep trying", exc)
+                failing = True
+            self.stopped.wait(TICK)
+        with contextlib.suppress(redis.RedisError):  # if Redis is gone, the entry ages out by itself
+            self.context.redis.zrem(self.context.keys.schedulers, self.name)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def run_scheduler(context: Context) -> int:
+    """The scheduler process: schedules and maintenance until SIGTERM/SIGINT; returns exit code 0."""
+    scheduler = Scheduler(context)
+    sweeper = Sweeper(context, interval=max(0.5, context.settings.orphan_timeout / 4), retention=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: scheduler.stop())
+    sweeper.start()
+    log.info(
+        "%s running (schedules every %.1fs, orphan recovery every %.1fs)",
+        scheduler.name,
+        TICK,
+        sweeper.interval,
+    )
+    scheduler.run()
+    sweeper.stop()
+    log.info("%s stopped", scheduler.name)
+    return 0

@@ -1,0 +1,213 @@
+"""Recurring schedules: upsert, firing exactly once per fire time (races and crashes included),
+misfire, overlap and pause policies, triggers, history, and sync. Time is passed in."""
+
+import threading
+
+import pytest
+
+from jobs import admin, inspect, recurring
+from jobs.connection import Context
+from jobs.enqueue import queue_for
+from jobs.errors import InvalidArguments, InvalidSchedule, UnknownJob, UnknownSchedule
+from tests import sample_jobs
+from tests.conftest import make_settings
+
+T0 = 1_800_000_000  # a whole minute (2027-01-15T08:00:00Z)
+
+
+def every_second(context, schedule_id="tick", **options):
+    definition = recurring.define(schedule_id, sample_jobs.record, every="1s", args=[schedule_id], **options)
+    return recurring.save(context, definition, now=T0 - 0.5)
+
+
+def queued(context, queue="default"):
+    return queue_for(context, queue).get_job_ids()
+
+
+def test_a_schedule_fires_one_job_per_fire_time_with_ids_derived_from_it(context):
+    every_second(context)
+    assert recurring.fire_due(context, now=T0 - 0.1) == {}
+    assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": ["schedule-tick-1800000000"]}
+    assert recurring.fire_due(context, now=T0 + 0.5) == {}  # already fired; next is T0 + 1
+    assert recurring.fire_due(context, now=T0 + 1.1) == {"tick": ["schedule-tick-1800000001"]}
+    assert queued(context) == ["schedule-tick-1800000000", "schedule-tick-1800000001"]
+    detail = inspect.job_detail(context, "schedule-tick-1800000000")
+    assert detail.name == "tests.sample_jobs.record" and detail.args == ["tick"]
+    assert detail.timeline[0]["source"] == "schedule"
+    assert recurring.get(context, "tick").next_fire == T0 + 2
+
+
+def test_racing_schedulers_fire_each_time_exactly_once(context, redis_url):
+    every_second(context)
+    results = []
+
+    def scheduler():
+        own = Context.connect(make_settings(redis_url))
+        for step in range(30):
+            results.append(recurring.fire_due(own, now=T0 + step + 0.1))
+
+    threads = [threading.Thread(target=scheduler) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    fired = [job_id for outcome in results for ids in outcome.values() for job_id in ids]
+    expected = [recurring.run_id("tick", T0 + step) for step in range(30)]
+    assert sorted(fired) == sorted(expected)
+    assert sorted(queued(context)) == sorted(expected)
+
+
+def test_a_crash_before_the_transaction_commits_leaves_nothing_and_loses_nothing(context, monkeypatch):
+    every_second(context)
+    real_record = recurring._record
+
+    def crash(*args):
+        raise SystemExit("scheduler killed between enqueueing and recording")
+
+    monkeypatch.setattr(recurring, "_record", crash)
+    with pytest.raises(SystemExit):
+        recurring.fire_due(context, now=T0 + 0.1)
+    assert queued(context) == [] and not context.redis.exists("rq:job:schedule-tick-1800000000")
+    assert recurring.get(context, "tick").next_fire == T0
+    monkeypatch.setattr(recurring, "_record", real_record)
+    assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": ["schedule-tick-1800000000"]}
+    assert queued(context) == ["schedule-tick-1800000000"]
+
+
+@pytest.mark.parametrize(
+    ("misfire", "expected_fires"),
+    [
+        ("all", [T0 + step for step in range(0, 301)]),
+        ("once", [T0 + 240, *range(T0 + 241, T0 + 301)]),  # one catch-up, then the fires within the grace
+        ("skip", list(range(T0 + 241, T0 + 301))),
+    ],
+)
+def test_misfire_policies_after_downtime(context, misfire, expected_fires):
+    every_second(context, misfire=misfire)
+    ids = recurring.fire_due(context, now=T0 + 300.5)["tick"]  # down for five minutes
+    assert ids == [recurring.run_id("tick", fire) for fire in expected_fires]
+    assert recurring.get(context, "tick").next_fire == T0 + 301
+
+
+def test_a_monthly_schedule_missed_during_downtime_runs_once_late(context):
+    definition = recurring.define("invoices", sample_jobs.record, cron="0 0 1 * *", tz="UTC", args=["m"])
+    recurring.save(context, definition, now=1796083200 - 10)  # 2026-12-01T00:00:00Z minus 10 s
+    ids = recurring.fire_due(context, now=1796083200 + 2 * 3600)["invoices"]  # back two hours later
+    assert ids == ["schedule-invoices-1796083200"]
+    assert recurring.get(context, "invoices").next_fire == 1798761600  # 2027-01-01
+
+
+def test_overlap_skip_records_skipped_fires_while_the_last_run_is_pending(context):
+    every_second(context, overlap="skip")
+    assert recurring.fire_due(context, now=T0 + 0.1)["tick"] == ["schedule-tick-1800000000"]
+    assert recurring.fire_due(context, now=T0 + 1.1)["tick"] == []  # the first run is still queued
+    runs = recurring.history(context, "tick")
+    assert [(run.fire, run.state) for run in runs] == [(T0 + 1, "skipped"), (T0, "queued")]
+    context.redis.hset("rq:job:schedule-tick-1800000000", "status", "finished")
+    assert recurring.fire_due(context, now=T0 + 2.1)["tick"] == ["schedule-tick-1800000002"]
+
+
+def test_paused_fires_are_skipped_and_resuming_does_not_catch_up(context):
+    every_second(context)
+    admin.pause_schedule(context, "tick", until=None)
+    assert recurring.fire_due(context, now=T0 + 5.1) == {"tick": []}
+    admin.resume_schedule(context, "tick")
+    assert recurring.fire_due(context, now=T0 + 6.1)["tick"] == ["schedule-tick-1800000006"]
+
+
+def test_pause_until_a_time_resumes_by_itself(context):
+    every_second(context)
+    admin.pause_schedule(context, "tick", until=T0 + 3)
+    assert recurring.fire_due(context, now=T0 + 2.1) == {"tick": []}
+    assert recurring.fire_due(context, now=T0 + 3.1)["tick"] == ["schedule-tick-1800000003"]
+
+
+def test_trigger_runs_now_without_moving_the_next_fire(context):
+    every_second(context)
+    job = admin.trigger_schedule(context, "tick")
+    assert job.id.startswith("schedule-tick-manual-") and queued(context) == [job.id]
+    assert recurring.get(context, "tick").next_fire == T0
+    assert recurring.history(context, "tick")[0].job_id == job.id
+    actions = [entry[b"action"] for _, entry in context.redis.xrange(context.keys.audit)]
+    assert actions == [b"trigger-schedule"]
+
+
+def test_updating_a_schedule_keeps_its_next_fire_and_pause_unless_the_timing_changes(context):
+    every_second(context)
+    admin.pause_schedule(context, "tick", until=None)
+    updated = recurring.save(
+        context, recurring.define("tick", sample_jobs.record, every="1s", args=["new"]), now=T0 + 0.5
+    )
+    assert updated.next_fire == T0 and updated.paused_until == recurring.FOREVER and updated.args == ["new"]
+    retimed = recurring.save(
+        context, recurring.define("tick", sample_jobs.record, every="1m", args=["x"]), now=T0 + 0.5
+    )
+    assert retimed.next_fire == T0 + 60
+
+
+def test_removed_schedules_stop_firing(context):
+    every_second(context)
+    admin.remove_schedule(context, "tick")
+    assert recurring.fire_due(context, now=T0 + 10) == {}
+    with pytest.raises(UnknownSchedule):
+        recurring.get(context, "tick")
+
+
+def test_a_schedule_whose_job_is_unknown_to_the_scheduler_stays_due(context):
+    every_second(context)
+    context.redis.hset(context.keys.schedule("tick"), "job", "gone.module.job")
+    outcome = recurring.fire_due(context, now=T0 + 0.1)
+    assert isinstance(outcome["tick"], UnknownJob)
+    assert recurring.get(context, "tick").next_fire == T0 and queued(context) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"schedule_id": "bad id!", "every": "1s"}, InvalidSchedule),
+        ({"every": "1s", "misfire": "sometimes"}, InvalidSchedule),
+        ({"every": "1s", "overlap": "never"}, InvalidSchedule),
+        ({"cron": "not cron"}, InvalidSchedule),
+        ({"every": "1s", "job": "no.such.job"}, UnknownJob),
+        ({"every": "1s", "args": [object()]}, InvalidArguments),
+        ({"every": "1s", "args": [1, 2, 3]}, InvalidArguments),
+    ],
+)
+def test_bad_definitions_are_refused_before_anything_is_written(context, options, error):
+    options = {"schedule_id": "s", "job": "tests.sample_jobs.record", "args": ["a"], **options}
+    with pytest.raises(error):
+        recurring.define(options.pop("schedule_id"), options.pop("job"), **options)
+    assert context.redis.keys("jobs:schedule*") == []
+
+
+def test_sync_creates_updates_and_removes_only_managed_schedules(context):
+    by_hand = recurring.save(context, recurring.define("by-hand", sample_jobs.record, every="1h", args=["h"]))
+
+    def managed(schedule_id, every):
+        return recurring.define(
+            schedule_id, sample_jobs.record, every=every, args=[schedule_id], managed=True
+        )
+
+    assert recurring.sync(context, [managed("a", "1m"), managed("b", "1m")]) == {
+        "created": ["a", "b"],
+        "updated": [],
+        "removed": [],
+    }
+    admin.pause_schedule(context, "a")
+    assert recurring.sync(context, [managed("a", "1m")]) == {
+        "created": [],
+        "updated": ["a"],
+        "removed": ["b"],
+    }
+    assert [s.id for s in recurring.all_schedules(context)] == ["a", by_hand.id]
+    assert recurring.get(context, "a").paused_until == recurring.FOREVER
+
+
+def test_schedule_registers_from_python_at_start_up(context):
+    import jobs
+
+    jobs.schedule("nightly", sample_jobs.record, cron="0 2 * * *", tz="Europe/Berlin", args=["n"])
+    jobs.schedule(
+        "nightly", sample_jobs.record, cron="0 2 * * *", tz="Europe/Berlin", args=["n"]
+    )  # idempotent
+    assert [s.id for s in recurring.all_schedules(context)] == ["nightly"]
