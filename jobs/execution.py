@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 
 import redis
+from rq import Queue as RQQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -26,6 +27,7 @@ from rq.worker_registration import clean_worker_registry
 
 from . import catalog, timeline
 from .connection import Context, current
+from .dequeue import JobQueue, claim_member
 from .errors import JobsError, WorkerInterrupted
 from .retries import is_retryable
 
@@ -84,6 +86,9 @@ class Job(RQJob):
     def prepare_for_execution(self, worker_name, pipeline):
         super().prepare_for_execution(worker_name, pipeline)
         context = current()
+        pipeline.zrem(
+            context.keys.claims, claim_member(RQQueue.redis_queue_namespace_prefix + self.origin, self.id)
+        )
         timeline.record(
             pipeline,
             context.keys,
@@ -144,6 +149,7 @@ class Worker(SimpleWorker):
             queues,
             connection=context.redis,
             job_class=Job,
+            queue_class=JobQueue,
             serializer=JSONSerializer,
             default_result_ttl=context.settings.succeeded_ttl,
             **kwargs,

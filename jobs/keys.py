@@ -14,6 +14,8 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}lock:{name}                       string  holder token of a lock
     {p}fence:{name}                      string  fencing counter of a lock, only grows
     {p}audit                             stream  operator actions (who, what, when, from where), capped
+    {p}claims                            zset    "queue key|job_id" -> time a worker took the job off its queue, until
+                                                 the job is in the started registry (the dequeue module)
     {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
                                                  died, between their claim and their requeue (maintenance)
 """
@@ -58,6 +60,10 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.prefix}audit"
+
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}claims"
 
     @property
     def orphans(self) -> str:

@@ -22,6 +22,7 @@ from rq.utils import parse_composite_key
 
 from . import timeline
 from .connection import Context
+from .dequeue import recover_stale_claims
 from .enqueue import queue_for
 from .execution import Job, clean_registries_except_started, pending_ttl
 
@@ -44,9 +45,10 @@ def queue_names(context: Context) -> list[str]:
 
 
 def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
-    """Recover every job whose worker stopped heartbeating before `now`; return their ids."""
+    """Recover every job whose worker died, running it (no heartbeat) or taking it off its queue (a
+    stale claim); return their ids."""
     claim_orphans(context, now)
-    return recover_claimed(context)
+    return recover_stale_claims(context, now) + recover_claimed(context)
 
 
 def claim_orphans(context: Context, now: float | None = None) -> int:

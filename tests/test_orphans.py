@@ -8,10 +8,12 @@ import time
 
 from jobs import inspect, timeline
 from jobs.connection import Context
+from jobs.dequeue import JobQueue
 from jobs.enqueue import queue_for
+from jobs.execution import Job
 from jobs.maintenance import claim_orphans, sweep_orphans
 from tests import sample_jobs
-from tests.conftest import make_settings, wait_for
+from tests.conftest import ORPHAN_TIMEOUT, jobctl, make_settings, wait_for
 
 
 def events(context, job_id):
@@ -102,3 +104,19 @@ def test_concurrent_sweepers_requeue_each_orphan_exactly_once(context, redis_url
     assert sorted(recovered) == sorted(job.id for job in jobs)
     retries = queue_for(context, "default").scheduled_job_registry.get_job_ids()
     assert sorted(retries) == sorted(job.id for job in jobs)
+
+
+def test_a_worker_killed_between_dequeue_and_start_loses_nothing(context, redis_url):
+    first = sample_jobs.record.enqueue("taken")
+    second = sample_jobs.record.enqueue("behind")
+    queue = queue_for(context, "default")
+    job, _ = JobQueue.dequeue_any([queue], None, connection=context.redis, job_class=Job)
+    assert job.id == first.id  # ...and here the worker dies, before the job reaches the started registry
+    assert queue.get_job_ids() == [second.id] and context.redis.zcard(context.keys.claims) == 1
+    assert sweep_orphans(context) == []  # a fresh claim is left alone
+    assert sweep_orphans(context, now=time.time() + ORPHAN_TIMEOUT + 1) == [first.id]
+    assert queue.get_job_ids() == [first.id, second.id]  # back at the front
+    assert timeline.history(context.redis, context.keys, first.id)[-1]["stage"] == "dequeued"
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert inspect.job_detail(context, first.id).state == "finished"
+    assert context.redis.zcard(context.keys.claims) == 0  # starting a job releases its claim

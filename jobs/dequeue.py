@@ -1,0 +1,120 @@
+"""Taking a job off the queues without a window in which a dying worker loses it.
+
+RQ pops from several queues with BLPOP, and only later adds the job to the started registry: a worker
+killed in between loses the job. Here one script pops from the first non-empty queue (strict priority)
+and, in the same step, records a claim in `{p}claims` ("queue key|job id" -> claim time). Starting the
+job removes the claim in the pipeline that adds it to the started registry, so at every instant the job
+is in a queue, a claim or a registry. A claim older than the orphan timeout whose job is still `queued`
+belonged to a worker that died in between; `recover_stale_claims` puts that job back at the front of its
+queue.
+
+A script cannot block, so an idle worker polls every IDLE_POLL seconds instead of blocking in BLPOP.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.job import Job as RQJob
+from rq.utils import as_text
+
+from .connection import Context, current
+
+IDLE_POLL = 0.1  # seconds between polls of empty queues: the extra latency of an idle worker
+
+_CLAIM = """
+for i = 2, #KEYS do
+  local job_id = redis.call('LPOP', KEYS[i])
+  if job_id then
+    redis.call('ZADD', KEYS[1], ARGV[1], KEYS[i] .. '|' .. job_id)
+    return {KEYS[i], job_id}
+  end
+end
+return false
+"""
+
+_RECOVER = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+local requeued = {}
+for _, member in ipairs(stale) do
+  local split = string.find(member, '|', 1, true)
+  local queue_key, job_id = string.sub(member, 1, split - 1), string.sub(member, split + 1)
+  if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' then
+    redis.call('LPUSH', queue_key, job_id)
+    local timeline = ARGV[3] .. job_id
+    redis.call('RPUSH', timeline, cjson.encode({at = tonumber(ARGV[4]), event = 'orphaned', stage = 'dequeued'}))
+    redis.call('EXPIRE', timeline, ARGV[5])
+    table.insert(requeued, job_id)
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+return requeued
+"""
+
+
+def claim_member(queue_key: str, job_id: str) -> str:
+    """The claims-set member of `job_id` taken from the queue `queue_key`."""
+    return f"{queue_key}|{job_id}"
+
+
+class JobQueue(Queue):
+    """RQ's queue, dequeuing through the claim script."""
+
+    @classmethod
+    def dequeue_any(
+        cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None
+    ):
+        """The first job of the first non-empty queue, claimed; None when all are empty and `timeout` is
+        None, DequeueTimeout when they stay empty for `timeout` seconds."""
+        context = current()
+        claim = connection.register_script(_CLAIM)
+        keys = [context.keys.claims, *(queue.key for queue in queues)]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = claim(keys=keys, args=[time.time()])
+            if result:
+                queue_key, job_id = map(as_text, result)
+                found = _fetch(cls, context, queue_key, job_id, job_class, serializer, death_penalty_class)
+                if found:
+                    return found
+                continue
+            if deadline is None:
+                return None
+            if time.monotonic() >= deadline:
+                raise DequeueTimeout(timeout, keys[1:])
+            time.sleep(IDLE_POLL)
+
+
+def _fetch(cls, context: Context, queue_key, job_id, job_class, serializer, death_penalty_class):
+    queue = cls.from_queue_key(
+        queue_key,
+        connection=context.redis,
+        job_class=job_class,
+        serializer=serializer,
+        death_penalty_class=death_penalty_class,
+    )
+    job_cls = job_class or RQJob
+    if not context.redis.exists(job_cls.key_for(job_id)):
+        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))  # deleted while queued
+        return None
+    return job_cls.fetch(job_id, connection=context.redis, serializer=serializer), queue
+
+
+def recover_stale_claims(context: Context, now: float | None = None) -> list[str]:
+    """Put back at the front of their queue the jobs claimed more than the orphan timeout ago by a worker
+    that died before starting them; return their ids."""
+    now = time.time() if now is None else now
+    recover = context.redis.register_script(_RECOVER)
+    requeued = recover(
+        keys=[context.keys.claims],
+        args=[
+            now - context.settings.orphan_timeout,
+            RQJob.redis_job_namespace_prefix,
+            context.keys.timeline(""),
+            round(now, 3),
+            max(context.settings.succeeded_ttl, context.settings.failed_ttl),
+        ],
+    )
+    return [as_text(job_id) for job_id in requeued]
