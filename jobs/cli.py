@@ -12,7 +12,7 @@ from datetime import datetime
 import click
 
 from . import admin, catalog, inspect
-from .cli_common import common, connect, emit, parse_json
+from .cli_common import common, connect, emit, fail, parse_json
 from .cli_schedules import schedules_group
 from .durations import format_duration
 from .enqueue import enqueue
@@ -228,5 +228,11 @@ cli.add_command(schedules_group)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `jobctl` console script."""
-    cli.main(args=argv, prog_name="jobctl")
+    """Entry point of the `jobctl` console script: usage errors too are one line and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="jobctl", standalone_mode=False)
+    except click.ClickException as exc:
+        where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        fail(exc.format_message() + where)
+    except click.Abort:
+        sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,20 @@ from .errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 DEFAULT_QUEUES = ("critical", "default", "low")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ConfigError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError("use 1/true/yes/on or 0/false/no/off")
+    return lowered in ("1", "true", "yes", "on")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -57,8 +72,8 @@ class Settings:
             "JOBS_DATA_DIR": ("data_dir", Path),
             "JOBS_DASHBOARD_HOST": ("dashboard_host", str),
             "JOBS_DASHBOARD_PORT": ("dashboard_port", int),
-            "JOBS_STRICT": ("strict", lambda v: v.lower() in ("1", "true", "yes", "on")),
-            "JOBS_LOG_LEVEL": ("log_level", str.upper),
+            "JOBS_STRICT": ("strict", _flag),
+            "JOBS_LOG_LEVEL": ("log_level", _log_level),
         }
         for variable, (name, convert) in readers.items():
             raw = env.get(variable)
@@ -80,9 +95,9 @@ class Settings:
     def validate(self) -> None:
         """Raise ConfigError on values the platform cannot work with."""
         if self.concurrency < 1:
-            raise ConfigError("concurrency must be at least 1")
+            raise ConfigError("JOBS_CONCURRENCY / --concurrency must be at least 1")
         if not self.queues:
-            raise ConfigError("at least one queue is needed")
+            raise ConfigError("JOBS_QUEUES / --queues must name at least one queue")
         if self.orphan_timeout < 1:
             raise ConfigError("JOBS_ORPHAN_TIMEOUT must be at least 1 second")
         if self.max_orphans < 1:

@@ -156,6 +156,8 @@ def list_jobs(
     """One page of the jobs in `state`, optionally of one queue and one job name, newest first."""
     if state not in STATES:
         raise ConfigError(f"unknown state {state!r}; use one of {', '.join(STATES)}")
+    if per_page < 1:
+        raise ConfigError(f"--per-page must be at least 1, not {per_page}")
     page = max(1, page)
     ids = [job_id for q in ([queue] if queue else queue_names(context)) for job_id in _ids(context, state, q)]
     start = (page - 1) * per_page
