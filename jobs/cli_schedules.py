@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import admin, recurring
+from . import admin, recurring, rq_scheduler_import
 from .cli_common import common, connect, emit, parse_json
 from .errors import InvalidSchedule
 
@@ -203,6 +204,64 @@ def sync_command(settings, as_json, path):
     definitions = _read_schedule_file(path)
     changes = recurring.sync(connect(settings), definitions)
     emit(as_json, changes, lambda: click.echo(", ".join(f"{k} {len(v)}" for k, v in changes.items())))
+
+
+@schedules_group.command("import-rq-scheduler")
+@click.option(
+    "--apply", "apply_", is_flag=True, help="Create or update the schedules (default: only show them)."
+)
+@click.option(
+    "--tz",
+    default="UTC",
+    show_default=True,
+    help="Zone of the rq-scheduler host: its cron strings ran in that zone's local time.",
+)
+@common
+def import_rq_scheduler_command(settings, as_json, apply_, tz):
+    """Show the schedules equivalent to rq-scheduler's cron and interval jobs in this Redis DB, one line
+    per rq-scheduler job; --apply creates or updates them (idempotent). rq-scheduler's jobs are not
+    touched: stop rq-scheduler and delete them afterwards."""
+    context = connect(settings)
+    entries = rq_scheduler_import.read(context, tz=tz)
+    changes = rq_scheduler_import.apply(context, entries) if apply_ else {"created": [], "updated": []}
+    advice = rq_scheduler_import.advice(entries, tz)
+
+    def human():
+        for entry in entries:
+            click.echo(_import_line(entry, apply_))
+        importable = sum(entry.status == rq_scheduler_import.IMPORTABLE for entry in entries)
+        if apply_:
+            click.echo(f"created {len(changes['created'])}, updated {len(changes['updated'])} schedule(s)")
+        else:
+            click.echo(
+                f"dry run, nothing written: {importable} schedule(s) to import; run again with --apply"
+            )
+        for line in advice:
+            click.echo(line)
+
+    data = {
+        "applied": apply_,
+        "tz": tz,
+        "jobs": [entry.to_dict() for entry in entries],
+        **changes,
+        "advice": advice,
+    }
+    emit(as_json, data, human)
+
+
+def _import_line(entry: rq_scheduler_import.Entry, applied: bool) -> str:
+    head = f"{entry.rq_id}:"
+    if entry.status == rq_scheduler_import.ONE_OFF:
+        return f"{head} one-off ({entry.function or 'unreadable function'}, {entry.reason}), not imported"
+    if entry.status == rq_scheduler_import.REFUSED:
+        return f"{head} not importable: {entry.reason}"
+    s = entry.schedule
+    verb = "update" if entry.exists else "create"
+    verb = f"{verb}d" if applied else f"would {verb}"
+    call = f"args {json.dumps(s.args)}" + (f" kwargs {json.dumps(s.kwargs)}" if s.kwargs else "")
+    queue = f"queue {s.queue}" if s.queue else "the job's own queue"
+    line = f"{head} {verb} schedule {s.id}: {s.job} {s.timing.describe()} on {queue}, {call}"
+    return "; ".join([line, *(f"warning: {warning}" for warning in entry.warnings)])
 
 
 def _read_schedule_file(path: Path) -> list[recurring.Schedule]:
