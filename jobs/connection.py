@@ -11,7 +11,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .config import DEFAULT_REDIS_URL, Settings
-from .errors import RedisUnavailable
+from .errors import ConfigError, RedisUnavailable
 from .keys import Keys
 
 log = logging.getLogger("jobs")
@@ -30,14 +30,19 @@ def client_for(url: str, *, resilient: bool) -> redis.Redis:
     """A client for `url`. Resilient clients (long-lived processes) retry a lost connection with backoff;
     the others fail at once so that commands can say so within a second or two."""
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=1.0 if not resilient else 3.0,
-        socket_keepalive=True,
-        health_check_interval=30 if resilient else 0,
-        retry=retry,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
-    )
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_connect_timeout=1.0 if not resilient else 3.0,
+            socket_keepalive=True,
+            health_check_interval=30 if resilient else 0,
+            retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"{redacted(url)} is not a Redis URL (e.g. redis://127.0.0.1:6379/1): {exc}"
+        ) from None
 
 
 def ping(client: redis.Redis, url: str) -> None:

@@ -12,6 +12,7 @@ Intervals (`every`) are real elapsed time, aligned to multiples of the interval 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,10 +92,12 @@ def _zone(name: str) -> ZoneInfo:
 
 def _interval(every: str | float) -> int:
     try:
+        if isinstance(every, bool):
+            raise TypeError("a flag is not a duration")
         seconds = parse_duration(every) if isinstance(every, str) else float(every)
     except (ValueError, TypeError, JobsError):
         raise InvalidSchedule(f"interval {every!r} is not a duration such as 30s, 5m or 1h") from None
-    if seconds < 1 or seconds != int(seconds):
+    if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
         raise InvalidSchedule(f"interval {every!r} must be a whole number of seconds, at least 1s")
     return int(seconds)
 

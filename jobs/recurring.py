@@ -28,7 +28,7 @@ from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
 from .errors import InvalidSchedule, JobsError, UnknownSchedule
-from .execution import Job
+from .execution import PENDING_STATES, Job
 from .firetimes import Timing
 
 MISFIRE_POLICIES = ("once", "all", "skip")
@@ -36,7 +36,6 @@ OVERLAP_POLICIES = ("allow", "skip")
 MISFIRE_GRACE = 60  # seconds: a fire later than this counts as missed (downtime), not merely late
 MAX_CATCH_UP = 1000  # fires computed per step after a long downtime; the rest follow on the next tick
 HISTORY_LENGTH = 100  # runs kept per schedule
-BUSY_STATES = {b"queued", b"scheduled", b"started", b"deferred"}
 FOREVER = math.inf
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # part of job ids, which RQ limits to these
 
@@ -266,7 +265,7 @@ def fire(context: Context, schedule_id: str, expected: int, now: float) -> list[
             if schedule.overlap == "skip" and schedule.last_job_id:
                 last_job_key = Job.key_for(schedule.last_job_id)
                 pipe.watch(last_job_key)
-                busy = pipe.hget(last_job_key, "status") in BUSY_STATES
+                busy = pipe.hget(last_job_key, "status") in PENDING_STATES
             steps = plan(schedule, now, busy)
             pipe.multi()
             jobs = [_enqueue_run(context, schedule, run_id(schedule.id, fire), pipe) for fire in steps.runs]
@@ -314,9 +313,22 @@ def _encode(schedule: Schedule) -> dict[str, str]:
 
 
 def _decode(raw: dict) -> Schedule | None:
+    """The schedule stored in `raw` (a hash), None for none; InvalidSchedule when it is damaged, so
+    one bad entry stops only itself."""
     if not raw:
         return None
     data = {key.decode(): value.decode() for key, value in raw.items()}
+    try:
+        return _from_fields(data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidSchedule(
+            f"schedule {data.get('id', '?')} is damaged in Redis ({type(exc).__name__}: {exc}); remove it and add it again"
+        ) from None
+
+
+def _from_fields(data: dict[str, str]) -> Schedule:
+    if not data.get("next_fire"):
+        raise ValueError("it has no next fire time")
 
     def number(name: str, kind=int):
         return kind(data[name]) if data.get(name) else None

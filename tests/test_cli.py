@@ -477,3 +477,9 @@ def test_workers_json_shows_a_running_worker_and_its_job(context, processes, red
     assert human[-1].startswith("1 worker(s)")
     [line] = [line for line in human if view["name"] in line]
     assert f"{view['host']}:{pid}" in line and job.id in line and not line.startswith("DEAD")
+
+
+def test_a_redis_url_that_is_not_a_url_is_one_line(context):
+    result = jobctl("stats", "--redis-url", "notaurl", url="redis://127.0.0.1:1/1")
+    assert result.returncode == 2 and result.stderr.startswith("error: notaurl is not a Redis URL")
+    assert "Traceback" not in result.stderr

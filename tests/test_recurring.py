@@ -211,3 +211,12 @@ def test_schedule_registers_from_python_at_start_up(context):
         "nightly", sample_jobs.record, cron="0 2 * * *", tz="Europe/Berlin", args=["n"]
     )  # idempotent
     assert [s.id for s in recurring.all_schedules(context)] == ["nightly"]
+
+
+def test_a_damaged_schedule_stops_only_itself(context):
+    every_second(context, "good")
+    every_second(context, "bad")
+    context.redis.hset(context.keys.schedule("bad"), "args", "{not json")
+    outcome = recurring.fire_due(context, now=T0 + 0.1)
+    assert outcome["good"] == ["schedule-good-1800000000"]
+    assert isinstance(outcome["bad"], InvalidSchedule) and "damaged" in str(outcome["bad"])
