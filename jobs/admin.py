@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import redis
 from rq.job import JobStatus
 
-from . import recurring, timeline
+from . import locks, recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .execution import Job, pending_ttl
@@ -162,3 +162,18 @@ def remove_schedule(
     """Delete a schedule and its history; runs already enqueued stay."""
     recurring.remove(context, schedule_id)
     audit(context, actor or default_actor(), "remove-schedule", schedule_id, address)
+
+
+def release_lock(context: Context, name: str, actor: str | None = None, address: str = "cli") -> bool:
+    """Release a lock whoever holds it; True if it was held."""
+    holder = locks.holder_of(context.redis.get(context.keys.lock(name)))
+    released = locks.force_release(context, name)
+    audit(
+        context,
+        actor or default_actor(),
+        "release-lock",
+        name,
+        address,
+        holder=holder.describe() if holder else None,
+    )
+    return released

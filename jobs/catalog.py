@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +14,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import ConfigError, UnknownJob
 
-PLATFORM_MODULES = ("jobs.builtin",)
+PLATFORM_MODULES = ("jobs.builtin", "jobs.billing")
 DEFAULT_TIMEOUT = 300
 
 
@@ -31,6 +33,41 @@ class JobSpec:
     result_ttl: int | None = None  # None: JOBS_SUCCEEDED_TTL
     failure_ttl: int | None = None  # None: JOBS_FAILED_TTL
     description: str = ""
+    lock: str | None = None  # lock name template, e.g. "invoices:{month}"
+    lock_ttl: float = 30.0
+    lock_wait: float = 0.0  # seconds to wait for the lock before `on_locked` applies
+    on_locked: str = "retry"  # "skip": succeed without running; "retry": fail under the retry policy
+    unique: str | None = None  # unique key template, e.g. "invoice:{customer_id}:{month}"
+
+    def render(self, template: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        """`template` with its {fields} filled from the job's arguments (defaults included)."""
+        bound = inspect.signature(self.func).bind(*args, **kwargs)
+        bound.apply_defaults()
+        return template.format(**bound.arguments)
+
+
+def _check_template(option: str, template: str | None, func: Callable) -> None:
+    if template is None:
+        return
+    parameters = inspect.signature(func).parameters
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{option}={template!r} is not a valid template: {exc}") from None
+    unknown = [field for field in fields if field not in parameters]
+    if unknown:
+        raise ConfigError(
+            f"{option}={template!r} names {', '.join(unknown)}, which {func.__name__} has no parameter for"
+        )
+
+
+def _on_locked(value: str) -> tuple[str, float]:
+    """("skip"|"retry", seconds to wait first) from "skip", "retry" or "wait:30s"."""
+    if value in ("skip", "retry"):
+        return value, 0.0
+    if value.startswith("wait:"):
+        return "retry", parse_duration(value[5:])
+    raise ConfigError(f"on_locked={value!r}: use skip, retry or wait:DURATION (e.g. wait:30s)")
 
 
 _catalog: dict[str, JobSpec] = {}
@@ -98,15 +135,26 @@ def job(
     failure_ttl: str | float | None = None,
     description: str = "",
     name: str | None = None,
+    lock: str | None = None,
+    lock_ttl: str | float = 30,
+    on_locked: str = "retry",
+    unique: str | None = None,
 ):
     """Register `func` in the catalog under `name` (default: module path + function name).
 
     Usable bare (`@job`) or with options (`@job(queue="critical", retries=5, timeout="5m")`).
+    `lock="invoices:{month}"` runs at most one job per rendered name at a time; when it is held,
+    `on_locked` says what happens: "retry" (default, under the retry policy), "skip" (succeed without
+    running) or "wait:30s" (wait for it, then retry). `unique="invoice:{customer_id}:{month}"` makes
+    enqueueing return the pending job with the same key instead of adding another.
     """
 
     def register(function: Callable) -> JobFunction:
         if retries < 0:
             raise ConfigError(f"retries must be >= 0, not {retries}")
+        _check_template("lock", lock, function)
+        _check_template("unique", unique, function)
+        locked_action, lock_wait = _on_locked(on_locked)
         spec = JobSpec(
             name=name or f"{function.__module__}.{function.__qualname__}",
             func=function,
@@ -119,6 +167,11 @@ def job(
             result_ttl=None if result_ttl is None else int(parse_duration(result_ttl)),
             failure_ttl=None if failure_ttl is None else int(parse_duration(failure_ttl)),
             description=description or (function.__doc__ or "").strip().split("\n")[0],
+            lock=lock,
+            lock_ttl=parse_duration(lock_ttl),
+            lock_wait=lock_wait,
+            on_locked=locked_action,
+            unique=unique,
         )
         _catalog[spec.name] = spec
         return JobFunction(spec)

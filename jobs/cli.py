@@ -13,6 +13,7 @@ import click
 
 from . import admin, catalog, inspect
 from .cli_common import common, connect, emit, fail, parse_json
+from .cli_locks import invoices_group, locks_group
 from .cli_schedules import schedules_group
 from .durations import format_duration
 from .enqueue import enqueue
@@ -225,6 +226,8 @@ def up_command(settings, as_json):
 
 
 cli.add_command(schedules_group)
+cli.add_command(locks_group)
+cli.add_command(invoices_group)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,4 +238,5 @@ def main(argv: list[str] | None = None) -> None:
         where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
         fail(exc.format_message() + where)
     except click.Abort:
-        sys.exit(130)
+        click.echo("aborted", err=True)
+        sys.exit(1)

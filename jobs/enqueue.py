@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from redis.client import Pipeline
 from rq import Queue
 from rq.job import JobStatus
@@ -20,7 +21,7 @@ from .catalog import JobFunction, JobSpec
 from .connection import Context, current
 from .durations import parse_duration
 from .errors import InvalidArguments
-from .execution import Job, pending_ttl, schedule
+from .execution import PENDING_STATES, Job, pending_ttl, schedule
 from .retries import rq_retry
 
 
@@ -122,13 +123,41 @@ def enqueue(
         if pipeline is not None:
             raise InvalidArguments("a job with dependencies cannot join another transaction")
         job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
-    if pipeline is not None:
+    if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job
+    if spec.unique is not None:
+        key = spec.render(spec.unique, args, kwargs)
+        return _enqueue_unique(
+            context, key, job, lambda pipe: _write(context, rq_queue, job, due, source, pipe)
+        )
     with context.redis.pipeline() as own:
         _write(context, rq_queue, job, due, source, own)
         own.execute()
     return job
+
+
+def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:
+    """Enqueue `job` with `write` unless the unique `key` belongs to a pending job, which is returned
+    instead. Optimistic: a concurrent enqueue of the same key or a change of the owner aborts and retries."""
+    unique_key = context.keys.unique(key)
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(unique_key)
+                owner = pipe.get(unique_key)
+                if owner is not None:
+                    owner_key = Job.key_for(owner.decode())
+                    pipe.watch(owner_key)
+                    if pipe.hget(owner_key, "status") in PENDING_STATES:
+                        return Job.fetch(owner.decode(), connection=context.redis)
+                pipe.multi()
+                pipe.set(unique_key, job.id, ex=pending_ttl(context))
+                write(pipe)
+                pipe.execute()
+                return job
+            except redis.WatchError:
+                continue
 
 
 def _write(

@@ -7,7 +7,8 @@ JobsError                 anything the platform refuses or cannot do; its messag
 ├── InvalidArguments      job arguments that are not JSON or do not fit the function
 ├── JobNotFound           no job with that id
 ├── InvalidSchedule       a recurring schedule definition that cannot be used (cron, zone, interval, policy)
-└── UnknownSchedule       no recurring schedule with that id
+├── UnknownSchedule       no recurring schedule with that id
+└── LockUnavailable       a lock is held by someone else (names the holder)
 """
 
 
@@ -41,6 +42,14 @@ class InvalidSchedule(JobsError):
 
 class UnknownSchedule(JobsError):
     """No recurring schedule has the given id."""
+
+
+class LockUnavailable(JobsError):
+    """The lock is held by someone else; `holder` says who, when known."""
+
+    def __init__(self, message: str, name: str = "", holder=None):
+        super().__init__(message)
+        self.name, self.holder = name, holder
 
 
 class WorkerInterrupted(BaseException):

@@ -25,10 +25,10 @@ from rq.utils import now
 from rq.worker import SimpleWorker
 from rq.worker_registration import clean_worker_registry
 
-from . import catalog, timeline
+from . import catalog, locks, timeline
 from .connection import Context, current
 from .dequeue import JobQueue, claim_member
-from .errors import JobsError, WorkerInterrupted
+from .errors import JobsError, LockUnavailable, WorkerInterrupted
 from .retries import is_retryable
 
 log = logging.getLogger("jobs.worker")
@@ -64,6 +64,9 @@ def schedule(queue, job: RQJob, due: float, pipeline) -> None:
     pipeline.zadd(queue.scheduled_job_registry.key, {job.id: math.ceil(due)})
 
 
+PENDING_STATES = {b"queued", b"scheduled", b"started", b"deferred"}  # raw `status` of a job not yet done
+
+
 def pending_ttl(context: Context, delay: float = 0) -> int:
     """How long a timeline must live while its job is not finished yet."""
     return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)
@@ -80,8 +83,39 @@ class Job(RQJob):
         return catalog.get(self.func_name).func
 
     def _execute(self):
+        spec = catalog.get(self.func_name)
         with _job_body():
+            if spec.lock is None:
+                return super()._execute()
+            return self._execute_locked(spec)
+
+    def _execute_locked(self, spec):
+        """Run under the job's lock; when it is held, skip (recorded on the timeline) or raise
+        LockUnavailable for the retry policy."""
+        guard = locks.lock(
+            spec.render(spec.lock, self.args, self.kwargs), ttl=spec.lock_ttl, wait=spec.lock_wait
+        )
+        try:
+            held = guard.acquire()
+        except LockUnavailable as exc:
+            if spec.on_locked != "skip":
+                raise
+            holder = exc.holder.job if exc.holder else None
+            self._note("skipped", reason=str(exc), holder=holder)
+            return {"skipped": str(exc)}
+        try:
             return super()._execute()
+        finally:
+            guard.release()
+            if held.lost:
+                self._note("lock-lost", lock=held.name, fence=held.fence)
+
+    def _note(self, event: str, **details) -> None:
+        """Record an event of the running job on its timeline (its own round trip: events are rare)."""
+        context = current()
+        with context.redis.pipeline() as pipe:
+            timeline.record(pipe, context.keys, self.id, event, pending_ttl(context), **details)
+            pipe.execute()
 
     def prepare_for_execution(self, worker_name, pipeline):
         super().prepare_for_execution(worker_name, pipeline)

@@ -11,8 +11,13 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}schedules:due                     zset    schedule id -> next fire time (epoch seconds)
     {p}schedule:{id}:runs                zset    job id -> fire time, capped run history
     {p}schedulers                       zset    scheduler name -> last heartbeat (epoch); dead ones dropped after a day
-    {p}lock:{name}                       string  holder token of a lock
-    {p}fence:{name}                      string  fencing counter of a lock, only grows
+    {p}lock:{name}                       string  a held lock: "token|holder JSON" (job, worker, host, pid, since);
+                                                 expires unless renewed
+    {p}fence:{name}                      string  the fencing token of the lock's current holder; expires with it
+    {p}fence-counter                     string  where fencing tokens come from: one counter for every lock
+                                                 name, so a later holder of a name always has a larger token
+    {p}unique:{key}                      string  id of the pending job that owns a unique key (the
+                                                 `unique=` job option); expires with the job's pending TTL
     {p}audit                             stream  operator actions (who, what, when, from where), capped
     {p}claims                            zset    "queue key|job_id" -> time a worker took the job off its queue, until
                                                  the job is in the started registry (the dequeue module)
@@ -56,6 +61,13 @@ class Keys:
 
     def fence(self, name: str) -> str:
         return f"{self.prefix}fence:{name}"
+
+    @property
+    def fence_counter(self) -> str:
+        return f"{self.prefix}fence-counter"
+
+    def unique(self, key: str) -> str:
+        return f"{self.prefix}unique:{key}"
 
     @property
     def audit(self) -> str:

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 
+from . import billing
 from .config import DEFAULT_REDIS_URL, Settings
-from .connection import client_for, ping
+from .connection import Context, client_for, ping
 from .embedded import EmbeddedServer, running_url
 from .errors import RedisUnavailable
 
@@ -45,6 +46,9 @@ def run_platform(settings: Settings) -> int:
     """Run Redis (if needed), workers and the scheduler until interrupted; return the exit code."""
     url, server = _choose_redis(settings)
     log.info("job store: %s", url)
+    context = Context.connect(settings.with_(redis_url=url))
+    billing.register_schedule(context)
+    context.redis.close()
     env = {**os.environ, "JOBS_REDIS_URL": url}
     if settings.imports:
         env["JOBS_IMPORTS"] = ",".join(settings.imports)

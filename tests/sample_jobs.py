@@ -78,3 +78,29 @@ def fails_once(tag: str) -> str:
         raise RuntimeError("first attempt fails")
     _record("ran", tag)
     return tag
+
+
+@job(retries=0, lock="exclusive:{tag}", lock_ttl=1, on_locked="skip")
+def exclusive(tag: str, seconds: float) -> str:
+    """Holds the lock exclusive:{tag} (ttl 1 s, renewed) for `seconds`."""
+    _record("running", f"{tag}:{os.getpid()}")
+    time.sleep(seconds)
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=0, lock="exclusive:{tag}", lock_ttl=1)
+def exclusive_failing(tag: str) -> None:
+    raise RuntimeError(f"failed holding exclusive:{tag}")
+
+
+@job(retries=3, backoff=0, lock="exclusive:{tag}", on_locked="retry")
+def exclusive_retrying(tag: str) -> str:
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=0, unique="unique:{key}")
+def unique_job(key: str, attempt: int = 0) -> str:
+    _record("ran", key)
+    return key

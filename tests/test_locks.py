@@ -1,0 +1,258 @@
+"""Locks: exclusive, renewed while held, fenced, lost detectably; job options lock/on_locked and unique;
+the reference invoices job races from many processes and writes each invoice exactly once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from jobs import billing, inspect, locks, timeline
+from jobs.catalog import job
+from jobs.enqueue import queue_for
+from jobs.errors import ConfigError, LockUnavailable
+from tests import sample_jobs
+from tests.conftest import jobctl, process_env, wait_for
+
+
+def events(context, job_id):
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def test_a_lock_is_exclusive_names_its_holder_and_fences_grow(context):
+    with locks.lock("report") as first:
+        with pytest.raises(LockUnavailable, match=f"lock report is held by pid {os.getpid()}"):
+            locks.lock("report").acquire()
+        assert [view.name for view in locks.held_locks(context)] == ["report"]
+    with locks.lock("report") as second:
+        assert second.fence > first.fence
+    assert locks.held_locks(context) == []
+
+
+def test_a_lock_is_renewed_while_held_and_released_when_the_body_fails(context):
+    with pytest.raises(RuntimeError), locks.lock("long", ttl=0.5) as held:
+        wait_for(lambda: context.redis.pttl(context.keys.lock("long")) > 0, what="the lock")
+        deadline = time.monotonic() + 1.5  # three TTLs
+        while time.monotonic() < deadline:
+            assert context.redis.get(context.keys.lock("long")) is not None
+            with pytest.raises(LockUnavailable):
+                locks.lock("long").acquire()
+        raise RuntimeError("the body fails")
+    assert not held.lost and context.redis.get(context.keys.lock("long")) is None
+
+
+def test_waiting_for_a_lock_gets_it_when_it_is_released(context):
+    guard = locks.lock("queue-head", ttl=5)
+    guard.acquire()
+    start = time.monotonic()
+    import threading
+
+    threading.Timer(0.3, guard.release).start()
+    with locks.lock("queue-head", wait=5) as held:
+        assert held.fence and time.monotonic() - start >= 0.3
+
+
+def test_a_lock_lost_while_held_is_detected_and_does_not_hide_the_body_error(context):
+    with pytest.raises(KeyError), locks.lock("fragile", ttl=5) as held:
+        locks.force_release(context, "fragile")
+        raise KeyError("the body's own error")
+    assert held.lost
+
+
+HOLDER = """
+import sys
+from jobs import billing, locks
+from jobs.config import Settings
+from jobs.connection import Context, activate
+activate(Context.connect(Settings.from_env()))
+guard = locks.lock("invoices:stale", ttl=1)
+held = guard.acquire()
+print(held.fence, flush=True)
+sys.stdin.readline()
+try:
+    with billing.connect() as db, billing.fenced(db, "invoices:stale", held.fence):
+        db.execute("INSERT INTO fences VALUES ('written-by-stale', 1)")
+    print("written", flush=True)
+except billing.StaleFence as exc:
+    print("refused", flush=True)
+guard.release()
+print("lost" if held.lost else "kept", flush=True)
+"""
+
+
+def test_a_stalled_holder_loses_its_lock_and_its_stale_write_is_refused(context, redis_url, tmp_path):
+    env = process_env(redis_url, JOBS_DATA_DIR=str(tmp_path))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        old_fence = int(holder.stdout.readline())
+        os.kill(holder.pid, signal.SIGSTOP)  # stalls: no more renewals
+        wait_for(
+            lambda: context.redis.get(context.keys.lock("invoices:stale")) is None, timeout=10, what="expiry"
+        )
+        with locks.lock("invoices:stale") as held:
+            assert held.fence > old_fence
+            with billing.connect(tmp_path) as db, billing.fenced(db, "invoices:stale", held.fence):
+                pass
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "refused"
+            assert holder.stdout.readline().strip() == "lost"
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    with billing.connect(tmp_path) as db:
+        assert db.execute("SELECT count(*) FROM fences WHERE name = 'written-by-stale'").fetchone() == (0,)
+
+
+def test_a_locked_job_keeps_its_lock_for_three_ttls_and_a_second_run_is_skipped(
+    context, processes, redis_url
+):
+    first = sample_jobs.exclusive.enqueue("inv", 3)  # lock ttl 1 s
+    processes.start("worker", "-c", "2", url=redis_url)
+    wait_for(lambda: context.redis.lrange("test:running", 0, -1), what="the first run to start")
+    second = sample_jobs.exclusive.enqueue("inv", 0)
+    wait_for(lambda: inspect.job_detail(context, second.id).state == "finished", what="the second run")
+    assert "skipped" in events(context, second.id)
+    skipped = [
+        e for e in timeline.history(context.redis, context.keys, second.id) if e["event"] == "skipped"
+    ][0]
+    assert skipped["holder"] == first.id and "exclusive:inv" in skipped["reason"]
+    wait_for(lambda: inspect.job_detail(context, first.id).state == "finished", what="the first run")
+    assert [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)] == ["inv"]
+    assert context.redis.get(context.keys.lock("exclusive:inv")) is None  # released when the job ended
+
+
+def test_the_lock_is_released_when_the_job_fails(context, redis_url):
+    job_ = sample_jobs.exclusive_failing.enqueue("f")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert inspect.job_detail(context, job_.id).state == "failed"
+    assert context.redis.get(context.keys.lock("exclusive:f")) is None
+
+
+def test_the_lock_of_a_sigkilled_worker_expires_within_its_ttl(context, processes, redis_url):
+    sample_jobs.exclusive.enqueue("killed", 60)
+    pool = processes.start("worker", "-c", "1", url=redis_url)
+    raw = wait_for(lambda: context.redis.lindex("test:running", 0), what="the job to start")
+    os.kill(int(raw.decode().rsplit(":", 1)[1]), signal.SIGKILL)
+    os.killpg(pool.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: context.redis.get(context.keys.lock("exclusive:killed")) is None, timeout=5, what="expiry"
+    )
+    assert time.monotonic() - killed_at < 1.5  # ttl 1 s (+ polling)
+
+
+def test_on_locked_retry_runs_the_job_once_the_lock_is_free(context, redis_url):
+    guard = locks.lock("exclusive:busy", ttl=30)
+    guard.acquire()
+    job_ = sample_jobs.exclusive_retrying.enqueue("busy")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert inspect.job_detail(context, job_.id).state == "failed"  # held through all retries
+    assert "LockUnavailable" in inspect.job_detail(context, job_.id).traceback
+    guard.release()
+    again = sample_jobs.exclusive_retrying.enqueue("busy")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert inspect.job_detail(context, again.id).state == "finished"
+
+
+def test_lock_and_unique_templates_are_checked_when_the_job_is_defined():
+    with pytest.raises(ConfigError, match="names month"):
+        job(lock="invoices:{month}")(lambda customer: None)
+    with pytest.raises(ConfigError, match="on_locked"):
+        job(lock="x", on_locked="sometimes")(lambda: None)
+
+
+def test_unique_returns_the_pending_job_until_it_is_done(context, redis_url):
+    first = sample_jobs.unique_job.enqueue("k")
+    assert sample_jobs.unique_job.enqueue("k", attempt=1).id == first.id
+    assert sample_jobs.unique_job.enqueue("other").id != first.id
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert sample_jobs.unique_job.enqueue("k").id != first.id  # done: a new one may be enqueued
+
+
+RACER = """
+import json, sys
+from jobs import catalog, {module}
+from jobs.config import Settings
+from jobs.connection import Context, activate
+settings = Settings.from_env()
+catalog.load(settings.imports)
+activate(Context.connect(settings))
+results = [{call} for attempt in range(50)]
+print(json.dumps(results))
+"""
+
+
+def race(redis_url, tmp_path, module: str, call: str) -> list:
+    env = process_env(redis_url, JOBS_DATA_DIR=str(tmp_path))
+    code = RACER.format(module=module, call=call)
+    racers = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers)
+    return [result for output in outputs for result in json.loads(output)]
+
+
+def test_eight_processes_racing_for_the_monthly_invoices_write_each_invoice_once(
+    context, redis_url, tmp_path
+):
+    results = race(redis_url, tmp_path, "billing", 'billing.generate_monthly_invoices("2026-11")')
+    assert len(results) == 400
+    workers = [r for r in results if r.get("created")]
+    assert len(workers) == 1 and workers[0]["created"] == len(billing.DEMO_CUSTOMERS)
+    invoices = billing.invoices("2026-11", data_dir=tmp_path)
+    assert Counter(invoice.customer for invoice in invoices) == Counter(c[1] for c in billing.DEMO_CUSTOMERS)
+    email_jobs = [
+        j for j in queue_for(context, "default").get_jobs() if j.func_name.endswith("send_invoice_email")
+    ]
+    assert sorted(j.args[0] for j in email_jobs) == sorted(invoice.id for invoice in invoices)  # one each
+
+
+def test_unique_enqueue_from_eight_processes_adds_one_job(context, redis_url, tmp_path):
+    results = race(redis_url, tmp_path, "enqueue", 'enqueue("tests.sample_jobs.unique_job", ["same"]).id')
+    assert len(set(results)) == 1
+    assert queue_for(context, "default").get_job_ids() == [results[0]]
+
+
+def test_the_reference_job_runs_end_to_end_and_is_listed(context, redis_url, tmp_path):
+    env = {"JOBS_DATA_DIR": str(tmp_path)}
+    assert (
+        jobctl(
+            "enqueue", "jobs.billing.generate_monthly_invoices", "--args", '["2026-10"]', url=redis_url, **env
+        ).returncode
+        == 0
+    )
+    assert jobctl("worker", "--burst", "-c", "2", url=redis_url, **env).returncode == 0
+    listed = json.loads(
+        jobctl("invoices", "list", "--month", "2026-10", "--json", url=redis_url, **env).stdout
+    )
+    assert len(listed) == len(billing.DEMO_CUSTOMERS) and all(invoice["emailed"] for invoice in listed)
+    bad = jobctl("invoices", "list", "--month", "October", url=redis_url, **env)
+    assert bad.returncode == 2 and "not YYYY-MM" in bad.stderr
+
+
+def test_jobctl_locks_list_and_release(context, redis_url):
+    guard = locks.lock("stuck", ttl=30)
+    held = guard.acquire()
+    listed = json.loads(jobctl("locks", "list", "--json", url=redis_url).stdout)
+    assert [(view["name"], view["fence"], view["holder"]["pid"]) for view in listed] == [
+        ("stuck", held.fence, os.getpid())
+    ]
+    refused = jobctl("locks", "release", "stuck", url=redis_url)  # no terminal to confirm on
+    assert refused.returncode != 0 and context.redis.exists(context.keys.lock("stuck"))
+    assert jobctl("locks", "release", "stuck", "--yes", url=redis_url).returncode == 0
+    assert not context.redis.exists(context.keys.lock("stuck"))
+    actions = [entry[b"action"] for _, entry in context.redis.xrange(context.keys.audit)]
+    assert actions == [b"release-lock"]
+    guard.release()
+    assert held.lost
