@@ -14,6 +14,7 @@ from rq.job import JobStatus
 from . import locks, recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
+from .errors import InvalidArguments, JobNotFound
 from .execution import Job, pending_ttl
 from .maintenance import queue_names
 
@@ -52,6 +53,13 @@ def failed_ids(context: Context) -> list[tuple[str, str]]:
         for name in queue_names(context)
         for job_id in queue_for(context, name).failed_job_registry.get_job_ids(cleanup=False)
     ]
+
+
+def _target(ids: Iterable[str] | None) -> str:
+    if ids is None:
+        return "all"
+    ids = list(ids)
+    return ",".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
 
 
 def _resolve(context: Context, ids: Iterable[str] | None) -> list[tuple[str, str]]:
@@ -93,6 +101,7 @@ def requeue_failed(
     ids: Iterable[str] | None = None,
     actor: str | None = None,
     progress: Progress | None = None,
+    address: str = "cli",
 ) -> int:
     """Put failed jobs (these ids, or all when None) back on their queues; returns how many."""
     actor = actor or default_actor()
@@ -105,7 +114,7 @@ def requeue_failed(
         timeline.record(pipe, context.keys, job.id, "requeued", pending_ttl(context), by=actor)
 
     count = _each_batch(context, _resolve(context, ids), requeue, progress)
-    audit(context, actor, "requeue-failed", "all" if ids is None else ",".join(ids), count=count)
+    audit(context, actor, "requeue-failed", _target(ids), address, count=count)
     return count
 
 
@@ -114,6 +123,7 @@ def delete_failed(
     ids: Iterable[str] | None = None,
     actor: str | None = None,
     progress: Progress | None = None,
+    address: str = "cli",
 ) -> int:
     """Delete failed jobs (these ids, or all when None) with their timelines; returns how many."""
     actor = actor or default_actor()
@@ -123,7 +133,7 @@ def delete_failed(
         pipe.delete(context.keys.timeline(job.id))
 
     count = _each_batch(context, _resolve(context, ids), delete, progress)
-    audit(context, actor, "delete-failed", "all" if ids is None else ",".join(ids), count=count)
+    audit(context, actor, "delete-failed", _target(ids), address, count=count)
     return count
 
 
@@ -177,3 +187,38 @@ def release_lock(context: Context, name: str, actor: str | None = None, address:
         holder=holder.describe() if holder else None,
     )
     return released
+
+
+def cancel_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:
+    """Cancel a job that has not started (queued, scheduled or deferred): it will not run."""
+    job = _fetch(context, job_id)
+    if job.get_status() not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        raise InvalidArguments(
+            f"job {job_id} is {job.get_status()}; only a job that has not started can be canceled"
+        )
+    with context.redis.pipeline() as pipe:
+        job.cancel(pipeline=pipe)
+        timeline.record(
+            pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor or default_actor()
+        )
+        pipe.execute()
+    audit(context, actor or default_actor(), "cancel-job", job_id, address)
+
+
+def delete_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:
+    """Delete a job in any state that is not running, with its timeline."""
+    job = _fetch(context, job_id)
+    if job.get_status() == JobStatus.STARTED:
+        raise InvalidArguments(f"job {job_id} is running; it can be deleted once it has ended")
+    with context.redis.pipeline() as pipe:
+        job.delete(pipeline=pipe, remove_from_queue=True)
+        pipe.delete(context.keys.timeline(job.id))
+        pipe.execute()
+    audit(context, actor or default_actor(), "delete-job", job_id, address)
+
+
+def _fetch(context: Context, job_id: str) -> Job:
+    job = Job.fetch_many([job_id], connection=context.redis)[0]
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id!r} (it may have expired)")
+    return job

@@ -13,6 +13,7 @@ import click
 
 from . import admin, catalog, inspect
 from .cli_common import common, connect, emit, fail, parse_json
+from .cli_dashboard import dashboard_command, hash_password_command
 from .cli_locks import invoices_group, locks_group
 from .cli_schedules import schedules_group
 from .durations import format_duration
@@ -228,6 +229,8 @@ def up_command(settings, as_json):
 cli.add_command(schedules_group)
 cli.add_command(locks_group)
 cli.add_command(invoices_group)
+cli.add_command(dashboard_command)
+cli.add_command(hash_password_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,6 +50,11 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".jobs"))
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 9181
+    dashboard_users: str = (
+        ""  # "name:role:password-hash;..." (role viewer|operator); see `jobctl dashboard hash-password`
+    )
+    dashboard_token: str = ""  # bearer token with the operator role, for scripts and the API
+    dashboard_secret: str = ""  # signs session cookies; generated into the data dir when empty
     strict: bool = False
     log_level: str = "INFO"
 
@@ -72,6 +77,9 @@ class Settings:
             "JOBS_DATA_DIR": ("data_dir", Path),
             "JOBS_DASHBOARD_HOST": ("dashboard_host", str),
             "JOBS_DASHBOARD_PORT": ("dashboard_port", int),
+            "JOBS_DASHBOARD_USERS": ("dashboard_users", str),
+            "JOBS_DASHBOARD_TOKEN": ("dashboard_token", str),
+            "JOBS_DASHBOARD_SECRET": ("dashboard_secret", str),
             "JOBS_STRICT": ("strict", _flag),
             "JOBS_LOG_LEVEL": ("log_level", _log_level),
         }

@@ -64,6 +64,7 @@ def schedule(queue, job: RQJob, due: float, pipeline) -> None:
     pipeline.zadd(queue.scheduled_job_registry.key, {job.id: math.ceil(due)})
 
 
+ERROR_FIELD = "error"  # job hash field: one-line summary of the last failure ("Type: message")
 PENDING_STATES = {b"queued", b"scheduled", b"started", b"deferred"}  # raw `status` of a job not yet done
 
 
@@ -149,6 +150,7 @@ class Job(RQJob):
         context = current()
         error = getattr(self, "error", None) or error_summary(None, exc_string)
         ttl = self.failure_ttl or context.settings.failed_ttl
+        pipeline.hset(self.key, ERROR_FIELD, error)  # one line for job lists, without the results stream
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
         timeline.count(pipeline, context.keys, "failed", self.func_name)
 
@@ -161,13 +163,16 @@ class Job(RQJob):
         else:
             super().retry(queue, pipeline)
         context = current()
+        error = getattr(self, "error", None)
+        if error:
+            pipeline.hset(self.key, ERROR_FIELD, error)
         timeline.record(
             pipeline,
             context.keys,
             self.id,
             "retry",
             pending_ttl(context, delay),
-            error=getattr(self, "error", None),
+            error=error,
             due=round(time.time() + delay, 3),
             retries_left=self.retries_left,
         )

@@ -15,10 +15,12 @@ from . import timeline
 from .connection import Context
 from .enqueue import queue_for
 from .errors import ConfigError, JobNotFound
-from .execution import Job
+from .execution import ERROR_FIELD, Job
 from .maintenance import queue_names
 
 SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead
+FILTER_SCAN_LIMIT = 20_000  # jobs a filtered list looks at, newest first
+SCAN_BATCH = 1_000
 STATES = ("queued", "scheduled", "started", "finished", "failed", "canceled", "deferred")
 
 
@@ -64,6 +66,8 @@ class Page:
     total: int
     page: int
     per_page: int
+    scanned: int | None = None  # with a filter: how many of the newest jobs were looked at
+    complete: bool = True  # False when a filter stopped at FILTER_SCAN_LIMIT
 
     @property
     def pages(self) -> int:
@@ -75,6 +79,8 @@ class Page:
             "total": self.total,
             "page": self.page,
             "pages": self.pages,
+            "scanned": self.scanned,
+            "complete": self.complete,
         }
 
 
@@ -92,24 +98,14 @@ def _traceback(job: Job) -> str | None:
     return result.exc_string if result is not None else None
 
 
-def _summary(job: Job) -> JobSummary:
-    error = None
-    if _state(job) == "failed":
-        lines = (_traceback(job) or "").strip().splitlines()
-        error = lines[-1] if lines else None
-    return JobSummary(
-        job.id, job.func_name or "?", job.origin, _state(job), job.enqueued_at, job.ended_at, error
-    )
-
-
 def job_detail(context: Context, job_id: str) -> JobDetail:
     """The job `job_id` with its arguments, result or traceback and timeline; JobNotFound if gone."""
-    jobs = Job.fetch_many([job_id], connection=context.redis)
-    job = jobs[0] if jobs else None
-    if job is None:
+    summaries = _summaries(context, [job_id])
+    if not summaries:
         raise JobNotFound(f"no job with id {job_id!r} (it may have expired)")
+    summary = summaries[0]
+    job = Job.fetch(job_id, connection=context.redis)
     history = timeline.history(context.redis, context.keys, job_id)
-    summary = _summary(job)
     try:
         args, kwargs = list(job.args), dict(job.kwargs)
     except Exception as exc:  # undecodable payload: show why instead of failing the whole view
@@ -131,18 +127,87 @@ def job_detail(context: Context, job_id: str) -> JobDetail:
     )
 
 
-def _ids(context: Context, state: str, queue_name: str) -> list[str]:
-    """Every job id of `state` in `queue_name`, newest first."""
+def _state_key(context: Context, state: str, queue_name: str) -> str:
     queue = queue_for(context, queue_name)
+    return queue.key if state == "queued" else getattr(queue, f"{state}_job_registry").key
+
+
+def _count(context: Context, state: str, queue_name: str) -> int:
+    key = _state_key(context, state, queue_name)
+    return context.redis.llen(key) if state == "queued" else context.redis.zcard(key)
+
+
+def _slice(context: Context, state: str, queue_name: str, start: int, stop: int) -> list[str]:
+    """Ids number `start`..`stop` (exclusive) of `state` in one queue, newest first: O(stop - start)."""
+    key = _state_key(context, state, queue_name)
     if state == "queued":
-        return list(reversed(queue.get_job_ids()))
-    if state == "started":
-        return [
-            job_id
-            for job_id, _ in queue.started_job_registry.get_job_and_execution_ids(desc=True, cleanup=False)
-        ]
-    registry = getattr(queue, f"{state}_job_registry")
-    return registry.get_job_ids(desc=True, cleanup=False)
+        raw = list(reversed(context.redis.lrange(key, -stop, -start - 1)))
+    else:
+        raw = context.redis.zrevrange(key, start, stop - 1)
+    ids = [member.decode() for member in raw]
+    return [member.split(":", 1)[0] for member in ids] if state == "started" else ids
+
+
+def _window(context: Context, state: str, queues: list[str], start: int, stop: int) -> tuple[list[str], int]:
+    """Ids `start`..`stop` of `state` over `queues` (queue by queue, newest first in each) and the total."""
+    with context.redis.pipeline(transaction=False) as pipe:
+        for name in queues:
+            key = _state_key(context, state, name)
+            pipe.llen(key) if state == "queued" else pipe.zcard(key)
+        counts = pipe.execute()
+    ids, offset = [], 0
+    for name, count in zip(queues, counts, strict=True):
+        low, high = max(start - offset, 0), min(stop - offset, count)
+        if low < high:
+            ids.extend(_slice(context, state, name, low, high))
+        offset += count
+    return ids, sum(counts)
+
+
+def _summaries(context: Context, ids: list[str]) -> list[JobSummary]:
+    """Summaries of `ids` (gone ones left out) in two round trips."""
+    jobs = Job.fetch_many(ids, connection=context.redis)
+    with context.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(Job.key_for(job_id), ERROR_FIELD)
+        errors = pipe.execute()
+    return [
+        JobSummary(
+            job.id,
+            job.func_name or "?",
+            job.origin,
+            _state(job),
+            job.enqueued_at,
+            job.ended_at,
+            error and error.decode(),
+        )
+        for job, error in zip(jobs, errors, strict=True)
+        if job is not None
+    ]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a job list may be narrowed to; None matches everything."""
+
+    name: str | None = None
+    error: str | None = None  # substring of the failure summary ("Type: message"), case-insensitive
+    since: datetime | None = None  # ended (or enqueued) at or after
+    until: datetime | None = None  # ended (or enqueued) before
+    failed_before: bool = False  # only jobs with a failed attempt (a scheduled one: a retry)
+
+    def __bool__(self) -> bool:
+        return any((self.name, self.error, self.since, self.until, self.failed_before))
+
+    def matches(self, job: JobSummary) -> bool:
+        moment = job.ended_at or job.enqueued_at
+        return (
+            (self.name is None or job.name == self.name)
+            and (self.error is None or self.error.lower() in (job.error or "").lower())
+            and (self.since is None or (moment is not None and moment >= self.since))
+            and (self.until is None or (moment is not None and moment < self.until))
+            and (not self.failed_before or job.error is not None)
+        )
 
 
 def list_jobs(
@@ -152,23 +217,52 @@ def list_jobs(
     name: str | None = None,
     page: int = 1,
     per_page: int = 20,
+    where: Filter | None = None,
 ) -> Page:
-    """One page of the jobs in `state`, optionally of one queue and one job name, newest first."""
+    """One page of the jobs in `state`, newest first (queue by queue when no queue is given).
+
+    Without a filter the cost is O(per_page) whatever the number of jobs. A filter is applied to the
+    newest FILTER_SCAN_LIMIT jobs of the state; `Page.scanned` says how many were looked at.
+    """
     if state not in STATES:
         raise ConfigError(f"unknown state {state!r}; use one of {', '.join(STATES)}")
     if per_page < 1:
         raise ConfigError(f"--per-page must be at least 1, not {per_page}")
-    page = max(1, page)
-    ids = [job_id for q in ([queue] if queue else queue_names(context)) for job_id in _ids(context, state, q)]
+    page, where = max(1, page), where or Filter(name=name)
+    queues = [queue] if queue else queue_names(context)
     start = (page - 1) * per_page
-    if name is None:
-        jobs = [j for j in Job.fetch_many(ids[start : start + per_page], connection=context.redis) if j]
-        return Page([_summary(j) for j in jobs], len(ids), page, per_page)
-    matching = []
-    for offset in range(0, len(ids), 500):
-        batch = Job.fetch_many(ids[offset : offset + 500], connection=context.redis)
-        matching.extend(j for j in batch if j and j.func_name == name)
-    return Page([_summary(j) for j in matching[start : start + per_page]], len(matching), page, per_page)
+    if not where:
+        ids, total = _window(context, state, queues, start, start + per_page)
+        return Page(_summaries(context, ids), total, page, per_page)
+    matching, scanned, total = [], 0, None
+    while scanned < FILTER_SCAN_LIMIT:
+        ids, total = _window(context, state, queues, scanned, min(scanned + SCAN_BATCH, FILTER_SCAN_LIMIT))
+        if not ids:
+            break
+        matching.extend(job for job in _summaries(context, ids) if where.matches(job))
+        scanned += len(ids)
+    return Page(
+        matching[start : start + per_page],
+        len(matching),
+        page,
+        per_page,
+        scanned=scanned,
+        complete=scanned >= (total or 0),
+    )
+
+
+def matching_ids(context: Context, state: str, queue: str | None, where: Filter) -> list[str]:
+    """Every id of `state` (in `queue`, or all) that `where` matches, for bulk actions."""
+    queues = [queue] if queue else queue_names(context)
+    found, offset = [], 0
+    while True:
+        ids, _ = _window(context, state, queues, offset, offset + SCAN_BATCH)
+        if not ids:
+            return found
+        found.extend(
+            job.id for job in _summaries(context, ids) if where.matches(job)
+        ) if where else found.extend(ids)
+        offset += len(ids)
 
 
 @dataclass
@@ -199,9 +293,7 @@ class Stats:
 def queue_stats(context: Context, queue_name: str) -> QueueStats:
     """Counts per state for one queue."""
     queue = queue_for(context, queue_name)
-    counts = {"queued": queue.count}
-    for state in STATES[1:]:
-        counts[state] = getattr(queue, f"{state}_job_registry").count
+    counts = {state: _count(context, state, queue_name) for state in STATES}
     oldest = queue.get_job_ids(0, 1)
     oldest_job = Job.fetch_many(oldest, connection=context.redis)[0] if oldest else None
     age = time.time() - oldest_job.enqueued_at.timestamp() if oldest_job and oldest_job.enqueued_at else None

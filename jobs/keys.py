@@ -21,6 +21,8 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}audit                             stream  operator actions (who, what, when, from where), capped
     {p}claims                            zset    "queue key|job_id" -> time a worker took the job off its queue, until
                                                  the job is in the started registry (the dequeue module)
+    {p}bulk:{task}                       hash    progress of a dashboard bulk action (action, state, done, total);
+                                                 kept a day
     {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
                                                  died, between their claim and their requeue (maintenance)
 """
@@ -76,6 +78,9 @@ class Keys:
     @property
     def claims(self) -> str:
         return f"{self.prefix}claims"
+
+    def bulk(self, task_id: str) -> str:
+        return f"{self.prefix}bulk:{task_id}"
 
     @property
     def orphans(self) -> str:

@@ -1,7 +1,7 @@
 """`jobctl up`: the whole platform on one machine, for a laptop.
 
 Uses JOBS_REDIS_URL when set, else the default Redis when it answers, else an embedded server in the data
-directory (reused if an earlier run left one). Starts a worker pool and a scheduler as child processes;
+directory (reused if an earlier run left one). Starts a worker pool, a scheduler and the dashboard as child processes;
 Ctrl-C (or SIGTERM) stops them gracefully, then the embedded server.
 """
 
@@ -21,7 +21,7 @@ from .embedded import EmbeddedServer, running_url
 from .errors import RedisUnavailable
 
 log = logging.getLogger("jobs.up")
-PROCESSES = {"worker": ["worker"], "scheduler": ["scheduler"]}
+PROCESSES = {"worker": ["worker"], "scheduler": ["scheduler"], "dashboard": ["dashboard"]}
 
 
 def _choose_redis(settings: Settings) -> tuple[str, EmbeddedServer | None]:

@@ -1,0 +1,85 @@
+"""The dashboard: `create_app(settings)` builds the Flask app (gunicorn "dashboard:create_app()").
+
+Pages and a JSON API over the platform's read API (jobs.inspect) and admin API (jobs.admin), Prometheus
+metrics, and rq-dashboard mounted at /rq, all behind one authentication and CSRF guard.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import rq_dashboard
+from flask import Flask, request
+from rq.serializers import JSONSerializer
+
+from jobs import catalog
+from jobs.config import Settings
+from jobs.connection import Context, activate
+
+from .api import api
+from .metrics import metrics
+from .security import Access, install, parse_users
+from .views import pages
+
+
+def create_app(settings: Settings | None = None, testing: bool = False) -> Flask:
+    """The dashboard app for `settings` (default: from the environment)."""
+    context = activate(Context.connect(settings or Settings.from_env(), resilient=True, check=False))
+    settings = context.settings
+    catalog.load(settings.imports)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.dashboard_secret or _stored_secret(settings.data_dir),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        TESTING=testing,
+        RQ_DASHBOARD_REDIS_URL=settings.redis_url,
+    )
+    app.extensions["jobs.context"] = context
+    install(app, Access(parse_users(settings.dashboard_users), settings.dashboard_token))
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    app.register_blueprint(metrics)
+    _mount_rq_dashboard(app)
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy", _CSP if not request.path.startswith("/rq") else _RQ_CSP
+        )
+        return response
+
+    return app
+
+
+_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+_RQ_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def _mount_rq_dashboard(app: Flask) -> None:
+    rq_dashboard.web.config.serializer = JSONSerializer  # no pickle from Redis, ever
+    rq_dashboard.web.setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
+
+    @app.before_request
+    def block_unsafe_rq_routes():
+        # rq-dashboard changes state on GET here ("requeue all"): only POST, which our CSRF guard checks
+        if request.path.startswith("/rq/requeue/") and request.method != "POST":
+            return "rq-dashboard's GET requeue is disabled; use the button (POST)", 405
+        return None
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """A session secret kept in the data dir, so every dashboard process and restart shares it."""
+    path = Path(data_dir) / "dashboard-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

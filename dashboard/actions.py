@@ -1,0 +1,63 @@
+"""Operator actions shared by the pages and the API: each validates its input, calls `jobs.admin`
+(which audits it), and returns a small result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jobs import admin
+from jobs.connection import Context
+from jobs.errors import InvalidArguments, JobNotFound, UnknownSchedule
+
+JOB_ACTIONS = ("requeue", "cancel", "delete")
+SCHEDULE_ACTIONS = ("trigger", "pause", "resume", "delete")
+
+
+def on_job(context: Context, job_id: str, action: str, actor: str, address: str) -> dict:
+    """Requeue (a failed job), cancel (one not started) or delete a job."""
+    if action == "requeue":
+        if not admin.requeue_failed(context, [job_id], actor=actor, address=address):
+            raise InvalidArguments(f"job {job_id} is not failed; only failed jobs can be requeued")
+    elif action == "cancel":
+        admin.cancel_job(context, job_id, actor, address)
+    elif action == "delete":
+        admin.delete_job(context, job_id, actor, address)
+    else:
+        raise JobNotFound(f"no action {action!r} on jobs (use {', '.join(JOB_ACTIONS)})")
+    return {"job": job_id, "done": action}
+
+
+def on_schedule(
+    context: Context, schedule_id: str, action: str, actor: str, address: str, until: str | None = None
+) -> dict:
+    """Trigger, pause (optionally until an ISO 8601 time), resume or delete a schedule."""
+    if action == "trigger":
+        return {
+            "schedule": schedule_id,
+            "done": action,
+            "job": admin.trigger_schedule(context, schedule_id, actor, address).id,
+        }
+    if action == "pause":
+        admin.pause_schedule(context, schedule_id, _moment(until), actor, address)
+    elif action == "resume":
+        admin.resume_schedule(context, schedule_id, actor, address)
+    elif action == "delete":
+        admin.remove_schedule(context, schedule_id, actor, address)
+    else:
+        raise UnknownSchedule(f"no action {action!r} on schedules (use {', '.join(SCHEDULE_ACTIONS)})")
+    return {"schedule": schedule_id, "done": action}
+
+
+def _moment(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArguments(f"until {text!r} is not an ISO 8601 time") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
+def release_lock(context: Context, name: str, actor: str, address: str) -> dict:
+    """Release a lock whoever holds it."""
+    return {"lock": name, "released": admin.release_lock(context, name, actor, address)}

@@ -1,0 +1,100 @@
+"""The JSON API: the same views and actions as the pages (see the README for the routes)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from jobs import inspect
+
+from . import actions, bulk, data
+from .views import _actor, context, job_filter, start_bulk
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _body() -> dict:
+    return request.get_json(silent=True) or request.form.to_dict(flat=True)
+
+
+@api.get("/overview")
+def overview():
+    return jsonify(data.overview(context()))
+
+
+@api.get("/jobs/<state>")
+def jobs(state: str):
+    if state not in inspect.STATES:
+        return {"error": f"unknown state {state!r}; use one of {', '.join(inspect.STATES)}"}, 404
+    page = request.args.get("page", 1, type=int)
+    return jsonify(data.job_page(context(), state, request.args.get("queue") or None, page, job_filter()))
+
+
+@api.get("/retries")
+def retries():
+    page = request.args.get("page", 1, type=int)
+    return jsonify(data.job_page(context(), "scheduled", None, page, inspect.Filter(failed_before=True)))
+
+
+@api.get("/job/<job_id>")
+def job(job_id: str):
+    return jsonify(data.job(context(), job_id))
+
+
+@api.post("/job/<job_id>/<action>")
+def job_action(job_id: str, action: str):
+    return jsonify(actions.on_job(context(), job_id, action, *_actor()))
+
+
+@api.post("/jobs/failed/bulk")
+def bulk_action():
+    return jsonify({"task": start_bulk(_body())}), 202
+
+
+@api.get("/bulk/<task_id>")
+def bulk_progress(task_id: str):
+    return jsonify(bulk.progress(context(), task_id))
+
+
+@api.get("/schedules")
+def schedules():
+    return jsonify(data.schedules(context()))
+
+
+@api.get("/schedules/<schedule_id>")
+def schedule(schedule_id: str):
+    return jsonify(data.schedule(context(), schedule_id))
+
+
+@api.post("/schedules/<schedule_id>/<action>")
+def schedule_action(schedule_id: str, action: str):
+    return jsonify(actions.on_schedule(context(), schedule_id, action, *_actor(), until=_body().get("until")))
+
+
+@api.get("/workers")
+def workers():
+    return jsonify(data.workers(context()))
+
+
+@api.get("/locks")
+def locks():
+    return jsonify(data.held_locks(context()))
+
+
+@api.post("/locks/<path:name>/release")
+def release_lock(name: str):
+    return jsonify(actions.release_lock(context(), name, *_actor()))
+
+
+@api.get("/redis")
+def redis_health():
+    return jsonify(data.redis_health(context()))
+
+
+@api.get("/audit")
+def audit():
+    return jsonify(data.audit_log(context(), request.args.get("count", 200, type=int)))
+
+
+@api.get("/invoices")
+def invoices():
+    return jsonify(data.invoices(context(), request.args.get("month") or None))

@@ -1,0 +1,50 @@
+"""Prometheus metrics at /metrics, in the text exposition format (no client library needed)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from jobs import inspect, timeline
+
+from .views import context
+
+metrics = Blueprint("metrics", __name__)
+
+
+def _line(name: str, value: float, **labels: str) -> str:
+    text = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
+    return f"{name}{{{text}}} {value}" if labels else f"{name} {value}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@metrics.get("/metrics")
+def exposition():
+    ctx = context()
+    lines = [
+        "# HELP jobs_queue_jobs Jobs per queue and state.",
+        "# TYPE jobs_queue_jobs gauge",
+    ]
+    for name in inspect.queue_names(ctx):
+        stats = inspect.queue_stats(ctx, name)
+        lines += [
+            _line("jobs_queue_jobs", count, queue=name, state=state) for state, count in stats.counts.items()
+        ]
+        if stats.oldest_age is not None:
+            lines.append(_line("jobs_queue_oldest_age_seconds", round(stats.oldest_age, 3), queue=name))
+    lines += [
+        "# HELP jobs_finished_last_day Jobs finished in the last 24 hours, by job name and outcome.",
+        "# TYPE jobs_finished_last_day gauge",
+    ]
+    for status in ("succeeded", "failed"):
+        for job_name, count in sorted(timeline.by_name(ctx.redis, ctx.keys, status, "hour", 24).items()):
+            lines.append(_line("jobs_finished_last_day", count, job=job_name, status=status))
+    views = inspect.workers(ctx)
+    lines += ["# HELP jobs_processes Live worker and scheduler processes.", "# TYPE jobs_processes gauge"]
+    for kind in ("worker", "scheduler"):
+        lines.append(
+            _line("jobs_processes", sum(1 for v in views if v.kind == kind and not v.dead), kind=kind)
+        )
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
