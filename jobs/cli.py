@@ -218,12 +218,14 @@ def workers_command(settings, as_json):
 
 
 @cli.command("up")
+@click.option("--embedded", is_flag=True, help="Always use the embedded server, even if a Redis answers.")
 @common
-def up_command(settings, as_json):
-    """Run everything on this machine: Redis (embedded when none is configured), workers, scheduler."""
+def up_command(settings, as_json, embedded):
+    """Run everything on this machine: Redis (embedded when none is configured), workers, scheduler,
+    dashboard."""
     from .up import run_platform
 
-    sys.exit(run_platform(settings))
+    sys.exit(run_platform(settings, embedded=embedded))
 
 
 cli.add_command(schedules_group)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConfigError
 
@@ -52,7 +54,10 @@ def free_port() -> int:
 
 def _answers(port: int) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=1).ping())
+        probe = redis.Redis(
+            port=port, socket_connect_timeout=0.5, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        return bool(probe.ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -65,6 +70,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _is_server_of(pid: int, data_dir: Path) -> bool:
+    """True if `pid` is a Redis-compatible server working in `data_dir`: a pid recorded by an earlier run
+    may since have been reused by any process."""
+    try:  # Linux: the server chdirs into its --dir
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    try:  # elsewhere: the process name
+        name = subprocess.run(["ps", "-p", str(pid), "-o", "comm="], capture_output=True, text=True).stdout
+    except OSError:
+        return False
+    return Path(name.strip()).name in ("valkey-server", "redis-server")
 
 
 class EmbeddedServer:
@@ -87,7 +108,12 @@ class EmbeddedServer:
     def adopt_running(self) -> bool:
         """Take over a server that an earlier run left in `data_dir`, if it still answers."""
         state = read_state(self.data_dir)
-        if state and _alive(state["pid"]) and _answers(state["port"]):
+        if (
+            state
+            and _alive(state["pid"])
+            and _is_server_of(state["pid"], self.data_dir)
+            and _answers(state["port"])
+        ):
             self.port, self.pid = state["port"], state["pid"]
             return True
         return False
@@ -132,7 +158,7 @@ class EmbeddedServer:
     def _kill_stale(self) -> None:
         """A left-over server that no longer answers is stopped so its port and files are free."""
         state = read_state(self.data_dir)
-        if state and _alive(state["pid"]):
+        if state and _alive(state["pid"]) and _is_server_of(state["pid"], self.data_dir):
             os.kill(state["pid"], signal.SIGKILL)
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
 

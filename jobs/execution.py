@@ -7,6 +7,7 @@ counters cost no extra round trip.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ import redis
 from rq import Queue as RQQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker
@@ -179,6 +181,33 @@ class Job(RQJob):
         timeline.count(pipeline, context.keys, "failed", self.func_name)
 
 
+class Scheduler(RQScheduler):
+    """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
+    one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes)."""
+
+    def work(self):
+        self._install_signal_handlers()
+        failing = born = False
+        while not self._stop_requested:
+            try:
+                if not born:
+                    self.register_birth()
+                    born = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                if failing:
+                    log.info("RQ scheduler reaches Redis again")
+                failing = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not failing:
+                    log.warning("RQ scheduler cannot reach Redis (%s); will keep trying", exc)
+                failing = True
+            time.sleep(self.interval)
+        self.stop()
+
+
 class Worker(SimpleWorker):
     """One worker process: runs jobs in-process (no fork per job), heartbeats while a job runs so a dead
     worker's job is found within the orphan timeout, and requeues its job if stopped at the deadline."""
@@ -198,6 +227,24 @@ class Worker(SimpleWorker):
         self._beats = threading.Event()
         self._beat_failing = False
 
+    def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
+        """RQ's own, with the outage-proof Scheduler above."""
+        self.scheduler = Scheduler(
+            self.queues, connection=self.connection, logging_level=logging_level, serializer=self.serializer
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
+
     # --- heartbeats -------------------------------------------------------------------------------
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.context.settings.orphan_timeout)
@@ -210,8 +257,33 @@ class Worker(SimpleWorker):
     def execute_job(self, job, queue):
         try:
             super().execute_job(job, queue)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis went away as the job started or ended. The job stays claimed or started and its
+            # heartbeats stop, so the orphan sweep recovers it; this worker waits for Redis and goes on.
+            log.warning(
+                "worker %s: Redis lost around job %s (%s); it will be recovered", self.name, job.id, exc
+            )
+            self._wait_for_redis()
         finally:
             self._running = None
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """RQ calls this outside its reconnect loop (after a dequeue, after a job): a lost heartbeat must
+        not end the worker; the heartbeat thread reports the outage."""
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            super().heartbeat(timeout)
+
+    def _wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)

@@ -18,17 +18,22 @@ from . import billing
 from .config import DEFAULT_REDIS_URL, Settings
 from .connection import Context, client_for, ping
 from .embedded import EmbeddedServer, running_url
-from .errors import RedisUnavailable
+from .errors import ConfigError, RedisUnavailable
 
 log = logging.getLogger("jobs.up")
 PROCESSES = {"worker": ["worker"], "scheduler": ["scheduler"], "dashboard": ["dashboard"]}
 
 
-def _choose_redis(settings: Settings) -> tuple[str, EmbeddedServer | None]:
+def _choose_redis(settings: Settings, embedded: bool) -> tuple[str, EmbeddedServer | None]:
+    if settings.redis_url and embedded:
+        raise ConfigError("give JOBS_REDIS_URL / --redis-url or --embedded, not both")
     if settings.redis_url:
         ping(client_for(settings.redis_url, resilient=False), settings.redis_url)
         return settings.redis_url, None
-    for url in filter(None, (running_url(settings.data_dir), DEFAULT_REDIS_URL)):
+    candidates = (
+        (running_url(settings.data_dir),) if embedded else (running_url(settings.data_dir), DEFAULT_REDIS_URL)
+    )
+    for url in filter(None, candidates):
         try:
             ping(client_for(url, resilient=False), url)
             if url != DEFAULT_REDIS_URL:
@@ -42,9 +47,10 @@ def _choose_redis(settings: Settings) -> tuple[str, EmbeddedServer | None]:
     return url, server
 
 
-def run_platform(settings: Settings) -> int:
-    """Run Redis (if needed), workers and the scheduler until interrupted; return the exit code."""
-    url, server = _choose_redis(settings)
+def run_platform(settings: Settings, embedded: bool = False) -> int:
+    """Run Redis (if needed; `embedded` insists on our own server), workers, the scheduler and the
+    dashboard until interrupted; return the exit code."""
+    url, server = _choose_redis(settings, embedded)
     log.info("job store: %s", url)
     context = Context.connect(settings.with_(redis_url=url))
     billing.register_schedule(context)

@@ -1,0 +1,418 @@
+"""The embedded Redis-compatible server and `jobctl up`: the server starts on a free port with append-only
+persistence and `noeviction`, keeps its data across stop/start and crashes, adopts a left-over server of a
+killed run when it answers and replaces a stale or hung one (never "port in use"), and leaves no process
+behind; `jobctl up` runs the platform on it and stops everything on Ctrl-C with exit code 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from jobs import catalog, inspect
+from jobs.connection import Context, activate
+from jobs.embedded import STATE_FILE, EmbeddedServer, free_port, read_state, running_url
+from tests import sample_jobs
+from tests.conftest import ROOT, TEST_JOBS, make_settings, process_env, wait_for
+
+# Starts a server the way `jobctl up` does, prints its URL and pid, then waits to be killed.
+OWNER = """
+import sys
+from jobs.embedded import EmbeddedServer
+server = EmbeddedServer(sys.argv[1], appendfsync="always")
+print(server.start(), server.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def running(pid: int) -> bool:
+    """True while `pid` is a live process; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def servers_in(data_dir: Path) -> list[int]:
+    """Pids of live processes working in `data_dir` (a server chdirs into its data dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(Path(data_dir).resolve()):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return [pid for pid in found if running(pid)]
+
+
+def descendants(root: int) -> set[int]:
+    """Pids of every live process below `root` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def family_of(pid: int, at_least: int) -> set[int] | None:
+    """The processes below `pid` once there are at least `at_least` of them."""
+    found = descendants(pid)
+    return found if len(found) >= at_least else None
+
+
+def answers(port: int) -> bool:
+    """One PING, no retries (redis-py retries a refused connection for seconds by default)."""
+    try:
+        probe = redis.Redis(
+            port=port, socket_connect_timeout=0.5, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        return bool(probe.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def client(server: EmbeddedServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=5)
+
+
+class Output:
+    """Collects a process's output lines in the background, so a test can wait on what it logs."""
+
+    def __init__(self, process) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def finish(self, timeout: float = 30) -> str:
+        """All output, once every process writing to the pipe has exited."""
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), "a process still holds the output open"
+        return "\n".join(self.lines)
+
+
+class Reaper:
+    """Processes a test started outside of EmbeddedServer; whatever still runs at the end is SIGKILLed."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.popens: list[subprocess.Popen] = []
+
+    def popen(self, args: list[str], **kwargs) -> subprocess.Popen:
+        process = subprocess.Popen(args, start_new_session=True, **kwargs)
+        self.popens.append(process)
+        return process
+
+    def cleanup(self) -> None:
+        for popen in self.popens:
+            self.pids |= descendants(popen.pid)
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
+        for pid in self.pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def reaper() -> Reaper:
+    reaper = Reaper()
+    yield reaper
+    reaper.cleanup()
+
+
+def leave_server_behind(reaper: Reaper, data_dir: Path) -> tuple[str, int]:
+    """Start a server from a separate owner process, then SIGKILL the owner (as when `jobctl up` is
+    killed): the server lives on with its state file. Returns its URL and pid."""
+    owner = reaper.popen(
+        [sys.executable, "-c", OWNER, str(data_dir)],
+        env=process_env("unused"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url, pid = owner.stdout.readline().split()
+    reaper.pids.add(int(pid))
+    owner.kill()
+    owner.wait()
+    assert running(int(pid)) and running_url(data_dir) == url
+    return url, int(pid)
+
+
+def use_store(url: str, monkeypatch) -> Context:
+    """Make a context on `url` the active one for this test (the previous one is restored afterwards)."""
+    monkeypatch.setattr("jobs.connection._active", None)
+    catalog.load([TEST_JOBS])
+    return activate(Context.connect(make_settings(url)))
+
+
+def up_env(data_dir: Path) -> dict[str, str]:
+    """Environment of `jobctl up` with no JOBS_REDIS_URL: the embedded path, data in `data_dir`."""
+    env = process_env(
+        "unused",
+        JOBS_DATA_DIR=str(data_dir),
+        JOBS_SHUTDOWN_TIMEOUT="5s",
+        JOBS_DASHBOARD_PORT=str(free_port()),
+    )
+    del env["JOBS_REDIS_URL"]
+    env.pop("JOBS_TEST_REDIS_URL", None)
+    return env
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+def test_starts_on_a_free_port_with_append_only_persistence_and_noeviction(tmp_path):
+    first, second = EmbeddedServer(tmp_path / "a"), EmbeddedServer(tmp_path / "b")
+    try:
+        url = first.start()
+        second.start()
+        assert url == f"redis://127.0.0.1:{first.port}/1"
+        assert first.port != second.port and 6379 not in (first.port, second.port)
+        config = client(first).config_get("*")
+        assert config["appendonly"] == "yes"
+        assert config["maxmemory-policy"] == "noeviction"
+        assert config["appendfsync"] == "everysec"
+        assert config["save"] == ""
+        assert Path(config["dir"]) == (tmp_path / "a").resolve()
+        assert read_state(tmp_path / "a") == {"pid": first.pid, "port": first.port}
+        assert servers_in(tmp_path / "a") == [first.pid]
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_data_survives_stop_and_start(tmp_path):
+    server = EmbeddedServer(tmp_path / "data")
+    try:
+        url = server.start()
+        client(server).set("kept", "yes")
+        server.stop()
+        assert not answers(server.port)
+        assert server.start() == url  # same port, same data dir
+        assert client(server).get("kept") == b"yes"
+    finally:
+        server.stop()
+
+
+def test_acknowledged_writes_survive_a_crash(private_server):
+    client(private_server).rpush("acknowledged", *range(100))
+    private_server.kill()
+    assert not answers(private_server.port)
+    private_server.start()
+    assert client(private_server).llen("acknowledged") == 100
+
+
+def test_a_left_over_server_that_answers_is_adopted(tmp_path, reaper):
+    data_dir = tmp_path / "data"
+    url, pid = leave_server_behind(reaper, data_dir)
+    redis.Redis.from_url(url).set("from-the-earlier-run", 1)
+
+    server = EmbeddedServer(data_dir)
+    assert server.start() == url
+    assert server.pid == pid and server.process is None  # adopted, not a second server
+    assert servers_in(data_dir) == [pid]
+    assert client(server).get("from-the-earlier-run") == b"1"
+
+    server.stop()
+    assert not running(pid) and not answers(server.port)
+    assert not (data_dir / STATE_FILE).exists()
+    assert servers_in(data_dir) == []
+
+
+@pytest.mark.parametrize("port_taken", [False, True], ids=["port-free", "port-now-used-by-another-program"])
+def test_a_stale_state_file_of_a_dead_server_is_replaced(tmp_path, port_taken):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer exists
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        if port_taken:
+            other_program.listen()  # something else listens there now, and it is not Redis
+        stale_port = other_program.getsockname()[1]
+        (data_dir / STATE_FILE).write_text(json.dumps({"pid": gone.pid, "port": stale_port}))
+
+        server = EmbeddedServer(data_dir)
+        try:
+            url = server.start()
+            assert answers(server.port) and url == server.url
+            assert server.pid != gone.pid and server.process is not None
+            assert read_state(data_dir) == {"pid": server.pid, "port": server.port}
+            if port_taken:
+                assert server.port != stale_port
+        finally:
+            server.stop()
+
+
+def test_a_hung_left_over_server_is_replaced_promptly_and_its_data_kept(tmp_path, reaper):
+    data_dir = tmp_path / "data"
+    url, pid = leave_server_behind(reaper, data_dir)
+    redis.Redis.from_url(url).set("from-the-earlier-run", 1)
+    os.kill(pid, signal.SIGSTOP)  # still alive, still holds its port, but no longer answers
+
+    server = EmbeddedServer(data_dir)
+    try:
+        began = time.monotonic()
+        server.start()
+        took = time.monotonic() - began
+        assert server.pid != pid
+        wait_for(lambda: not running(pid), timeout=5, what="the hung server to be killed")
+        assert servers_in(data_dir) == [server.pid]  # never two servers on one append-only file
+        assert client(server).get("from-the-earlier-run") == b"1"
+    finally:
+        server.stop()
+    # One short PING decides that it does not answer: `jobctl up` must not sit silent after a crash.
+    assert took < 5, f"start() took {took:.1f}s to replace a hung server (its PING is retried with backoff)"
+
+
+def test_a_stale_pid_now_used_by_another_process_is_left_alone(tmp_path, reaper):
+    """After a reboot the pid in server.json may belong to any process of the user; it must not be
+    killed just because nothing answers on the recorded port."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    innocent = reaper.popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    (data_dir / STATE_FILE).write_text(json.dumps({"pid": innocent.pid, "port": free_port()}))
+    server = EmbeddedServer(data_dir)
+    try:
+        server.start()
+        assert answers(server.port)
+    finally:
+        server.stop()
+    assert innocent.poll() is None, f"start() killed an unrelated process (exit {innocent.returncode})"
+
+
+def test_stop_leaves_no_process_behind(tmp_path):
+    data_dir = tmp_path / "data"
+    server = EmbeddedServer(data_dir)
+    server.start()
+    pid, port = server.pid, server.port
+    server.stop()
+    with pytest.raises(ProcessLookupError):  # exited and reaped: not even a zombie is left
+        os.kill(pid, 0)
+    assert not answers(port)
+    assert not (data_dir / STATE_FILE).exists()
+    assert servers_in(data_dir) == []
+    assert running_url(data_dir) is None
+    server.stop()  # a second stop is harmless
+
+
+# --- jobctl up -------------------------------------------------------------------------------------
+
+
+def run_a_job(url: str, monkeypatch) -> None:
+    ctx = use_store(url, monkeypatch)
+    job = sample_jobs.record.enqueue("via-up")
+    wait_for(lambda: inspect.job_detail(ctx, job.id).state == "finished", timeout=30, what="the job to run")
+    assert ctx.redis.lrange("test:ran", 0, -1) == [b"via-up"]
+    ctx.redis.close()
+
+
+def platform_is_up(output: Output) -> bool:
+    """Both workers listen and the scheduler process runs (a Ctrl-C is then a shutdown, not a start-up race)."""
+    listening = sum("Listening on" in line for line in output.lines)
+    return listening >= 2 and any(
+        re.search(r" jobs\.scheduler INFO .*running", line) for line in output.lines
+    )
+
+
+def assert_clean_exit(log: str) -> None:
+    assert "Traceback" not in log, log
+    assert "restarting" not in log, log  # no worker or scheduler died along the way
+    assert re.search(r" jobs\.scheduler INFO scheduler\S* stopped$", log, re.MULTILINE), log
+
+
+def test_up_starts_an_embedded_server_and_ctrl_c_stops_everything(tmp_path, reaper, monkeypatch):
+    data_dir = tmp_path / "jobs-data"
+    up = reaper.popen(
+        [sys.executable, "-m", "jobs", "up", "--embedded"],  # never the Redis this machine may run on 6379
+        env=up_env(data_dir),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(up)
+    url = wait_for(lambda: running_url(data_dir), timeout=30, what="up's embedded server")
+    server_pid = read_state(data_dir)["pid"]
+    wait_for(lambda: any(f"job store: {url}" in line for line in output.lines), what="up to use it")
+
+    wait_for(lambda: platform_is_up(output), what="the workers and the scheduler to be running")
+    run_a_job(url, monkeypatch)
+    # server, worker supervisor, its 2 workers, scheduler: all of them below `up`
+    family = wait_for(lambda: family_of(up.pid, at_least=5), what="up's processes")
+    reaper.pids |= family
+    assert server_pid in family
+
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=60) == 0
+    assert [pid for pid in family if running(pid)] == [], "processes left behind by up"
+    log = output.finish()
+    assert_clean_exit(log)
+    assert "embedded server stopped" in log, log
+    assert not (data_dir / STATE_FILE).exists()
+    assert "ready to exit" in (data_dir / "server.log").read_text()  # a clean server shutdown
+
+
+def test_up_adopts_the_server_of_a_killed_run_and_stops_it_on_ctrl_c(tmp_path, reaper, monkeypatch):
+    data_dir = tmp_path / "jobs-data"
+    left_over = EmbeddedServer(data_dir)  # as if an earlier `jobctl up` had been killed
+    url = left_over.start()
+    try:
+        # `up` tries a live embedded server of its data dir before the default URL: the real command can
+        # be run here without touching a Redis on 127.0.0.1:6379.
+        assert running_url(data_dir) == url
+        up = reaper.popen(
+            [sys.executable, "-m", "jobs", "up"],
+            env=up_env(data_dir),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output = Output(up)
+        wait_for(lambda: any("job store: " in line for line in output.lines), what="up to choose Redis")
+        assert any(f"job store: {url}" in line for line in output.lines), output.lines
+        wait_for(lambda: platform_is_up(output), what="the workers and the scheduler to be running")
+        run_a_job(url, monkeypatch)
+        family = wait_for(lambda: family_of(up.pid, at_least=4), what="up's processes")
+        reaper.pids |= family
+
+        up.send_signal(signal.SIGINT)
+        # Reap the server as its parent would (here the test), so that `up` sees it exit.
+        wait_for(lambda: left_over.process.poll() is not None, timeout=60, what="up to stop the server")
+        assert left_over.process.returncode == 0
+        assert up.wait(timeout=60) == 0
+        assert [pid for pid in family if running(pid)] == [], "processes left behind by up"
+        assert_clean_exit(output.finish())
+        assert not (data_dir / STATE_FILE).exists()
+    finally:
+        left_over.stop()

@@ -1,0 +1,64 @@
+"""A Redis that may evict keys would silently delete jobs: workers and the scheduler warn loudly when
+`maxmemory-policy` is not `noeviction` (and still run), and with JOBS_STRICT=1 they refuse to start with
+one line and exit code 2, leaving the queues untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import catalog, inspect
+from jobs.connection import Context, activate
+from tests import sample_jobs
+from tests.conftest import TEST_JOBS, jobctl, make_settings
+
+
+@pytest.fixture
+def store(private_server, monkeypatch) -> Context:
+    """The active context on the private server; the previously active context is restored afterwards."""
+    monkeypatch.setattr("jobs.connection._active", None)
+    catalog.load([TEST_JOBS])
+    ctx = activate(Context.connect(make_settings(private_server.url)))
+    yield ctx
+    ctx.redis.close()
+
+
+@pytest.fixture
+def evicting(store) -> Context:
+    store.redis.config_set("maxmemory-policy", "allkeys-lru")
+    assert store.redis.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+    return store
+
+
+def warnings_about_eviction(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "maxmemory-policy" in line]
+
+
+def test_no_warning_with_noeviction(store):
+    job = sample_jobs.record.enqueue("calm")
+    result = jobctl("worker", "--burst", "-c", "1", url=store.url)
+    assert result.returncode == 0, result.stderr
+    assert warnings_about_eviction(result.stderr) == []
+    assert inspect.job_detail(store, job.id).state == "finished"
+
+
+def test_worker_warns_loudly_when_redis_may_evict_and_still_runs(evicting):
+    job = sample_jobs.record.enqueue("despite-the-warning")
+    result = jobctl("worker", "--burst", "-c", "2", url=evicting.url)
+    assert result.returncode == 0, result.stderr
+    [warning] = warnings_about_eviction(result.stderr)  # once per pool, not once per worker process
+    assert " WARNING " in warning and "WARNING: Redis maxmemory-policy is 'allkeys-lru'" in warning
+    assert "evict" in warning and "noeviction" in warning
+    assert inspect.job_detail(evicting, job.id).state == "finished"
+
+
+@pytest.mark.parametrize("command", [["worker", "--burst"], ["scheduler"]], ids=["worker", "scheduler"])
+def test_strict_mode_refuses_to_start_on_an_evicting_redis(evicting, command):
+    job = sample_jobs.record.enqueue("must-stay-queued")
+    result = jobctl(*command, url=evicting.url, JOBS_STRICT="1", timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "allkeys-lru" in lines[0] and "JOBS_STRICT" in lines[0]
+    assert inspect.job_detail(evicting, job.id).state == "queued"
+    assert evicting.redis.llen("test:ran") == 0
