@@ -135,3 +135,23 @@ def current() -> Context:
     if _active is None:
         return activate(Context.connect(Settings.from_env(), check=False))
     return _active
+
+
+class OutageLog:
+    """Logs a Redis outage once when it starts and once when it ends, however many attempts fail in
+    between (so a long outage does not flood the log)."""
+
+    def __init__(self, logger: logging.Logger, who: str):
+        self.logger, self.who, self.failing = logger, who, False
+
+    def failed(self, error: Exception) -> None:
+        """An attempt failed."""
+        if not self.failing:
+            self.logger.warning("%s cannot reach Redis (%s); will keep trying", self.who, error)
+        self.failing = True
+
+    def succeeded(self) -> None:
+        """An attempt worked."""
+        if self.failing:
+            self.logger.info("%s reaches Redis again", self.who)
+        self.failing = False

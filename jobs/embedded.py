@@ -52,7 +52,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
+    """Whether a server answers PING on 127.0.0.1:`port` (one try, no retries)."""
     try:
         probe = redis.Redis(
             port=port, socket_connect_timeout=0.5, socket_timeout=1, retry=Retry(NoBackoff(), 0)
@@ -112,7 +113,7 @@ class EmbeddedServer:
             state
             and _alive(state["pid"])
             and _is_server_of(state["pid"], self.data_dir)
-            and _answers(state["port"])
+            and answers(state["port"])
         ):
             self.port, self.pid = state["port"], state["pid"]
             return True
@@ -140,7 +141,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self.process.pid
         deadline = time.monotonic() + timeout
-        while not _answers(self.port):
+        while not answers(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log_tail = (
                     (self.data_dir / "server.log").read_text(errors="replace")[-500:]
@@ -199,6 +200,6 @@ def read_state(data_dir: Path) -> dict | None:
 def running_url(data_dir: Path, db: int = 1) -> str | None:
     """URL of a live embedded server recorded in `data_dir` (started by `jobctl up`), else None."""
     state = read_state(data_dir)
-    if state and _alive(state["pid"]) and _answers(state["port"]):
+    if state and _alive(state["pid"]) and answers(state["port"]):
         return f"redis://127.0.0.1:{state['port']}/{db}"
     return None

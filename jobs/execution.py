@@ -28,7 +28,7 @@ from rq.worker import SimpleWorker
 from rq.worker_registration import clean_worker_registry
 
 from . import catalog, locks, timeline
-from .connection import Context, current
+from .connection import Context, OutageLog, current
 from .dequeue import JobQueue, claim_member
 from .errors import JobsError, LockUnavailable, WorkerInterrupted
 from .retries import is_retryable
@@ -187,7 +187,7 @@ class Scheduler(RQScheduler):
 
     def work(self):
         self._install_signal_handlers()
-        failing = born = False
+        outage, born = OutageLog(log, "RQ scheduler"), False
         while not self._stop_requested:
             try:
                 if not born:
@@ -197,13 +197,9 @@ class Scheduler(RQScheduler):
                     self.acquire_locks()
                 self.heartbeat()
                 self.enqueue_scheduled_jobs()
-                if failing:
-                    log.info("RQ scheduler reaches Redis again")
-                failing = False
+                outage.succeeded()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if not failing:
-                    log.warning("RQ scheduler cannot reach Redis (%s); will keep trying", exc)
-                failing = True
+                outage.failed(exc)
             time.sleep(self.interval)
         self.stop()
 
@@ -225,7 +221,7 @@ class Worker(SimpleWorker):
         self.context = context
         self._running: tuple | None = None  # (started registry, execution) of the job being run
         self._beats = threading.Event()
-        self._beat_failing = False
+        self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
     def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
         """RQ's own, with the outage-proof Scheduler above."""
@@ -307,13 +303,9 @@ class Worker(SimpleWorker):
                         registry, execution = running
                         execution.heartbeat(registry, ttl, pipeline=pipe)
                     pipe.execute()
-                if self._beat_failing:
-                    log.info("worker %s: heartbeats reach Redis again", self.name)
-                self._beat_failing = False
+                self._beat_outage.succeeded()
             except redis.RedisError as exc:
-                if not self._beat_failing:
-                    log.warning("worker %s: heartbeat failed (%s); retrying", self.name, exc)
-                self._beat_failing = True
+                self._beat_outage.failed(exc)
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

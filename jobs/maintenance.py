@@ -21,7 +21,7 @@ from rq.job import JobStatus
 from rq.utils import parse_composite_key
 
 from . import timeline
-from .connection import Context
+from .connection import Context, OutageLog
 from .dequeue import recover_stale_claims
 from .enqueue import queue_for
 from .execution import Job, clean_registries_except_started, pending_ttl
@@ -146,17 +146,13 @@ class Sweeper(threading.Thread):
         self._last_retention = 0.0
 
     def run(self) -> None:
-        failing = False
+        outage = OutageLog(log, "maintenance")
         while not self.stopped.wait(self.interval):
             try:
                 self.tick()
-                if failing:
-                    log.info("maintenance reaches Redis again")
-                failing = False
+                outage.succeeded()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("maintenance cannot reach Redis (%s); will keep trying", exc)
-                failing = True
+                outage.failed(exc)
 
     def tick(self) -> None:
         """One round: orphans always, retention at most once a minute."""

@@ -14,7 +14,7 @@ import time
 import redis
 
 from . import recurring
-from .connection import Context
+from .connection import Context, OutageLog
 from .maintenance import Sweeper
 
 log = logging.getLogger("jobs.scheduler")
@@ -60,17 +60,13 @@ class Scheduler:
 
     def run(self) -> None:
         """Tick until `stop()`, riding out Redis outages with one log line per outage."""
-        failing = False
+        outage = OutageLog(log, "scheduler")
         while not self.stopped.is_set():
             try:
                 self.tick()
-                if failing:
-                    log.info("scheduler reaches Redis again")
-                failing = False
+                outage.succeeded()
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("scheduler cannot reach Redis (%s); will keep trying", exc)
-                failing = True
+                outage.failed(exc)
             self.stopped.wait(TICK)
         with contextlib.suppress(redis.RedisError):  # if Redis is gone, the entry ages out by itself
             self.context.redis.zrem(self.context.keys.schedulers, self.name)

@@ -4,9 +4,11 @@ a clean job-store context per test, and helpers to run platform processes and wa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +62,43 @@ def private_server(tmp_path) -> EmbeddedServer:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def store(private_server, monkeypatch) -> Context:
+    """The active context on the private server; the previously active context is restored afterwards."""
+    monkeypatch.setattr("jobs.connection._active", None)
+    catalog.load([TEST_JOBS])
+    ctx = activate(Context.connect(make_settings(private_server.url)))
+    yield ctx
+    ctx.redis.close()
+
+
+class Output:
+    """Collects a process's output lines in the background, so a test can wait on what it logs."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def since(self, mark: int) -> list[str]:
+        """The lines after the first `mark` ones."""
+        return self.lines[mark:]
+
+    def trouble(self) -> str:
+        """The warnings and errors logged so far, for failure messages."""
+        return "\n".join(line for line in self.lines if re.search(r" (WARNING|ERROR) |quitting|exited", line))
+
+    def finish(self, timeout: float = 30) -> str:
+        """All output, once every process writing to the pipe has exited."""
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), "a process still holds the output open"
+        return "\n".join(self.lines)
 
 
 def wait_for(

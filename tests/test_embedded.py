@@ -12,20 +12,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from jobs import catalog, inspect
 from jobs.connection import Context, activate
-from jobs.embedded import STATE_FILE, EmbeddedServer, free_port, read_state, running_url
+from jobs.embedded import STATE_FILE, EmbeddedServer, answers, free_port, read_state, running_url
 from tests import sample_jobs
-from tests.conftest import ROOT, TEST_JOBS, make_settings, process_env, wait_for
+from tests.conftest import ROOT, TEST_JOBS, Output, make_settings, process_env, wait_for
 
 # Starts a server the way `jobctl up` does, prints its URL and pid, then waits to be killed.
 OWNER = """
@@ -85,38 +82,8 @@ def family_of(pid: int, at_least: int) -> set[int] | None:
     return found if len(found) >= at_least else None
 
 
-def answers(port: int) -> bool:
-    """One PING, no retries (redis-py retries a refused connection for seconds by default)."""
-    try:
-        probe = redis.Redis(
-            port=port, socket_connect_timeout=0.5, socket_timeout=1, retry=Retry(NoBackoff(), 0)
-        )
-        return bool(probe.ping())
-    except (redis.RedisError, OSError):
-        return False
-
-
 def client(server: EmbeddedServer) -> redis.Redis:
     return redis.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=5)
-
-
-class Output:
-    """Collects a process's output lines in the background, so a test can wait on what it logs."""
-
-    def __init__(self, process) -> None:
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line.rstrip("\n"))
-
-    def finish(self, timeout: float = 30) -> str:
-        """All output, once every process writing to the pipe has exited."""
-        self._reader.join(timeout)
-        assert not self._reader.is_alive(), "a process still holds the output open"
-        return "\n".join(self.lines)
 
 
 class Reaper:

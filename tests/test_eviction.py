@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import catalog, inspect
-from jobs.connection import Context, activate
+from jobs import inspect
+from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import TEST_JOBS, jobctl, make_settings
-
-
-@pytest.fixture
-def store(private_server, monkeypatch) -> Context:
-    """The active context on the private server; the previously active context is restored afterwards."""
-    monkeypatch.setattr("jobs.connection._active", None)
-    catalog.load([TEST_JOBS])
-    ctx = activate(Context.connect(make_settings(private_server.url)))
-    yield ctx
-    ctx.redis.close()
+from tests.conftest import jobctl
 
 
 @pytest.fixture

@@ -7,50 +7,23 @@ may run a second time. Delayed jobs keep running after the outage."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from jobs import catalog, inspect
-from jobs.connection import Context, activate
+from jobs import inspect
+from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import TEST_JOBS, make_settings, wait_for
+from tests.conftest import Output, wait_for
 
 JOBS = 30
 CONCURRENCY = 2
 JOB_SECONDS = 0.5  # long enough that the kill lands while jobs run, short enough for a quick test
 DOWN_FOR = 15.0  # seconds: well past the clients' retry budget (about 5 s), like a restart on a busy host
-OUTAGE_LINE = re.compile(r"could not connect to Redis|heartbeat failed|cannot reach Redis")
+OUTAGE_LINE = re.compile(r"could not connect to Redis|cannot reach Redis")
 PID = re.compile(r"^\S+ \S+ (\d+) ")  # the log format: date time pid logger level message
-
-
-class Output:
-    """Collects a process's output lines in the background, so a test can wait on what it logs."""
-
-    def __init__(self, process) -> None:
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line.rstrip("\n"))
-
-    def since(self, mark: int) -> list[str]:
-        return self.lines[mark:]
-
-    def trouble(self) -> str:
-        """The warnings and errors logged so far, for failure messages."""
-        return "\n".join(line for line in self.lines if re.search(r" (WARNING|ERROR) |quitting|exited", line))
-
-    def finish(self, timeout: float = 30) -> str:
-        """All output, once every process writing to the pipe has exited."""
-        self._reader.join(timeout)
-        assert not self._reader.is_alive(), "a process still holds the pool's output open"
-        return "\n".join(self.lines)
 
 
 def children(pid: int) -> set[int]:
@@ -59,16 +32,6 @@ def children(pid: int) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found.update(int(child) for child in (task / "children").read_text().split())
     return found
-
-
-@pytest.fixture
-def store(private_server, monkeypatch) -> Context:
-    """The active context on the private server; the previously active context is restored afterwards."""
-    monkeypatch.setattr("jobs.connection._active", None)
-    catalog.load([TEST_JOBS])
-    ctx = activate(Context.connect(make_settings(private_server.url)))
-    yield ctx
-    ctx.redis.close()
 
 
 def ran(ctx: Context) -> list[str]:
@@ -175,14 +138,16 @@ def test_no_job_is_lost_when_redis_crashes_mid_run(store, processes, private_ser
     per_process = Counter(int(m.group(1)) for line in outage_lines if (m := PID.match(line)))
     assert workers <= set(per_process), outage_lines
     # Our own loops say it once per process; RQ's reconnect loops say it once per attempt, with a backoff.
-    for own in ("heartbeat failed", "maintenance cannot reach Redis"):
+    for own in ("heartbeat cannot reach Redis", "maintenance cannot reach Redis"):
         said = Counter(line.split()[2] for line in outage_lines if own in line)  # per pid
         assert max(said.values(), default=0) <= 1, outage_lines
     assert max(per_process.values()) <= DOWN_FOR / 3, "the outage floods the log:\n" + "\n".join(outage_lines)
     for pid in {
-        int(m.group(1)) for line in outage_lines if "heartbeat failed" in line and (m := PID.match(line))
+        int(m.group(1))
+        for line in outage_lines
+        if "heartbeat cannot reach Redis" in line and (m := PID.match(line))
     }:
-        assert re.search(rf" {pid} \S+ INFO .*heartbeats reach Redis again", log), (
+        assert re.search(rf" {pid} \S+ INFO .*heartbeat reaches Redis again", log), (
             f"{pid} never said it recovered"
         )
 
