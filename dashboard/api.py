@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from jobs import inspect
 
@@ -12,8 +13,15 @@ from .views import _actor, context, job_filter, start_bulk
 api = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _body() -> dict:
-    return request.get_json(silent=True) or request.form.to_dict(flat=True)
+def _body():
+    # the form itself, not form.to_dict(): a form may repeat a field (ids=a&ids=b)
+    return request.get_json(silent=True) or request.form
+
+
+@api.errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    """Errors of the API (a bad `since`, 401, 403, a missing CSRF token) as JSON, like its other errors."""
+    return {"error": error.description}, error.code or 500
 
 
 @api.get("/overview")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import redis
 from cron_descriptor import Options, get_description
 
 from jobs import billing, inspect, locks, recurring, rq_scheduler_import, timeline
@@ -111,7 +112,10 @@ def held_locks(context: Context) -> list[dict]:
 def redis_health(context: Context) -> dict:
     """Server version, memory and eviction policy, keys per DB, hit rate, load, persistence, slowlog."""
     info = context.redis.info()
-    policy = context.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+    try:
+        policy = context.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+    except redis.ResponseError:  # managed servers may refuse CONFIG
+        policy = "unknown (CONFIG GET refused)"
     hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
     return {
         "url": redacted(context.settings.redis_url or ""),
@@ -120,7 +124,7 @@ def redis_health(context: Context) -> dict:
         "memory_peak": info.get("used_memory_peak_human"),
         "memory_max": info.get("maxmemory_human") or "no limit",
         "maxmemory_policy": policy,
-        "evicts": policy != "noeviction",
+        "evicts": policy not in ("noeviction",) and not policy.startswith("unknown"),
         "keys_per_db": {db: values.get("keys") for db, values in info.items() if db.startswith("db")},
         "hit_rate": round(hits / (hits + misses), 3) if hits + misses else None,
         "ops_per_sec": info.get("instantaneous_ops_per_sec"),

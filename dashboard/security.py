@@ -77,15 +77,17 @@ def install(app: Flask, access: Access) -> None:
             return None
         g.actor, g.role = _identify(access)
         if g.actor is None and access.local_only:
-            abort(403, "this dashboard serves only its own machine: configure JOBS_DASHBOARD_USERS or a token")
+            abort(
+                403, "this dashboard serves only its own machine: configure JOBS_DASHBOARD_USERS or a token"
+            )
         if g.actor is None:
             if request.path.startswith(("/api/", "/metrics")):
                 abort(401)
             return redirect(url_for("pages.login", next=request.full_path))
         if request.method == "POST":
-            if g.role != "operator":
+            if g.role != "operator" and request.endpoint != "pages.logout":  # anyone may log out
                 abort(403)
-            _check_csrf()
+            check_csrf()
         return None
 
     @app.context_processor
@@ -114,7 +116,8 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
-def _check_csrf() -> None:
+def check_csrf() -> None:
+    """Abort with 400 unless the POST carries this session's CSRF token (or comes with a bearer token)."""
     if g.get("token_auth"):
         return  # a bearer token is not sent by browsers on their own: no CSRF risk
     if request.path.startswith("/rq/"):

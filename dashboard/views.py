@@ -11,7 +11,7 @@ from jobs.errors import InvalidArguments, JobNotFound, JobsError, UnknownSchedul
 
 from . import actions, bulk, data
 from .charts import bars
-from .security import login_user
+from .security import check_csrf, login_user
 
 pages = Blueprint("pages", __name__)
 
@@ -20,9 +20,9 @@ def context():
     return current_app.extensions["jobs.context"]
 
 
-def job_filter() -> inspect.Filter:
-    """The job-list filter given in the query string (name, error, since, until)."""
-    args = request.args
+def job_filter(args=None) -> inspect.Filter:
+    """The job-list filter given in the query string, or in `args` (name, error, since, until)."""
+    args = request.args if args is None else args
 
     def moment(key: str) -> datetime | None:
         text = args.get(key)
@@ -114,6 +114,7 @@ def login():
     access = current_app.extensions["jobs.access"]
     error = None
     if request.method == "POST":
+        check_csrf()  # login CSRF: a foreign site must not log a browser into its own account
         user = access.check_password(request.form.get("user", ""), request.form.get("password", ""))
         if user:
             login_user(user)
@@ -161,10 +162,14 @@ def start_bulk(form) -> str:
     action = form.get("action")
     if action not in bulk.ACTIONS:
         raise InvalidArguments("bulk actions are requeue and delete (of failed jobs)")
-    ids = list(form.getlist("ids")) if hasattr(form, "getlist") else list(form.get("ids") or [])
+    if hasattr(form, "getlist"):
+        ids = form.getlist("ids")
+    else:  # JSON: a list of ids, or one id
+        raw = form.get("ids") or []
+        ids = [raw] if isinstance(raw, str) else list(raw)
     if not ids and form.get("everything") not in ("1", True):
         raise InvalidArguments("select jobs, or choose everything matching the filter")
-    where = inspect.Filter(name=form.get("name") or None, error=form.get("error") or None)
+    where = job_filter(form)  # the whole filter of the list, since and until included
     return bulk.start(context(), action, ids or None, form.get("queue") or None, where, *_actor())
 
 
@@ -206,9 +211,11 @@ def jobs_error(error: JobsError):
 def helpers():
     def page_url(number: int) -> str:
         """This page's URL with another page number (filters kept)."""
-        return url_for(
-            request.endpoint, **(request.view_args or {}), **(request.args.to_dict() | {"page": number})
-        )
+        route = request.view_args or {}
+        query = {  # not a route argument (?state=x) nor one of url_for's own (?_external=1)
+            key: value for key, value in request.args.items() if key not in route and not key.startswith("_")
+        }
+        return url_for(request.endpoint, **route, **(query | {"page": number}))
 
     return {"page_url": page_url}
 

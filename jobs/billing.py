@@ -194,6 +194,10 @@ def invoices(month: str | None = None, data_dir: Path | None = None) -> list[Inv
         "SELECT i.id, c.name, i.month, i.amount_cents, i.fence, i.created_at, o.id IS NOT NULL"
         " FROM invoices i JOIN customers c ON c.id = i.customer_id LEFT JOIN outbox o ON o.invoice_id = i.id"
     )
+    if month is not None:
+        _check_month(month)
+    if not database_path(data_dir).exists():
+        return []  # nothing invoiced yet; a read must not create the database
     with connect(data_dir) as db:
         if month is None:
             rows = db.execute(query + " ORDER BY i.month, i.customer_id").fetchall()
