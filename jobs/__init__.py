@@ -7,7 +7,7 @@ run workers with `jobctl worker`. Importing this package does no I/O.
 from .catalog import JobFunction, job
 from .config import Settings
 from .connection import Context, activate
-from .enqueue import enqueue
+from .enqueue import enqueue, enqueue_many
 from .errors import (
     ConfigError,
     InvalidArguments,
@@ -25,6 +25,7 @@ __all__ = [
     "job",
     "JobFunction",
     "enqueue",
+    "enqueue_many",
     # recurring schedules
     "schedule",
     # configuration and connection

@@ -9,7 +9,7 @@ import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .durations import parse_duration
 from .errors import ConfigError, UnknownJob
@@ -70,6 +70,14 @@ def _on_locked(value: str) -> tuple[str, float]:
     raise ConfigError(f"on_locked={value!r}: use skip, retry or wait:DURATION (e.g. wait:30s)")
 
 
+class Call(NamedTuple):
+    """One run of a job with its arguments, for `jobs.enqueue_many`."""
+
+    spec: JobSpec
+    args: tuple
+    kwargs: dict
+
+
 _catalog: dict[str, JobSpec] = {}
 
 
@@ -99,6 +107,10 @@ class JobFunction:
         from .enqueue import enqueue
 
         return enqueue(self.spec, args, kwargs, queue=queue, job_id=job_id, depends_on=depends_on)
+
+    def call(self, *args, **kwargs) -> Call:
+        """A run of this job with these arguments, for `jobs.enqueue_many([...])`."""
+        return Call(self.spec, args, kwargs)
 
     def enqueue_in(
         self,

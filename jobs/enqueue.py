@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +17,11 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from . import catalog, timeline
-from .catalog import JobFunction, JobSpec
+from .catalog import Call, JobFunction, JobSpec
 from .connection import Context, current
 from .durations import parse_duration
 from .errors import InvalidArguments
@@ -105,20 +109,8 @@ def enqueue(
     check_signature(spec, args, kwargs)
     due = _due_at(at, delay)
     context = context or current()
-    settings = context.settings
     rq_queue = queue_for(context, queue or spec.queue)
-    job = rq_queue.create_job(
-        spec.name,
-        args=args,
-        kwargs=kwargs,
-        timeout=spec.timeout,
-        result_ttl=spec.result_ttl if spec.result_ttl is not None else settings.succeeded_ttl,
-        failure_ttl=spec.failure_ttl if spec.failure_ttl is not None else settings.failed_ttl,
-        description=spec.description or spec.name,
-        depends_on=depends_on,
-        job_id=job_id,
-        retry=rq_retry(spec.retries, spec.backoff),
-    )
+    job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
     if depends_on is not None:
         if pipeline is not None:
             raise InvalidArguments("a job with dependencies cannot join another transaction")
@@ -160,6 +152,23 @@ def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:
                 continue
 
 
+def _create(context: Context, rq_queue: Queue, spec: JobSpec, args, kwargs, job_id, depends_on) -> Job:
+    """An RQ job (not yet saved) for a run of `spec` with the platform's options."""
+    settings = context.settings
+    return rq_queue.create_job(
+        spec.name,
+        args=args,
+        kwargs=kwargs,
+        timeout=spec.timeout,
+        result_ttl=spec.result_ttl if spec.result_ttl is not None else settings.succeeded_ttl,
+        failure_ttl=spec.failure_ttl if spec.failure_ttl is not None else settings.failed_ttl,
+        description=spec.description or spec.name,
+        depends_on=depends_on,
+        job_id=job_id,
+        retry=rq_retry(spec.retries, spec.backoff),
+    )
+
+
 def _write(
     context: Context, rq_queue: Queue, job: Job, due: datetime | None, source: str, pipe: Pipeline
 ) -> None:
@@ -183,3 +192,62 @@ def _write(
         queue=rq_queue.name,
         **details,
     )
+
+
+BULK_CHUNK = 1000  # jobs per transaction in enqueue_many
+
+
+def enqueue_many(
+    calls: Iterable[Call], *, queue: str | None = None, source: str = "code", context: Context | None = None
+) -> list[str]:
+    """Enqueue many runs at once (`[send_invoice.call(42, "2026-11"), ...]`) and return their ids.
+
+    Every call is checked first, so a bad one writes nothing. Jobs are written a transaction of
+    BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all. For speed, each job's hash is
+    RQ's own for the first job of its kind (`Job.to_dict`) with only its id, arguments and times changed.
+    """
+    calls = list(calls)
+    for call in calls:
+        check_json(call.args, call.kwargs)
+        check_signature(call.spec, call.args, call.kwargs)
+    context = context or current()
+    prototypes: dict[tuple[str, str], tuple[Queue, dict]] = {}
+    ids: list[str] = []
+    for offset in range(0, len(calls), BULK_CHUNK):
+        with context.redis.pipeline() as pipe:
+            for call in calls[offset : offset + BULK_CHUNK]:
+                rq_queue, mapping = _prototype(context, prototypes, call.spec, queue or call.spec.queue)
+                ids.append(_write_like(context, pipe, rq_queue, mapping, call, source))
+            pipe.execute()
+    return ids
+
+
+def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) -> tuple[Queue, list[bytes]]:
+    """RQ's hash of a queued job of `spec` on `queue_name` (its empty fields left out, as RQ reads them
+    as absent), as encoded field/value pairs without the per-job ones; made once per (job, queue)."""
+    key = (spec.name, queue_name)
+    if key not in cache:
+        rq_queue = queue_for(context, queue_name)
+        job = _create(context, rq_queue, spec, [], {}, None, None)
+        rq_queue._prepare_for_queue(job)
+        per_job = ("data", "created_at", "enqueued_at")
+        fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_job}
+        encode = context.redis.get_encoder().encode
+        cache[key] = rq_queue, [encode(item) for pair in fields.items() for item in pair]
+    return cache[key]
+
+
+def _write_like(
+    context: Context, pipe: Pipeline, rq_queue: Queue, prototype: list, call: Call, source: str
+) -> str:
+    job_id = str(uuid.uuid4())
+    stamp = utcformat(rq_now()).encode()
+    payload = zlib.compress(JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs))))
+    pipe.execute_command(
+        "HSET", Job.key_for(job_id), b"data", payload, b"created_at", stamp, b"enqueued_at", stamp, *prototype
+    )
+    pipe.rpush(rq_queue.key, job_id)
+    timeline.record(
+        pipe, context.keys, job_id, "enqueued", pending_ttl(context), source=source, queue=rq_queue.name
+    )
+    return job_id

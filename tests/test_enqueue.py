@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, enqueue, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
+from tests.conftest import jobctl
 
 
 def test_decorated_job_is_catalogued_and_still_callable(context):
@@ -76,3 +78,33 @@ def test_depends_on_defers_until_the_dependency_succeeds(context):
     second = sample_jobs.add.enqueue(3, 4, depends_on=first)
     assert queue_for(context, "default").get_job_ids() == [first.id]
     assert timeline.history(context.redis, context.keys, second.id)[0]["event"] == "deferred"
+
+
+def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, redis_url):
+    ids = jobs_api.enqueue_many([sample_jobs.record.call(f"bulk-{i}") for i in range(2500)])
+    assert len(ids) == len(set(ids)) == 2500
+    assert queue_for(context, "default").get_job_ids() == ids
+    single = sample_jobs.record.enqueue("single")
+    bulk = Job.fetch(ids[0], connection=context.redis)
+    alike = Job.fetch(single.id, connection=context.redis)
+    for attribute in (
+        "func_name",
+        "origin",
+        "timeout",
+        "result_ttl",
+        "failure_ttl",
+        "retries_left",
+        "description",
+    ):
+        assert getattr(bulk, attribute) == getattr(alike, attribute), attribute
+    assert bulk.args == ["bulk-0"] and bulk.get_status() == "queued" and bulk.enqueued_at
+    assert [e["event"] for e in timeline.history(context.redis, context.keys, ids[0])] == ["enqueued"]
+    assert jobctl("worker", "--burst", "-c", "2", url=redis_url).returncode == 0
+    assert context.redis.llen("test:ran") == 2501
+
+
+def test_enqueue_many_checks_every_call_before_writing_anything(context):
+    calls = [sample_jobs.record.call("fine"), sample_jobs.record.call(object())]
+    with pytest.raises(InvalidArguments, match="argument 1"):
+        jobs_api.enqueue_many(calls)
+    assert context.redis.keys("rq:job:*") == []
