@@ -20,6 +20,17 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _histogram(metric: str, job_name: str, buckets: dict[str, float]) -> list[str]:
+    """Prometheus histogram lines (cumulative buckets, _sum, _count) from per-bucket counts."""
+    lines, running = [], 0.0
+    for edge in [*map(str, timeline.DURATION_BUCKETS), "+Inf"]:
+        running += buckets.get(edge, 0)
+        lines.append(_line(f"{metric}_bucket", int(running), job=job_name, le=edge))
+    lines.append(_line(f"{metric}_sum", round(buckets.get("sum", 0.0), 6), job=job_name))
+    lines.append(_line(f"{metric}_count", int(running), job=job_name))
+    return lines
+
+
 @metrics.get("/metrics")
 def exposition():
     ctx = context()
@@ -41,6 +52,12 @@ def exposition():
     for status in ("succeeded", "failed"):
         for job_name, count in sorted(timeline.by_name(ctx.redis, ctx.keys, status, "hour", 24).items()):
             lines.append(_line("jobs_finished_last_day", count, job=job_name, status=status))
+    lines += [
+        "# HELP jobs_duration_seconds Run time of successful jobs over the last 24 hours, by job name.",
+        "# TYPE jobs_duration_seconds histogram",
+    ]
+    for job_name, buckets in sorted(timeline.durations(ctx.redis, ctx.keys, 24).items()):
+        lines += _histogram("jobs_duration_seconds", job_name, buckets)
     views = inspect.workers(ctx)
     lines += ["# HELP jobs_processes Live worker and scheduler processes.", "# TYPE jobs_processes gauge"]
     for kind in ("worker", "scheduler"):

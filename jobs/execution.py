@@ -146,6 +146,8 @@ class Job(RQJob):
         ttl = result_ttl if result_ttl > 0 else pending_ttl(context)
         timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
         timeline.count(pipeline, context.keys, "succeeded", self.func_name)
+        if took_ms is not None:
+            timeline.duration(pipeline, context.keys, self.func_name, took_ms / 1000)
 
     def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)

@@ -7,6 +7,9 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}stats:{status}:{unit}:{stamp}     hash    job name -> count of `status` (succeeded|failed) in that
                                                  minute (unit "minute", stamp YYYYmmddHHMM, kept 2 days) or hour
                                                  (unit "hour", stamp YYYYmmddHH, kept 8 days); totals are sums
+    {p}durations:{stamp}                 hash    "job name|bucket" -> successful runs that took up to `bucket` seconds
+                                                 in that hour (stamp YYYYmmddHH), "job name|sum" -> their seconds;
+                                                 kept 8 days
     {p}schedule:{id}                     hash    a recurring schedule (the recurring module)
     {p}schedules:due                     zset    schedule id -> next fire time (epoch seconds)
     {p}schedule:{id}:runs                zset    job id -> fire time, capped run history
@@ -43,6 +46,9 @@ class Keys:
 
     def stats(self, status: str, unit: str, stamp: str) -> str:
         return f"{self.prefix}stats:{status}:{unit}:{stamp}"
+
+    def durations(self, stamp: str) -> str:
+        return f"{self.prefix}durations:{stamp}"
 
     def schedule(self, schedule_id: str) -> str:
         return f"{self.prefix}schedule:{schedule_id}"

@@ -28,6 +28,33 @@ def record(pipe: Pipeline, keys: Keys, job_id: str, event: str, ttl: int, **deta
     pipe.expire(key, max(1, int(ttl)))
 
 
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)  # seconds
+
+
+def duration(pipe: Pipeline, keys: Keys, job_name: str, seconds: float, at: float | None = None) -> None:
+    """Count one successful run of `job_name` that took `seconds` in its hour's duration histogram."""
+    bucket = next((str(edge) for edge in DURATION_BUCKETS if seconds <= edge), "+Inf")
+    key = keys.durations(datetime.fromtimestamp(at or time.time(), UTC).strftime(UNITS["hour"][0]))
+    pipe.hincrby(key, f"{job_name}|{bucket}", 1)
+    pipe.hincrbyfloat(key, f"{job_name}|sum", round(seconds, 6))
+    pipe.expire(key, HOUR_BUCKETS_TTL)
+
+
+def durations(redis, keys: Keys, hours: int, end: float | None = None) -> dict[str, dict[str, float]]:
+    """Per job name, run counts per duration bucket (not cumulative) and the sum, over the last `hours`."""
+    last = datetime.fromtimestamp(end or time.time(), UTC)
+    totals: dict[str, dict[str, float]] = {}
+    with redis.pipeline(transaction=False) as pipe:
+        for back in range(hours):
+            pipe.hgetall(keys.durations((last - timedelta(hours=back)).strftime(UNITS["hour"][0])))
+        for fields in pipe.execute():
+            for field, value in fields.items():
+                name, _, bucket = field.decode().rpartition("|")
+                per_name = totals.setdefault(name, {})
+                per_name[bucket] = per_name.get(bucket, 0) + float(value)
+    return totals
+
+
 def history(redis, keys: Keys, job_id: str) -> list[dict]:
     """The job's timeline, oldest first."""
     return [json.loads(raw) for raw in redis.lrange(keys.timeline(job_id), 0, -1)]

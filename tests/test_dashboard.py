@@ -326,8 +326,14 @@ def test_metrics_count_jobs_per_queue_and_state(populated):
         f'jobs_finished_last_day{{job="{ALWAYS_FAILS}",status="failed"}}': "3",  # every attempt
         'jobs_processes{kind="worker"}': "1",
         'jobs_processes{kind="scheduler"}': "0",
+        f'jobs_duration_seconds_count{{job="{RECORD}"}}': "1",
+        f'jobs_duration_seconds_bucket{{job="{RECORD}",le="+Inf"}}': "1",
     }
     assert {key: samples.get(key) for key in expected} == expected
+    buckets = [
+        int(v) for k, v in samples.items() if k.startswith(f'jobs_duration_seconds_bucket{{job="{RECORD}"')
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == 1  # cumulative
     assert float(samples['jobs_queue_oldest_age_seconds{queue="default"}']) >= 0
     assert "# TYPE jobs_queue_jobs gauge" in response.text
 
