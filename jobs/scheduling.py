@@ -20,6 +20,7 @@ from .maintenance import Sweeper
 log = logging.getLogger("jobs.scheduler")
 TICK = 0.2  # seconds between looks at the due set: bounds the lateness of a fire
 HEARTBEAT_EVERY = 5.0
+FIRE_BATCH = 500  # schedules read per tick; a full batch is followed by another tick at once
 
 
 class Scheduler:
@@ -32,10 +33,10 @@ class Scheduler:
         self._complaints: dict[str, str] = {}  # schedule id -> last error logged, to log each error once
         self._last_beat = 0.0
 
-    def tick(self, now: float | None = None) -> list[str]:
-        """Fire what is due at `now`; return the ids of the jobs enqueued."""
-        enqueued = []
-        for schedule_id, result in recurring.fire_due(self.context, now).items():
+    def tick(self, now: float | None = None) -> int:
+        """Fire what is due at `now` (at most FIRE_BATCH schedules); return how many were due."""
+        outcome = recurring.fire_due(self.context, now, limit=FIRE_BATCH)
+        for schedule_id, result in outcome.items():
             if isinstance(result, Exception):
                 if self._complaints.get(schedule_id) != str(result):
                     log.error("schedule %s cannot fire (it stays due): %s", schedule_id, result)
@@ -44,10 +45,9 @@ class Scheduler:
             self._complaints.pop(schedule_id, None)
             for job_id in result:
                 log.info("schedule %s fired: job %s", schedule_id, job_id)
-            enqueued.extend(result)
         if time.monotonic() - self._last_beat > HEARTBEAT_EVERY:
             self.beat()
-        return enqueued
+        return len(outcome)
 
     def beat(self) -> None:
         """Record this scheduler as alive (shown by `jobctl workers`); forget long-dead ones."""
@@ -63,11 +63,13 @@ class Scheduler:
         outage = OutageLog(log, "scheduler")
         while not self.stopped.is_set():
             try:
-                self.tick()
+                backlog = self.tick() >= FIRE_BATCH  # more may be due: go on at once
                 outage.succeeded()
             except redis.RedisError as exc:
                 outage.failed(exc)
-            self.stopped.wait(TICK)
+                backlog = False
+            if not backlog:
+                self.stopped.wait(TICK)
         with contextlib.suppress(redis.RedisError):  # if Redis is gone, the entry ages out by itself
             self.context.redis.zrem(self.context.keys.schedulers, self.name)
 
