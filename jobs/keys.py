@@ -17,6 +17,8 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}lock:{name}                       string  a held lock: "token|holder JSON" (job, worker, host, pid, since);
                                                  expires unless renewed
     {p}fence:{name}                      string  the fencing token of the lock's current holder; expires with it
+    {p}locks                             set     names of the locks that may be held (the index `jobctl locks list`
+                                                 reads); expired ones are pruned by maintenance
     {p}fence-counter                     string  where fencing tokens come from: one counter for every lock
                                                  name, so a later holder of a name always has a larger token
     {p}unique:{key}                      string  id of the pending job that owns a unique key (the
@@ -69,6 +71,10 @@ class Keys:
 
     def fence(self, name: str) -> str:
         return f"{self.prefix}fence:{name}"
+
+    @property
+    def locks(self) -> str:
+        return f"{self.prefix}locks"
 
     @property
     def fence_counter(self) -> str:

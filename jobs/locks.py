@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[3], fence, 'PX', ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[3])
   return fence
 end
 return false
@@ -94,13 +96,15 @@ class _FencedLock(Lock):
     def __init__(self, context: Context, name: str, ttl: float):
         super().__init__(context.redis, context.keys.lock(name), timeout=ttl, sleep=0.05, thread_local=False)
         self.fence_keys = [context.keys.fence_counter, context.keys.fence(name)]
+        self.index_key, self.lock_name = context.keys.locks, name
         self.fence: int | None = None
         self._acquire_script = context.redis.register_script(_ACQUIRE)
         self._renew_script = context.redis.register_script(_RENEW)
 
     def do_acquire(self, token) -> bool:
         fence = self._acquire_script(
-            keys=[self.name, *self.fence_keys], args=[token, int(self.timeout * 1000)]
+            keys=[self.name, *self.fence_keys, self.index_key],
+            args=[token, int(self.timeout * 1000), self.lock_name],
         )
         if fence:
             self.fence = int(fence)
@@ -162,6 +166,8 @@ class lock:  # noqa: N801 - used like a function: `with jobs.lock(name):`
             self._lock.release()
         except redis.exceptions.LockError:
             self._mark_lost("it had expired or was released by someone else before the holder finished")
+        with contextlib.suppress(redis.RedisError):  # a stale index entry is pruned by maintenance
+            _prune(self.context, [self.name])
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
@@ -200,11 +206,8 @@ class LockView:
 
 
 def held_locks(context: Context) -> list[LockView]:
-    """Every lock held right now (read-only)."""
-    prefix = context.keys.lock("")
-    names = sorted(
-        raw.decode()[len(prefix) :] for raw in context.redis.scan_iter(match=f"{prefix}*", count=1000)
-    )
+    """Every lock held right now (read-only; O(locks held), whatever else is in Redis)."""
+    names = sorted(raw.decode() for raw in context.redis.smembers(context.keys.locks))
     with context.redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.get(context.keys.lock(name))
@@ -215,15 +218,39 @@ def held_locks(context: Context) -> list[LockView]:
     for index, name in enumerate(names):
         token, pttl, fence = values[3 * index : 3 * index + 3]
         if token is not None:
-            views.append(
-                LockView(
-                    name, holder_of(token), int(fence) if fence else None, pttl / 1000 if pttl > 0 else None
-                )
-            )
+            ttl_left = pttl / 1000 if pttl > 0 else None
+            views.append(LockView(name, holder_of(token), int(fence) if fence else None, ttl_left))
     return views
+
+
+_PRUNE = """
+local pruned = 0
+for _, name in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[2] .. name) == 0 then
+    pruned = pruned + redis.call('SREM', KEYS[1], name)
+  end
+end
+return pruned
+"""
+
+
+def _prune(context: Context, names: list[str]) -> int:
+    """Drop from the index of held locks those of `names` that are not held (atomically: a lock taken
+    meanwhile stays listed)."""
+    if not names:
+        return 0
+    script = context.redis.register_script(_PRUNE)
+    return script(keys=[context.keys.locks, context.keys.lock("")], args=names)
+
+
+def prune_index(context: Context) -> int:
+    """Maintenance: forget locks that expired without being released (their holder died)."""
+    return _prune(context, [raw.decode() for raw in context.redis.smembers(context.keys.locks)])
 
 
 def force_release(context: Context, name: str) -> bool:
     """Delete the lock `name` whoever holds it (an operator's last resort); True if it was held. The
     holder finds out at its next renewal (`held.lost`)."""
-    return bool(context.redis.delete(context.keys.lock(name)))
+    released = bool(context.redis.delete(context.keys.lock(name)))
+    _prune(context, [name])
+    return released

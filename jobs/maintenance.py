@@ -20,7 +20,7 @@ from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import parse_composite_key
 
-from . import timeline
+from . import locks, timeline
 from .connection import Context, OutageLog
 from .dequeue import recover_stale_claims
 from .enqueue import queue_for
@@ -159,6 +159,7 @@ class Sweeper(threading.Thread):
         sweep_orphans(self.context)
         if self.retention and time.monotonic() - self._last_retention > 60:
             clean_registries(self.context)
+            locks.prune_index(self.context)
             self._last_retention = time.monotonic()
 
     def stop(self) -> None:

@@ -30,7 +30,7 @@ def test_a_lock_is_exclusive_names_its_holder_and_fences_grow(context):
         assert [view.name for view in locks.held_locks(context)] == ["report"]
     with locks.lock("report") as second:
         assert second.fence > first.fence
-    assert locks.held_locks(context) == []
+    assert locks.held_locks(context) == [] and context.redis.scard(context.keys.locks) == 0
 
 
 def test_a_lock_is_renewed_while_held_and_released_when_the_body_fails(context):
@@ -148,6 +148,10 @@ def test_the_lock_of_a_sigkilled_worker_expires_within_its_ttl(context, processe
         lambda: context.redis.get(context.keys.lock("exclusive:killed")) is None, timeout=5, what="expiry"
     )
     assert time.monotonic() - killed_at < 1.5  # ttl 1 s (+ polling)
+    assert locks.held_locks(context) == []
+    assert context.redis.sismember(context.keys.locks, "exclusive:killed")  # never released...
+    assert locks.prune_index(context) == 1  # ...so maintenance forgets it
+    assert context.redis.scard(context.keys.locks) == 0
 
 
 def test_on_locked_retry_runs_the_job_once_the_lock_is_free(context, redis_url):

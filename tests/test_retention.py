@@ -20,6 +20,7 @@ PERMANENT = [
     r"rq:(wip|finished|failed|deferred|canceled|scheduled):[\w-]+",
     r"rq:workers(:[\w-]+)?",
     r"rq:clean_registries:[\w-]+",
+    r"jobs:locks",  # names of held locks; pruned by maintenance
     r"test:.*",
 ]
 
