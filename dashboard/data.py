@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import redis
 from cron_descriptor import Options, get_description
 
-from jobs import billing, inspect, locks, recurring, rq_scheduler_import, timeline
+from jobs import billing, catalog, inspect, locks, recurring, rq_scheduler_import, timeline
 from jobs.connection import Context, redacted
 from jobs.durations import format_duration
+from jobs.errors import JobsError
 
 PER_PAGE = 25
 
@@ -50,7 +51,23 @@ def job_page(context: Context, state: str, queue: str | None, page: int, where: 
 
 def job(context: Context, job_id: str) -> dict:
     """Everything about one job, with the schedule that made it, if any."""
-    return inspect.job_detail(context, job_id).to_dict() | {"schedule": _schedule_of(job_id)}
+    detail = inspect.job_detail(context, job_id)
+    return detail.to_dict() | {"schedule": _schedule_of(job_id), "lock": _lock_of(detail)}
+
+
+def _lock_of(detail: inspect.JobDetail) -> str | None:
+    """The name of the lock the job runs under (its `lock=` option), if any."""
+    try:
+        spec = catalog.get(detail.name)
+        return spec.render(spec.lock, detail.args, detail.kwargs) if spec.lock else None
+    except (
+        JobsError,
+        TypeError,
+        KeyError,
+        IndexError,
+        ValueError,
+    ):  # unknown job or arguments that no longer fit
+        return None
 
 
 def _schedule_of(job_id: str) -> str | None:

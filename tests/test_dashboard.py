@@ -880,3 +880,9 @@ def test_rq_dashboard_may_run_its_own_script_but_no_script_from_job_data(local, 
     assert f"'sha256-{digest}'" in sources
     ours = local.get("/").headers["Content-Security-Policy"]
     assert "script-src 'self';" in ours and "unsafe" not in ours.split("script-src")[1].split(";")[0]
+
+
+def test_a_locked_job_links_to_its_lock(make_app, context):
+    job_ = sample_jobs.exclusive.enqueue("linked", 0)
+    page = client_at(make_app(), LOOPBACK).get(f"/job/{job_.id}")
+    assert page.status_code == 200 and "exclusive:linked" in page.text
