@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from rq import Queue
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.utils import as_text
 
@@ -95,11 +95,11 @@ def _fetch(cls, context: Context, queue_key, job_id, job_class, serializer, deat
         serializer=serializer,
         death_penalty_class=death_penalty_class,
     )
-    job_cls = job_class or RQJob
-    if not context.redis.exists(job_cls.key_for(job_id)):
-        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))  # deleted while queued
+    try:
+        return (job_class or RQJob).fetch(job_id, connection=context.redis, serializer=serializer), queue
+    except NoSuchJobError:  # deleted while queued
+        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))
         return None
-    return job_cls.fetch(job_id, connection=context.redis, serializer=serializer), queue
 
 
 def recover_stale_claims(context: Context, now: float | None = None) -> list[str]:

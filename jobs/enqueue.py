@@ -213,11 +213,23 @@ def enqueue_many(
     context = context or current()
     prototypes: dict[tuple[str, str], tuple[Queue, dict]] = {}
     ids: list[str] = []
+    ttl = pending_ttl(context)
     for offset in range(0, len(calls), BULK_CHUNK):
+        pushes: dict[Queue, list[str]] = {}  # one RPUSH per queue and chunk, in call order
+        entries: dict[str, str] = {}  # one timeline entry per queue and chunk: the jobs share it
+        stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
         with context.redis.pipeline() as pipe:
             for call in calls[offset : offset + BULK_CHUNK]:
                 rq_queue, mapping = _prototype(context, prototypes, call.spec, queue or call.spec.queue)
-                ids.append(_write_like(context, pipe, rq_queue, mapping, call, source))
+                job_id = _write_like(pipe, mapping, call, stamp)
+                if rq_queue.name not in entries:
+                    entries[rq_queue.name] = timeline.entry("enqueued", source=source, queue=rq_queue.name)
+                timeline.append(pipe, context.keys, job_id, entries[rq_queue.name], ttl)
+                pushes.setdefault(rq_queue, []).append(job_id)
+                ids.append(job_id)
+            for rq_queue, queued in pushes.items():
+                pipe.sadd(rq_queue.redis_queues_keys, rq_queue.key)
+                pipe.rpush(rq_queue.key, *queued)
             pipe.execute()
     return ids
 
@@ -237,17 +249,11 @@ def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) ->
     return cache[key]
 
 
-def _write_like(
-    context: Context, pipe: Pipeline, rq_queue: Queue, prototype: list, call: Call, source: str
-) -> str:
+def _write_like(pipe: Pipeline, prototype: list, call: Call, stamp: bytes) -> str:
+    """Add a job's hash to `pipe` (the caller pushes its id and writes its timeline); return its id."""
     job_id = str(uuid.uuid4())
-    stamp = utcformat(rq_now()).encode()
     payload = zlib.compress(JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs))))
     pipe.execute_command(
         "HSET", Job.key_for(job_id), b"data", payload, b"created_at", stamp, b"enqueued_at", stamp, *prototype
-    )
-    pipe.rpush(rq_queue.key, job_id)
-    timeline.record(
-        pipe, context.keys, job_id, "enqueued", pending_ttl(context), source=source, queue=rq_queue.name
     )
     return job_id

@@ -21,10 +21,20 @@ UNITS = {"minute": ("%Y%m%d%H%M", 60, MINUTE_BUCKETS_TTL), "hour": ("%Y%m%d%H", 
 
 def record(pipe: Pipeline, keys: Keys, job_id: str, event: str, ttl: int, **details) -> None:
     """Append `event` (with `details`) to the job's timeline and let the timeline live `ttl` more seconds."""
-    entry = {"at": round(time.time(), 3), "event": event}
-    entry.update({key: value for key, value in details.items() if value is not None})
+    append(pipe, keys, job_id, entry(event, **details), ttl)
+
+
+def entry(event: str, **details) -> str:
+    """A timeline entry: `event` now, with `details` (None values left out), as JSON."""
+    data = {"at": round(time.time(), 3), "event": event}
+    data.update({key: value for key, value in details.items() if value is not None})
+    return json.dumps(data, default=str)
+
+
+def append(pipe: Pipeline, keys: Keys, job_id: str, encoded_entry: str, ttl: int) -> None:
+    """Append an `entry(...)` to the job's timeline (one entry may serve many jobs, as in a bulk enqueue)."""
     key = keys.timeline(job_id)
-    pipe.rpush(key, json.dumps(entry, default=str))
+    pipe.rpush(key, encoded_entry)
     pipe.expire(key, max(1, int(ttl)))
 
 
