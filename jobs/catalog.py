@@ -39,9 +39,13 @@ class JobSpec:
     on_locked: str = "retry"  # "skip": succeed without running; "retry": fail under the retry policy
     unique: str | None = None  # unique key template, e.g. "invoice:{customer_id}:{month}"
 
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        """The arguments bound to the function's parameters; TypeError when they do not fit."""
+        return signature(self.func).bind(*args, **kwargs)
+
     def render(self, template: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         """`template` with its {fields} filled from the job's arguments (defaults included)."""
-        bound = inspect.signature(self.func).bind(*args, **kwargs)
+        bound = self.bind(args, kwargs)
         bound.apply_defaults()
         return template.format(**bound.arguments)
 
@@ -49,7 +53,7 @@ class JobSpec:
 def _check_template(option: str, template: str | None, func: Callable) -> None:
     if template is None:
         return
-    parameters = inspect.signature(func).parameters
+    parameters = signature(func).parameters
     try:
         fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
     except ValueError as exc:
@@ -76,6 +80,9 @@ class Call(NamedTuple):
     spec: JobSpec
     args: tuple
     kwargs: dict
+
+
+signature = functools.cache(inspect.signature)  # enqueue checks every call's arguments against it
 
 
 _catalog: dict[str, JobSpec] = {}

@@ -4,7 +4,6 @@ same transaction."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import uuid
 import zlib
@@ -46,7 +45,7 @@ def check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
 def check_signature(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """Raise InvalidArguments when the arguments do not fit the job function."""
     try:
-        inspect.signature(spec.func).bind(*args, **kwargs)
+        spec.bind(args, kwargs)
     except TypeError as exc:
         raise InvalidArguments(f"{spec.name}: {exc}") from None
 
@@ -195,6 +194,7 @@ def _write(
 
 
 BULK_CHUNK = 1000  # jobs per transaction in enqueue_many
+COMPRESS_ABOVE = 256  # bytes of job data above which enqueue_many compresses it as RQ does
 
 
 def enqueue_many(
@@ -252,7 +252,9 @@ def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) ->
 def _write_like(pipe: Pipeline, prototype: list, call: Call, stamp: bytes) -> str:
     """Add a job's hash to `pipe` (the caller pushes its id and writes its timeline); return its id."""
     job_id = str(uuid.uuid4())
-    payload = zlib.compress(JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs))))
+    payload = JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs)))
+    if len(payload) > COMPRESS_ABOVE:  # RQ reads both; compressing a few dozen bytes costs more than it saves
+        payload = zlib.compress(payload)
     pipe.execute_command(
         "HSET", Job.key_for(job_id), b"data", payload, b"created_at", stamp, b"enqueued_at", stamp, *prototype
     )
