@@ -14,10 +14,10 @@ import secrets
 from pathlib import Path
 
 import rq_dashboard
-from flask import Flask, request
+from flask import Flask, g, request
 from rq.serializers import JSONSerializer
 
-from jobs import catalog
+from jobs import admin, catalog
 from jobs.config import Settings
 from jobs.connection import Context, activate
 
@@ -92,6 +92,20 @@ def _mount_rq_dashboard(app: Flask) -> None:
         if request.path.startswith("/rq/requeue/") and request.method != "POST":
             return "rq-dashboard's GET requeue is disabled; use the button (POST)", 405
         return None
+
+    @app.after_request
+    def audit_rq_actions(response):
+        # rq-dashboard's own actions bypass jobs.admin: record them in the audit log all the same
+        if request.path.startswith("/rq/") and request.method == "POST" and response.status_code < 400:
+            context = app.extensions["jobs.context"]
+            admin.audit(
+                context,
+                g.get("actor") or "?",
+                "rq-dashboard",
+                request.path[len("/rq") :],
+                request.remote_addr or "?",
+            )
+        return response
 
 
 def _stored_secret(data_dir: Path) -> str:

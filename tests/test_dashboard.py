@@ -513,6 +513,8 @@ def test_rq_dashboard_is_mounted_but_only_changes_state_by_a_same_origin_post(lo
     same_site = local.post("/rq/requeue/default", headers={"Origin": "http://localhost"})
     assert same_site.status_code == 200
     assert state_of(context, one_failed) == "queued"
+    [entry] = audit_entries(local, "rq-dashboard")  # its own actions are audited too
+    assert entry["target"] == "/requeue/default" and entry["actor"] == "local"
 
 
 # --- escaping -------------------------------------------------------------------------------------
