@@ -185,12 +185,14 @@ class Job(RQJob):
 
 class Scheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
-    one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes)."""
+    one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes),
+    and ending when its worker process dies (RQ's would run on forever as an orphan)."""
 
     def work(self):
         self._install_signal_handlers()
         outage, born = OutageLog(log, "RQ scheduler"), False
-        while not self._stop_requested:
+        worker_pid = os.getppid()
+        while not self._stop_requested and os.getppid() == worker_pid:  # ends with its worker, even a killed one
             try:
                 if not born:
                     self.register_birth()
