@@ -3,6 +3,7 @@ a clean job-store context per test, and helpers to run platform processes and wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -174,6 +175,9 @@ class Processes:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+        for process in self.started:  # whatever a test orphaned in the group must not outlive it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
