@@ -13,6 +13,7 @@ A script cannot block, so an idle worker polls every IDLE_POLL seconds instead o
 
 from __future__ import annotations
 
+import functools
 import time
 
 from rq import Queue
@@ -59,6 +60,12 @@ def claim_member(queue_key: str, job_id: str) -> str:
     return f"{queue_key}|{job_id}"
 
 
+@functools.cache
+def _claim_script(connection):
+    """The claim script, registered once per client (a worker dequeues through one client)."""
+    return connection.register_script(_CLAIM)
+
+
 class JobQueue(Queue):
     """RQ's queue, dequeuing through the claim script."""
 
@@ -69,7 +76,7 @@ class JobQueue(Queue):
         """The first job of the first non-empty queue, claimed; None when all are empty and `timeout` is
         None, DequeueTimeout when they stay empty for `timeout` seconds."""
         context = current()
-        claim = connection.register_script(_CLAIM)
+        claim = _claim_script(connection)
         keys = [context.keys.claims, *(queue.key for queue in queues)]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
