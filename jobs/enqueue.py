@@ -4,6 +4,7 @@ same transaction."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 import zlib
@@ -200,38 +201,63 @@ COMPRESS_ABOVE = 256  # bytes of job data above which enqueue_many compresses it
 def enqueue_many(
     calls: Iterable[Call], *, queue: str | None = None, source: str = "code", context: Context | None = None
 ) -> list[str]:
-    """Enqueue many runs at once (`[send_invoice.call(42, "2026-11"), ...]`) and return their ids.
+    """Enqueue many runs at once (`[send_invoice.call(42, "2026-11"), ...]`) and return their ids, in order.
 
     Every call is checked first, so a bad one writes nothing. Jobs are written a transaction of
     BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all. For speed, each job's hash is
-    RQ's own for the first job of its kind (`Job.to_dict`) with only its id, arguments and times changed.
+    RQ's own for the first job of its kind (`Job.to_dict`) with only its id, arguments and times changed,
+    and a script writes each run of same-kind calls server-side.
     """
     calls = list(calls)
     for call in calls:
         check_json(call.args, call.kwargs)
         check_signature(call.spec, call.args, call.kwargs)
     context = context or current()
-    prototypes: dict[tuple[str, str], tuple[Queue, dict]] = {}
+    prototypes: dict[tuple[str, str], tuple[Queue, list[bytes]]] = {}
+    write = context.redis.register_script(_BULK)
     ids: list[str] = []
-    ttl = pending_ttl(context)
     for offset in range(0, len(calls), BULK_CHUNK):
-        pushes: dict[Queue, list[str]] = {}  # one RPUSH per queue and chunk, in call order
-        entries: dict[str, str] = {}  # one timeline entry per queue and chunk: the jobs share it
         stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
         with context.redis.pipeline() as pipe:
-            for call in calls[offset : offset + BULK_CHUNK]:
-                rq_queue, mapping = _prototype(context, prototypes, call.spec, queue or call.spec.queue)
-                job_id = _write_like(pipe, mapping, call, stamp)
-                if rq_queue.name not in entries:
-                    entries[rq_queue.name] = timeline.entry("enqueued", source=source, queue=rq_queue.name)
-                timeline.append(pipe, context.keys, job_id, entries[rq_queue.name], ttl)
-                pushes.setdefault(rq_queue, []).append(job_id)
-                ids.append(job_id)
-            for rq_queue, queued in pushes.items():
-                pipe.sadd(rq_queue.redis_queues_keys, rq_queue.key)
-                pipe.rpush(rq_queue.key, *queued)
+            for (spec, queue_name), run in itertools.groupby(
+                calls[offset : offset + BULK_CHUNK], key=lambda call: (call.spec, queue or call.spec.queue)
+            ):
+                rq_queue, prototype = _prototype(context, prototypes, spec, queue_name)
+                jobs = [(str(uuid.uuid4()), _payload(call)) for call in run]
+                entry = timeline.entry("enqueued", source=source, queue=rq_queue.name)
+                head = [
+                    rq_queue.key,
+                    Job.redis_job_namespace_prefix,
+                    context.keys.timeline(""),
+                    pending_ttl(context),
+                ]
+                write(
+                    keys=[rq_queue.key, rq_queue.redis_queues_keys],
+                    args=[*head, entry, stamp, len(prototype), *prototype, *(v for job in jobs for v in job)],
+                    client=pipe,
+                )
+                ids.extend(job_id for job_id, _ in jobs)
             pipe.execute()
     return ids
+
+
+_BULK = """
+local queue_key, job_prefix, timeline_prefix, ttl, entry, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local fields = tonumber(ARGV[7])
+local prototype = {}
+for i = 1, fields do prototype[i] = ARGV[7 + i] end
+local ids = {}
+for i = 8 + fields, #ARGV, 2 do
+  local id = ARGV[i]
+  redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp, unpack(prototype))
+  redis.call('RPUSH', timeline_prefix .. id, entry)
+  redis.call('EXPIRE', timeline_prefix .. id, ttl)
+  ids[#ids + 1] = id
+end
+redis.call('SADD', KEYS[2], queue_key)
+redis.call('RPUSH', KEYS[1], unpack(ids))
+return #ids
+"""
 
 
 def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) -> tuple[Queue, list[bytes]]:
@@ -249,13 +275,7 @@ def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) ->
     return cache[key]
 
 
-def _write_like(pipe: Pipeline, prototype: list, call: Call, stamp: bytes) -> str:
-    """Add a job's hash to `pipe` (the caller pushes its id and writes its timeline); return its id."""
-    job_id = str(uuid.uuid4())
+def _payload(call: Call) -> bytes:
+    """The job's `data` field as RQ writes it (compressed only when that pays off; RQ reads both)."""
     payload = JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs)))
-    if len(payload) > COMPRESS_ABOVE:  # RQ reads both; compressing a few dozen bytes costs more than it saves
-        payload = zlib.compress(payload)
-    pipe.execute_command(
-        "HSET", Job.key_for(job_id), b"data", payload, b"created_at", stamp, b"enqueued_at", stamp, *prototype
-    )
-    return job_id
+    return zlib.compress(payload) if len(payload) > COMPRESS_ABOVE else payload

@@ -108,3 +108,27 @@ def test_enqueue_many_checks_every_call_before_writing_anything(context):
     with pytest.raises(InvalidArguments, match="argument 1"):
         jobs_api.enqueue_many(calls)
     assert context.redis.keys("rq:job:*") == []
+
+
+def test_enqueue_many_keeps_call_order_across_job_kinds_and_queues(context):
+    calls = [
+        sample_jobs.record.call("a"),
+        sample_jobs.record_low.call("b"),
+        sample_jobs.record.call("c"),
+        sample_jobs.add.call(1, b=2),
+        sample_jobs.record.call("d"),
+    ]
+    ids = jobs_api.enqueue_many(calls)
+    assert queue_for(context, "default").get_job_ids() == [ids[0], ids[2], ids[3], ids[4]]
+    assert queue_for(context, "low").get_job_ids() == [ids[1]]
+    fetched = Job.fetch_many(ids, connection=context.redis)
+    assert [(j.func_name.rsplit(".", 1)[1], j.args, j.kwargs) for j in fetched] == [
+        ("record", ["a"], {}),
+        ("record_low", ["b"], {}),
+        ("record", ["c"], {}),
+        ("add", [1], {"b": 2}),
+        ("record", ["d"], {}),
+    ]
+    assert jobs_api.enqueue_many([sample_jobs.record.call("x")], queue="critical") and (
+        queue_for(context, "critical").count == 1
+    )
