@@ -172,7 +172,8 @@ def queue_for_kind(context: Context, kind: str) -> Queue:
 def worker_commands(kind: str, url: str, processes: int) -> list[list[str]]:
     """The command lines that run `processes` workers of `kind` in burst mode."""
     if kind == "ours":
-        return [[sys.executable, "-m", "jobs", "worker", "--burst", "-c", str(processes)]]
+        # the same single queue as the baselines (our default is three queues by priority)
+        return [[sys.executable, "-m", "jobs", "worker", "--burst", "-c", str(processes), "--queues", QUEUE]]
     rq_worker = [
         sys.executable,
         "-m",
