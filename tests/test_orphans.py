@@ -131,7 +131,7 @@ def test_a_sigkilled_worker_leaves_no_process_behind(context, processes, redis_u
     os.kill(worker, signal.SIGKILL)
     pool.send_signal(signal.SIGTERM)
     assert pool.wait(timeout=30) == 0
-    wait_for(lambda: not [pid for pid in family if alive(pid)], timeout=10, what="every process to end")
+    wait_for(lambda: not [pid for pid in family if alive(pid)], timeout=30, what="every process to end")
 
 
 def descendants(pid: int, at_least: int) -> set[int] | None:
