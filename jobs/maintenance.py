@@ -91,7 +91,9 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                     return None
                 job = Job.fetch(job_id, connection=context.redis)
                 execution = Execution(execution_id, job_id, connection=context.redis)
-                worker_name = (pipe.hget(execution.key, "worker_name") or b"").decode() or None
+                # the execution record may have expired with the dead worker's heartbeats; the job keeps the name
+                raw_worker = pipe.hget(execution.key, "worker_name") or pipe.hget(job_key, "worker_name")
+                worker_name = (raw_worker or b"").decode() or None
                 orphaned = int(pipe.hget(job_key, "orphaned") or 0) + 1
                 pipe.multi()
                 pipe.zrem(orphans_key, entry)
