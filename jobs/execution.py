@@ -192,7 +192,9 @@ class Scheduler(RQScheduler):
         self._install_signal_handlers()
         outage, born = OutageLog(log, "RQ scheduler"), False
         worker_pid = os.getppid()
-        while not self._stop_requested and os.getppid() == worker_pid:  # ends with its worker, even a killed one
+        while (
+            not self._stop_requested and os.getppid() == worker_pid
+        ):  # ends with its worker, even a killed one
             try:
                 if not born:
                     self.register_birth()
