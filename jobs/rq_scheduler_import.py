@@ -11,20 +11,16 @@ What rq-scheduler 0.14 keeps (its scheduler.py, on RQ's job hashes):
 
 The serializer is pickle unless the services gave rq-scheduler a job class with a JSON serializer.
 Everything is read here with redis-py: rq-scheduler is neither imported nor run, and nothing of it is
-written or removed. Pickles are read without running code: code-bearing opcodes are refused before
-loading, the unpickler refuses every global, and what comes out must be plain data (str, int, float,
-bool, None, list, tuple, dict, bytes). A job that cannot be read that way, or does not map onto a
-catalogued job with JSON arguments, is reported with the reason and skipped.
+written or removed. Only JSON is read, as everywhere in the platform: a job stored with pickle is
+reported (with how to make it importable) and skipped, never loaded. So is a job that does not map onto
+a catalogued job with JSON arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
-import pickle
-import pickletools
 import re
 import zlib
 from dataclasses import dataclass, replace
@@ -40,29 +36,12 @@ SCHEDULED_JOBS_KEY = "rq:scheduler:scheduled_jobs"  # rq_scheduler.Scheduler.sch
 JOB_KEY = "rq:job:"  # rq.job.Job.redis_job_namespace_prefix
 ID_PREFIX = "rqs-"
 MAX_DATA = 16 * 1024 * 1024  # bytes of decompressed job data we are willing to read
-MAX_DEPTH = 100  # nesting of lists and dicts (deeper ones would overflow the stack of json.dumps)
 BATCH = 500
 
 IMPORTABLE = "importable"
 ONE_OFF = "one-off"
 REFUSED = "not importable"
 
-_PLAIN = (str, int, float, bool, type(None), list, tuple, dict, bytes)
-_CODE_OPCODES = {
-    "GLOBAL",
-    "STACK_GLOBAL",
-    "INST",
-    "OBJ",
-    "EXT1",
-    "EXT2",
-    "EXT4",
-    "REDUCE",
-    "BUILD",
-    "NEWOBJ",
-    "NEWOBJ_EX",
-    "PERSID",
-    "BINPERSID",
-}
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -70,81 +49,18 @@ class Unreadable(ValueError):
     """Stored data that cannot be read safely (or is not shaped as rq-scheduler writes it)."""
 
 
-class _PlainDataUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global, so it can only build plain built-in data."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("it uses a persistent id")
-
-
-def safe_loads(raw: bytes) -> Any:
-    """Decode JSON or pickled plain data without running any code. Raises Unreadable (with the reason)
-    for anything else, including every pickle that refers to a global (a class or a function)."""
+def loads(raw: bytes) -> Any:
+    """Decode stored JSON. Raises Unreadable (with the reason) for anything else: pickle is never loaded."""
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        pass  # not JSON (a pickle of protocol 2 or later starts with byte 0x80, which is not UTF-8)
+        return json.loads(raw.decode("utf-8"))
     except RecursionError:
-        raise Unreadable(f"refused: it is nested more than {MAX_DEPTH} levels deep") from None
-    else:
-        _check_plain(value)
-        return value
-    try:
-        _refuse_code(raw)
-        value = _PlainDataUnpickler(io.BytesIO(raw)).load()
-    except Unreadable:
-        raise
-    except Exception as exc:  # a malformed pickle can fail in many ways; none of them may escape
-        raise Unreadable(f"neither JSON nor a plain-data pickle ({type(exc).__name__}: {exc})") from None
-    _check_plain(value)
-    return value
-
-
-def _refuse_code(raw: bytes) -> None:
-    """Refuse, before loading, a pickle with an opcode that imports a global or calls something. Parses
-    only (runs nothing); follows the strings pushed and memoized so that the refusal can name the global."""
-    memo: dict[int, Any] = {}
-    last: Any = None
-    strings: list[str] = []
-    for opcode, arg, _ in pickletools.genops(raw):
-        name = opcode.name
-        if name in _CODE_OPCODES:
-            if name == "GLOBAL":
-                what = f"it refers to {arg.replace(' ', '.')}"
-            elif name == "STACK_GLOBAL":
-                what = f"it refers to {'.'.join(strings[-2:])}"
-            else:
-                what = f"it has a {name} opcode"
-            raise Unreadable(
-                f"refused: {what}; only plain data (str, int, float, bool, None, list, tuple, dict, bytes) "
-                "is unpickled, as anything else could run code"
-            )
-        if name == "MEMOIZE":
-            memo[len(memo)] = last
-        elif name.endswith("PUT"):
-            memo[arg] = last
-        else:
-            last = memo.get(arg) if name.endswith("GET") else arg
-            if isinstance(last, str):
-                strings.append(last)
-
-
-def _check_plain(value: Any) -> None:
-    seen: set[int] = set()
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if type(item) not in _PLAIN:
-            raise Unreadable(f"refused: it holds a {type(item).__name__}, not plain data")
-        if depth > MAX_DEPTH:
-            raise Unreadable(f"refused: it is nested more than {MAX_DEPTH} levels deep")
-        if isinstance(item, list | tuple | dict) and id(item) not in seen:  # pickles may hold cycles
-            seen.add(id(item))
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        raise Unreadable("refused: it is nested too deeply to read") from None
+    except (UnicodeDecodeError, ValueError):
+        raise Unreadable(
+            "it is not JSON (rq-scheduler pickles unless given a job class with a JSON serializer), and "
+            "pickle is never loaded here: schedule it with a JSON job class, or add it with "
+            "`jobctl schedules add`"
+        ) from None
 
 
 def _decompress(raw: bytes) -> bytes:
@@ -336,14 +252,14 @@ def _text(raw: bytes) -> str:
 def _meta(raw: bytes | None) -> dict[str, Any]:
     if not raw:
         return {}
-    meta = safe_loads(raw)
+    meta = loads(raw)
     if not isinstance(meta, dict):
         raise Unreadable(f"refused: it is a {type(meta).__name__}, not a dict")
     return meta
 
 
 def _call(raw: bytes) -> tuple[str, list, dict]:
-    data = safe_loads(_decompress(raw))
+    data = loads(_decompress(raw))
     if not isinstance(data, list | tuple) or len(data) != 4:
         raise Unreadable("it is not (function, instance, args, kwargs)")
     function, instance, args, kwargs = data
