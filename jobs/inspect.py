@@ -103,11 +103,12 @@ def _traceback(job: Job) -> str | None:
 
 def job_detail(context: Context, job_id: str) -> JobDetail:
     """The job `job_id` with its arguments, result or traceback and timeline; JobNotFound if gone."""
-    summaries = _summaries(context, [job_id])
-    if not summaries:
+    raw = context.redis.hgetall(Job.key_for(job_id))
+    if not raw:
         raise JobNotFound(f"no job with id {job_id!r} (it may have expired)")
-    summary = summaries[0]
-    job = Job.fetch(job_id, connection=context.redis)
+    job = Job(job_id, connection=context.redis)
+    job.restore(raw)
+    summary = _summary(job, raw.get(ERROR_FIELD.encode()))
     history = timeline.history(context.redis, context.keys, job_id)
     try:
         args, kwargs = list(job.args), dict(job.kwargs)
@@ -122,7 +123,7 @@ def job_detail(context: Context, job_id: str) -> JobDetail:
         worker=job.worker_name,
         attempts=sum(1 for entry in history if entry["event"] == "started"),
         retries_left=job.retries_left,
-        orphaned=int(context.redis.hget(job.key, "orphaned") or 0),
+        orphaned=int(raw.get(b"orphaned") or 0),
         result=job.return_value() if summary.state == "finished" else None,
         traceback=_traceback(job) if summary.state == "failed" else None,
         depends_on=list(job._dependency_ids),
@@ -174,19 +175,19 @@ def _summaries(context: Context, ids: list[str]) -> list[JobSummary]:
         for job_id in ids:
             pipe.hget(Job.key_for(job_id), ERROR_FIELD)
         errors = pipe.execute()
-    return [
-        JobSummary(
-            job.id,
-            job.func_name or "?",
-            job.origin,
-            _state(job),
-            job.enqueued_at,
-            job.ended_at,
-            error and error.decode(),
-        )
-        for job, error in zip(jobs, errors, strict=True)
-        if job is not None
-    ]
+    return [_summary(job, error) for job, error in zip(jobs, errors, strict=True) if job is not None]
+
+
+def _summary(job: Job, error: bytes | None) -> JobSummary:
+    return JobSummary(
+        job.id,
+        job.func_name or "?",
+        job.origin,
+        _state(job),
+        job.enqueued_at,
+        job.ended_at,
+        error and error.decode(),
+    )
 
 
 @dataclass(frozen=True)
