@@ -191,30 +191,47 @@ def release_lock(context: Context, name: str, actor: str | None = None, address:
 
 def cancel_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:
     """Cancel a job that has not started (queued, scheduled or deferred): it will not run."""
-    job = _fetch(context, job_id)
-    if job.get_status() not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
-        raise InvalidArguments(
-            f"job {job_id} is {job.get_status()}; only a job that has not started can be canceled"
-        )
-    with context.redis.pipeline() as pipe:
+    actor = actor or default_actor()
+
+    def cancel(pipe, job: Job) -> None:
         job.cancel(pipeline=pipe)
-        timeline.record(
-            pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor or default_actor()
-        )
-        pipe.execute()
-    audit(context, actor or default_actor(), "cancel-job", job_id, address)
+        timeline.record(pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor)
+
+    waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    _change(context, job_id, waiting, "only a job that has not started can be canceled", cancel)
+    audit(context, actor, "cancel-job", job_id, address)
 
 
 def delete_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:
     """Delete a job in any state that is not running, with its timeline."""
-    job = _fetch(context, job_id)
-    if job.get_status() == JobStatus.STARTED:
-        raise InvalidArguments(f"job {job_id} is running; it can be deleted once it has ended")
-    with context.redis.pipeline() as pipe:
+
+    def delete(pipe, job: Job) -> None:
         job.delete(pipeline=pipe, remove_from_queue=True)
         pipe.delete(context.keys.timeline(job.id))
-        pipe.execute()
+
+    not_running = tuple(status for status in JobStatus if status != JobStatus.STARTED)
+    _change(context, job_id, not_running, "it can be deleted once it has ended", delete)
     audit(context, actor or default_actor(), "delete-job", job_id, address)
+
+
+def _change(context: Context, job_id: str, allowed: tuple, refusal: str, change) -> None:
+    """Apply `change(pipe, job)` in one transaction if the job's state is one of `allowed`; a state change
+    racing with it (a worker starting the job) aborts the transaction, which is then tried again."""
+    key = Job.key_for(job_id)
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                job = _fetch(context, job_id)
+                status = job.get_status(refresh=False)
+                if status not in allowed:
+                    raise InvalidArguments(f"job {job_id} is {status}; {refusal}")
+                pipe.multi()
+                change(pipe, job)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
 
 
 def _fetch(context: Context, job_id: str) -> Job:

@@ -147,8 +147,12 @@ def get(context: Context, schedule_id: str) -> Schedule:
     """The schedule `schedule_id`; UnknownSchedule if there is none."""
     schedule = _decode(context.redis.hgetall(context.keys.schedule(schedule_id)))
     if schedule is None:
-        raise UnknownSchedule(f"no schedule {schedule_id!r} (see `jobctl schedules list`)")
+        raise _unknown(schedule_id)
     return schedule
+
+
+def _unknown(schedule_id: str) -> UnknownSchedule:
+    return UnknownSchedule(f"no schedule {schedule_id!r} (see `jobctl schedules list`)")
 
 
 def all_schedules(context: Context) -> list[Schedule]:
@@ -172,10 +176,20 @@ def remove(context: Context, schedule_id: str) -> None:
 
 def set_paused(context: Context, schedule_id: str, until: float | None) -> Schedule:
     """Pause until the epoch time `until` (FOREVER for indefinitely), or resume with None."""
-    get(context, schedule_id)
     value = "" if until is None else ("forever" if until == FOREVER else repr(until))
-    context.redis.hset(context.keys.schedule(schedule_id), "paused_until", value)
-    return get(context, schedule_id)
+    key = context.keys.schedule(schedule_id)
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # a schedule removed meanwhile must not come back as a bare hash
+                if not pipe.exists(key):
+                    raise _unknown(schedule_id)
+                pipe.multi()
+                pipe.hset(key, "paused_until", value)
+                pipe.execute()
+                return get(context, schedule_id)
+            except redis.WatchError:
+                continue
 
 
 def trigger(context: Context, schedule_id: str, now: float | None = None):

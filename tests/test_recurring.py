@@ -220,3 +220,11 @@ def test_a_damaged_schedule_stops_only_itself(context):
     outcome = recurring.fire_due(context, now=T0 + 0.1)
     assert outcome["good"] == ["schedule-good-1800000000"]
     assert isinstance(outcome["bad"], InvalidSchedule) and "damaged" in str(outcome["bad"])
+
+
+def test_pausing_a_schedule_that_is_gone_writes_nothing(context):
+    every_second(context)
+    admin.remove_schedule(context, "tick")
+    with pytest.raises(UnknownSchedule):
+        recurring.set_paused(context, "tick", recurring.FOREVER)
+    assert context.redis.keys("jobs:schedule*") == []
