@@ -39,7 +39,6 @@ import pstats
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -51,7 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this file's directory comes first on sys.path, and this file is named like the
 # `dashboard` package it measures: put the project root there instead.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.append(str(ROOT / "bench"))  # after the project root: for benchkit only
 
+from benchkit import private_server  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 from rq.results import Result  # noqa: E402
@@ -60,7 +61,6 @@ from dashboard import create_app, data  # noqa: E402
 from jobs import admin, catalog, inspect, recurring, timeline  # noqa: E402
 from jobs.config import DEFAULT_QUEUES, Settings  # noqa: E402
 from jobs.connection import Context, activate  # noqa: E402
-from jobs.embedded import EmbeddedServer  # noqa: E402
 from jobs.enqueue import queue_for  # noqa: E402
 from jobs.execution import ERROR_FIELD, Job, Worker, schedule  # noqa: E402
 from jobs.retries import rq_retry  # noqa: E402
@@ -167,18 +167,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def private_store() -> Iterator[Context]:
     """An active context on a private embedded server, in a temporary directory removed on the way out."""
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-dashboard-") as tempdir:
-        server = EmbeddedServer(Path(tempdir) / "redis")
+    with private_server("jobs-bench-dashboard-") as (server, tempdir):
+        settings = Settings(redis_url=server.url, imports=("jobs.builtin",), data_dir=tempdir / "data")
+        context = activate(Context.connect(settings))
         try:
-            url = server.start()
-            settings = Settings(redis_url=url, imports=("jobs.builtin",), data_dir=Path(tempdir) / "data")
-            context = activate(Context.connect(settings))
-            try:
-                yield context
-            finally:
-                context.redis.close()
+            yield context
         finally:
-            server.stop()
+            context.redis.close()
 
 
 # --- filling -----------------------------------------------------------------------------------------

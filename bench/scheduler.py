@@ -52,11 +52,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -68,14 +67,13 @@ from rq.utils import utcparse
 from jobs import recurring
 from jobs.config import Settings
 from jobs.connection import Context
-from jobs.embedded import EmbeddedServer
 from jobs.scheduling import Scheduler
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))  # bench_jobs, also when this file is imported rather than run
 
 from bench_jobs import plain_tick, tick  # noqa: E402
+from benchkit import ROOT, private_server, spawn  # noqa: E402
 
 QUEUE = "default"
 QUEUE_KEY = f"rq:queue:{QUEUE}"
@@ -189,18 +187,6 @@ class Server:
         return Context.connect(Settings(redis_url=self.url(db)))
 
 
-@contextlib.contextmanager
-def private_server() -> Iterator[tuple[Server, Path]]:
-    """A private embedded server and a temporary directory (process logs), both gone on the way out."""
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tempdir:
-        server = EmbeddedServer(Path(tempdir) / "server")
-        try:
-            server.start()
-            yield Server(server.port), Path(tempdir)
-        finally:
-            server.stop()
-
-
 class Processes:
     """Every process the benchmark starts, each in a session of its own, with its output in a log file.
 
@@ -213,15 +199,7 @@ class Processes:
 
     def start(self, label: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
         with (self.log_dir / f"{label}.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+            process = spawn(command, env, log)
         self.running[process.pid] = (label, process)
         return process
 
@@ -842,7 +820,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    with private_server() as (server, log_dir):
+    with private_server() as (embedded, log_dir):
+        server = Server(embedded.port)
         processes = Processes(log_dir)
         try:
             keys = ["ours", "cron"] + (["poll", "phased"] if rq_scheduler_available() else [])

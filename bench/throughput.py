@@ -40,8 +40,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+from benchkit import private_server, spawn
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
@@ -51,10 +51,8 @@ from jobs import catalog
 from jobs.builtin import noop
 from jobs.config import Settings
 from jobs.connection import Context
-from jobs.embedded import EmbeddedServer
 from jobs.enqueue import enqueue, queue_for
 
-ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "default"
 DEFAULT_JOBS = 20_000
 QUICK_JOBS = 2_000
@@ -128,16 +126,12 @@ def job_store(redis_url: str | None) -> Iterator[Context]:
         finally:
             context.redis.close()
         return
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tempdir:
-        server = EmbeddedServer(tempdir)
+    with private_server() as (server, _):
+        context = Context.connect(Settings(redis_url=server.url))
         try:
-            context = Context.connect(Settings(redis_url=server.start()))
-            try:
-                yield context
-            finally:
-                context.redis.close()
+            yield context
         finally:
-            server.stop()
+            context.redis.close()
 
 
 def job_datas(workload: Workload, count: int, settings: Settings) -> list:
@@ -217,18 +211,7 @@ def run_workers(context: Context, commands: list[list[str]], expected: int, time
     env = worker_env(context.url)
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
-        processes = [
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-            for command in commands
-        ]
+        processes = [spawn(command, env, log) for command in commands]
         try:
             elapsed = _wait_finished(context, processes, finished_key, failed_key, expected, started, timeout)
             for process in processes:

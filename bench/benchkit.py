@@ -1,0 +1,35 @@
+"""What the benchmark scripts share: a private server in a temporary directory, and starting processes."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from jobs.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer, Path]]:
+    """A started embedded server and its temporary directory (for logs and data); both are gone on the way
+    out. The server never is the machine's own Redis."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tempdir:
+        server = EmbeddedServer(Path(tempdir) / "server")
+        try:
+            server.start()
+            yield server, Path(tempdir)
+        finally:
+            server.stop()
+
+
+def spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen:
+    """Start `command` from the project root, in a session of its own (so its whole group can be
+    killed), with its output in `log`."""
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+    )
