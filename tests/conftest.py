@@ -185,3 +185,35 @@ def processes() -> Processes:
     procs = Processes()
     yield procs
     procs.stop_all()
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` is a live process; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def descendants(root: int) -> set[int]:
+    """Pids of every live process below `root` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def family_of(pid: int, at_least: int) -> set[int] | None:
+    """The processes below `pid` once there are at least `at_least` of them."""
+    found = descendants(pid)
+    return found if len(found) >= at_least else None

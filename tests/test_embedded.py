@@ -22,7 +22,17 @@ from jobs import catalog, inspect
 from jobs.connection import Context, activate
 from jobs.embedded import STATE_FILE, EmbeddedServer, answers, free_port, read_state, running_url
 from tests import sample_jobs
-from tests.conftest import ROOT, TEST_JOBS, Output, make_settings, process_env, wait_for
+from tests.conftest import (
+    ROOT,
+    TEST_JOBS,
+    Output,
+    alive,
+    descendants,
+    family_of,
+    make_settings,
+    process_env,
+    wait_for,
+)
 
 # Starts a server the way `jobctl up` does, prints its URL and pid, then waits to be killed.
 OWNER = """
@@ -37,15 +47,6 @@ sys.stdin.read()
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def running(pid: int) -> bool:
-    """True while `pid` is a live process; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def servers_in(data_dir: Path) -> list[int]:
     """Pids of live processes working in `data_dir` (a server chdirs into its data dir)."""
     found = []
@@ -56,30 +57,7 @@ def servers_in(data_dir: Path) -> list[int]:
                     found.append(int(entry.name))
             except OSError:
                 continue
-    return [pid for pid in found if running(pid)]
-
-
-def descendants(root: int) -> set[int]:
-    """Pids of every live process below `root` (Linux /proc)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def family_of(pid: int, at_least: int) -> set[int] | None:
-    """The processes below `pid` once there are at least `at_least` of them."""
-    found = descendants(pid)
-    return found if len(found) >= at_least else None
+    return [pid for pid in found if alive(pid)]
 
 
 def client(server: EmbeddedServer) -> redis.Redis:
@@ -105,7 +83,7 @@ class Reaper:
                 popen.kill()
                 popen.wait()
         for pid in self.pids:
-            if running(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -130,7 +108,7 @@ def leave_server_behind(reaper: Reaper, data_dir: Path) -> tuple[str, int]:
     reaper.pids.add(int(pid))
     owner.kill()
     owner.wait()
-    assert running(int(pid)) and running_url(data_dir) == url
+    assert alive(int(pid)) and running_url(data_dir) == url
     return url, int(pid)
 
 
@@ -210,7 +188,7 @@ def test_a_left_over_server_that_answers_is_adopted(tmp_path, reaper):
     assert client(server).get("from-the-earlier-run") == b"1"
 
     server.stop()
-    assert not running(pid) and not answers(server.port)
+    assert not alive(pid) and not answers(server.port)
     assert not (data_dir / STATE_FILE).exists()
     assert servers_in(data_dir) == []
 
@@ -252,7 +230,7 @@ def test_a_hung_left_over_server_is_replaced_promptly_and_its_data_kept(tmp_path
         server.start()
         took = time.monotonic() - began
         assert server.pid != pid
-        wait_for(lambda: not running(pid), timeout=5, what="the hung server to be killed")
+        wait_for(lambda: not alive(pid), timeout=5, what="the hung server to be killed")
         assert servers_in(data_dir) == [server.pid]  # never two servers on one append-only file
         assert client(server).get("from-the-earlier-run") == b"1"
     finally:
@@ -341,7 +319,7 @@ def test_up_starts_an_embedded_server_and_ctrl_c_stops_everything(tmp_path, reap
 
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=60) == 0
-    assert [pid for pid in family if running(pid)] == [], "processes left behind by up"
+    assert [pid for pid in family if alive(pid)] == [], "processes left behind by up"
     log = output.finish()
     assert_clean_exit(log)
     assert "embedded server stopped" in log, log
@@ -378,7 +356,7 @@ def test_up_adopts_the_server_of_a_killed_run_and_stops_it_on_ctrl_c(tmp_path, r
         wait_for(lambda: left_over.process.poll() is not None, timeout=60, what="up to stop the server")
         assert left_over.process.returncode == 0
         assert up.wait(timeout=60) == 0
-        assert [pid for pid in family if running(pid)] == [], "processes left behind by up"
+        assert [pid for pid in family if alive(pid)] == [], "processes left behind by up"
         assert_clean_exit(output.finish())
         assert not (data_dir / STATE_FILE).exists()
     finally:

@@ -5,7 +5,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 from jobs import inspect, timeline
 from jobs.connection import Context
@@ -14,7 +13,7 @@ from jobs.enqueue import queue_for
 from jobs.execution import Job
 from jobs.maintenance import claim_orphans, sweep_orphans
 from tests import sample_jobs
-from tests.conftest import ORPHAN_TIMEOUT, jobctl, make_settings, wait_for
+from tests.conftest import ORPHAN_TIMEOUT, alive, descendants, family_of, jobctl, make_settings, wait_for
 
 
 def events(context, job_id):
@@ -126,28 +125,9 @@ def test_a_worker_killed_between_dequeue_and_start_loses_nothing(context, redis_
 def test_a_sigkilled_worker_leaves_no_process_behind(context, processes, redis_url):
     """The OOM killer's case: a worker process dies; its RQ scheduler child must not live on as an orphan."""
     pool = processes.start("worker", "-c", "1", url=redis_url)
-    family = wait_for(lambda: descendants(pool.pid, at_least=3), what="supervisor, worker and RQ scheduler")
-    worker = next(pid for pid in family if pid != pool.pid and len(descendants(pid, at_least=1)) > 1)
+    family = wait_for(lambda: family_of(pool.pid, at_least=2), what="the worker and its RQ scheduler")
+    worker = next(pid for pid in family if descendants(pid))
     os.kill(worker, signal.SIGKILL)
     pool.send_signal(signal.SIGTERM)
     assert pool.wait(timeout=30) == 0
     wait_for(lambda: not [pid for pid in family if alive(pid)], timeout=30, what="every process to end")
-
-
-def descendants(pid: int, at_least: int) -> set[int] | None:
-    """`pid` and every process below it (Linux /proc), once there are `at_least` of them."""
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            todo.extend(int(child) for child in (task / "children").read_text().split())
-    return found if len(found) >= at_least else None
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie counts as ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

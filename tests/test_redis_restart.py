@@ -16,7 +16,7 @@ import pytest
 from jobs import inspect
 from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import Output, wait_for
+from tests.conftest import Output, alive, wait_for
 
 JOBS = 30
 CONCURRENCY = 2
@@ -58,15 +58,6 @@ def describe(ctx: Context, job_id: str) -> str:
     return f"{job_id}: state={detail.state} attempts={detail.attempts} timeline={events} held by {holders}"
 
 
-def running(pid: int) -> bool:
-    """True while `pid` is a live process; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def crash_for_a_while(server, output: Output, workers: set[int], also_watch: set[int] = frozenset()) -> None:
     """SIGKILL Redis and keep it down until every worker has noticed and DOWN_FOR seconds have passed (or,
     earlier, until a worker or a process in `also_watch` has died: the outage has then done its damage),
@@ -75,11 +66,11 @@ def crash_for_a_while(server, output: Output, workers: set[int], also_watch: set
     watched = workers | also_watch
     server.kill()
     wait_for(
-        lambda: outage_noticed_by(output, mark, workers) or not all(map(running, watched)),
+        lambda: outage_noticed_by(output, mark, workers) or not all(map(alive, watched)),
         timeout=30,
         what="the workers to notice that Redis is gone",
     )
-    while time.monotonic() - down_since < DOWN_FOR and all(map(running, watched)):
+    while time.monotonic() - down_since < DOWN_FOR and all(map(alive, watched)):
         time.sleep(0.1)
     server.start()
     assert server.port == port
@@ -168,7 +159,7 @@ def test_delayed_jobs_still_run_after_a_redis_crash(store, processes, private_se
     wait_for(lambda: inspect.job_detail(store, before.id).state == "finished", what="a delayed job to run")
 
     crash_for_a_while(private_server, output, children(pool.pid), also_watch={scheduler})
-    survived = running(scheduler)
+    survived = alive(scheduler)
     wait_for(lambda: store.redis.ping(), what="Redis to answer again")
     after = sample_jobs.record.enqueue_in(1, "after")
     wait_for(
