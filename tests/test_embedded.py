@@ -273,6 +273,14 @@ def test_stop_leaves_no_process_behind(tmp_path):
 # --- jobctl up -------------------------------------------------------------------------------------
 
 
+def start_up(reaper: Reaper, data_dir: Path, *options: str) -> subprocess.Popen:
+    """`jobctl up OPTIONS` with its data in `data_dir`, its output readable by the test."""
+    command = [sys.executable, "-m", "jobs", "up", *options]
+    return reaper.popen(
+        command, env=up_env(data_dir), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 def run_a_job(url: str, monkeypatch) -> None:
     ctx = use_store(url, monkeypatch)
     job = sample_jobs.record.enqueue("via-up")
@@ -297,14 +305,7 @@ def assert_clean_exit(log: str) -> None:
 
 def test_up_starts_an_embedded_server_and_ctrl_c_stops_everything(tmp_path, reaper, monkeypatch):
     data_dir = tmp_path / "jobs-data"
-    up = reaper.popen(
-        [sys.executable, "-m", "jobs", "up", "--embedded"],  # never the Redis this machine may run on 6379
-        env=up_env(data_dir),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = start_up(reaper, data_dir, "--embedded")  # never the Redis this machine may run on 6379
     output = Output(up)
     url = wait_for(lambda: running_url(data_dir), timeout=30, what="up's embedded server")
     server_pid = read_state(data_dir)["pid"]
@@ -335,14 +336,7 @@ def test_up_adopts_the_server_of_a_killed_run_and_stops_it_on_ctrl_c(tmp_path, r
         # `up` tries a live embedded server of its data dir before the default URL: the real command can
         # be run here without touching a Redis on 127.0.0.1:6379.
         assert running_url(data_dir) == url
-        up = reaper.popen(
-            [sys.executable, "-m", "jobs", "up"],
-            env=up_env(data_dir),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        up = start_up(reaper, data_dir)
         output = Output(up)
         wait_for(lambda: any("job store: " in line for line in output.lines), what="up to choose Redis")
         assert any(f"job store: {url}" in line for line in output.lines), output.lines
