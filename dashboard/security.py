@@ -40,11 +40,11 @@ def parse_users(text: str) -> dict[str, User]:
 
 
 def is_loopback(address: str | None) -> bool:
-    """Whether `address` is this machine (127.0.0.0/8, ::1)."""
+    """Whether `address` is this machine (127.0.0.0/8, ::1, or the name localhost)."""
     try:
         return ipaddress.ip_address(address or "").is_loopback
     except ValueError:
-        return False
+        return address == "localhost"
 
 
 @dataclass(frozen=True)

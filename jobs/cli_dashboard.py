@@ -8,15 +8,6 @@ from .cli_common import common
 from .errors import ConfigError
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 @click.command("dashboard")
 @click.option("--host", help="Address to bind (default: $JOBS_DASHBOARD_HOST or 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: $JOBS_DASHBOARD_PORT or 9181).")
@@ -24,8 +15,12 @@ def _loopback(host: str) -> bool:
 @common
 def dashboard_command(settings, as_json, host, port, threads):
     """Serve the dashboard (gunicorn). Any address but this machine's needs users or a token."""
+    from dashboard.security import is_loopback
+
     settings = settings.with_(dashboard_host=host, dashboard_port=port)
-    if not _loopback(settings.dashboard_host) and not (settings.dashboard_users or settings.dashboard_token):
+    if not is_loopback(settings.dashboard_host) and not (
+        settings.dashboard_users or settings.dashboard_token
+    ):
         raise ConfigError(
             f"the dashboard binds {settings.dashboard_host} only with JOBS_DASHBOARD_USERS or JOBS_DASHBOARD_TOKEN set "
             "(see `jobctl hash-password`); without them it serves 127.0.0.1 only"
