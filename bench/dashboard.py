@@ -22,8 +22,8 @@ network): the time is the server's own, `time.perf_counter` around the request. 
 unmeasured (templates compile, connections open), then `--repeat` times; the table shows the first call,
 the median and the max, and flags a median over the limit (100 ms).
 
-Filtered job lists scan the newest `jobs.inspect.FILTER_SCAN_LIMIT` jobs of a state by design; they are
-shown in a table of their own. rq-dashboard (mounted at /rq) is timed on its JSON job list for the middle
+Filtered job lists (name and time from the index; error text searched through the newest
+`jobs.inspect.FILTER_SCAN_LIMIT` jobs) are shown in a table of their own. rq-dashboard (mounted at /rq) is timed on its JSON job list for the middle
 page of the failed jobs, at our page size (25, the same rows as our middle page) and at its own default (8).
 """
 
@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this file's directory comes first on sys.path, and this file is named like the
@@ -58,7 +59,7 @@ from rq.job import JobStatus  # noqa: E402
 from rq.results import Result  # noqa: E402
 
 from dashboard import create_app, data  # noqa: E402
-from jobs import admin, catalog, inspect, recurring, timeline  # noqa: E402
+from jobs import admin, catalog, index, inspect, recurring, timeline  # noqa: E402
 from jobs.config import DEFAULT_QUEUES, Settings  # noqa: E402
 from jobs.connection import Context, activate  # noqa: E402
 from jobs.enqueue import queue_for  # noqa: E402
@@ -215,12 +216,12 @@ def fill_jobs(context: Context, status: str, count: int, span: float, seed: int)
     started = time.perf_counter()
     for first in range(0, count, BATCH):
         with context.redis.pipeline(transaction=False) as pipe:
-            for index in range(first, min(first + BATCH, count)):
+            for position in range(first, min(first + BATCH, count)):
                 name = NAMES[rng.randrange(len(NAMES))]
-                ended = now - span + span * (index + 1) / count
+                ended = now - span + span * (position + 1) / count
                 took = rng.uniform(0.005, 2.0)
                 error = error_for(rng) if failed or rng.random() < FINISHED_WITH_ERROR else None
-                job = _job(queue, settings, name, index, ended, took, failed)
+                job = _job(queue, settings, name, position, ended, took, failed)
                 remaining = max(1, int(ended + ttl - now))
                 job.save(pipeline=pipe, include_meta=False, include_result=False)
                 pipe.expire(job.key, remaining)
@@ -234,29 +235,30 @@ def fill_jobs(context: Context, status: str, count: int, span: float, seed: int)
                         job,
                         Result.Type.SUCCESSFUL,
                         remaining,
-                        return_value={"ok": True, "n": index},
+                        return_value={"ok": True, "n": position},
                         worker_name=job.worker_name,
                         pipeline=pipe,
                     )
                 if error:
                     pipe.hset(job.key, ERROR_FIELD, error)
                 _timeline(pipe, context, job, error, ended, took, failed, remaining)
+                index.add(pipe, context.keys, status, QUEUE, name, job.ended_at, remaining, job.id)
                 outcome = "failed" if failed else "succeeded"
                 moment = datetime.fromtimestamp(ended, UTC)
                 for unit, (fmt, _, _) in timeline.UNITS.items():
                     counters[(outcome, unit, moment.strftime(fmt), name)] += 1
-                if index == count // 2:
+                if position == count // 2:
                     middle = job.id
             pipe.execute()
     _write_counters(context, counters)
     return middle, time.perf_counter() - started
 
 
-def _job(queue, settings: Settings, name: str, index: int, ended: float, took: float, failed: bool) -> Job:
+def _job(queue, settings: Settings, name: str, n: int, ended: float, took: float, failed: bool) -> Job:
     """A job of `name` that ran for `took` seconds until `ended`, with the options `jobs.enqueue` gives."""
     job = queue.create_job(
         name,
-        args=[index, "2026-11"],
+        args=[n, "2026-11"],
         timeout=300,
         result_ttl=settings.succeeded_ttl,
         failure_ttl=settings.failed_ttl,
@@ -267,9 +269,9 @@ def _job(queue, settings: Settings, name: str, index: int, ended: float, took: f
     job.retries_left = 0 if failed else 3
     job.ended_at = datetime.fromtimestamp(ended, UTC)
     job.started_at = job.ended_at - timedelta(seconds=took)
-    job.enqueued_at = job.started_at - timedelta(seconds=0.01 + (index % 7) * 0.3)
+    job.enqueued_at = job.started_at - timedelta(seconds=0.01 + (n % 7) * 0.3)
     job.created_at = job.enqueued_at
-    job.worker_name = f"worker-{index % WORKERS}"
+    job.worker_name = f"worker-{n % WORKERS}"
     return job
 
 
@@ -320,32 +322,32 @@ def fill_rest(context: Context, rng: random.Random) -> str:
             ]
         )
     with context.redis.pipeline(transaction=False) as pipe:
-        for index in range(SCHEDULED_RETRIES):
-            job = queue.create_job(NAMES[index % len(NAMES)], args=[index, "2026-11"], retry=rq_retry(3, 5))
+        for n in range(SCHEDULED_RETRIES):
+            job = queue.create_job(NAMES[n % len(NAMES)], args=[n, "2026-11"], retry=rq_retry(3, 5))
             schedule(queue, job, time.time() + rng.uniform(5, 600), pipe)
             pipe.hset(job.key, ERROR_FIELD, error_for(rng))
-        for index in range(2):
-            pipe.zadd(context.keys.schedulers, {f"scheduler-bench-host-{100 + index}": time.time()})
+        for n in range(2):
+            pipe.zadd(context.keys.schedulers, {f"scheduler-bench-host-{100 + n}": time.time()})
         pipe.execute()
-    for index in range(WORKERS):
-        worker = Worker([QUEUE], context, name=f"worker-{index}")
+    for n in range(WORKERS):
+        worker = Worker([QUEUE], context, name=f"worker-{n}")
         worker.register_birth()
         worker.heartbeat()
     first_schedule = ""
-    for index in range(SCHEDULES):
-        schedule_id = f"report-{index}"
-        timing = {"cron": f"{index % 60} */2 * * *", "tz": "Europe/Berlin"} if index % 2 else {"every": "5m"}
+    for n in range(SCHEDULES):
+        schedule_id = f"report-{n}"
+        timing = {"cron": f"{n % 60} */2 * * *", "tz": "Europe/Berlin"} if n % 2 else {"every": "5m"}
         recurring.save(context, recurring.define(schedule_id, "jobs.builtin.noop", **timing))
         first_schedule = first_schedule or schedule_id
-    for index in range(LOCKS):
+    for n in range(LOCKS):
         context.redis.set(
-            context.keys.lock(f"invoices:2026-{index + 1:02}"),
-            f"{index:032x}|" + '{"job": "bench", "worker": "worker-0", "host": "bench", "pid": 1}',
+            context.keys.lock(f"invoices:2026-{n + 1:02}"),
+            f"{n:032x}|" + '{"job": "bench", "worker": "worker-0", "host": "bench", "pid": 1}',
             ex=3600,
         )
-        context.redis.set(context.keys.fence(f"invoices:2026-{index + 1:02}"), index + 1, ex=3600)
-    for index in range(AUDIT_ENTRIES):
-        admin.audit(context, "bench@host", "requeue-failed", f"job-{index}", "127.0.0.1", count=1)
+        context.redis.set(context.keys.fence(f"invoices:2026-{n + 1:02}"), n + 1, ex=3600)
+    for n in range(AUDIT_ENTRIES):
+        admin.audit(context, "bench@host", "requeue-failed", f"job-{n}", "127.0.0.1", count=1)
     return first_schedule
 
 
@@ -431,8 +433,17 @@ def plan(client: FlaskClient, filled: Filled) -> list[tuple[str, str, str]]:
         ("metrics", "/metrics"),
     ):
         urls.append((label, url, "ours"))
+    since = quote((datetime.now(UTC) - timedelta(seconds=FINISHED_SPAN / 2)).isoformat(timespec="seconds"))
     for state in ("failed", "finished"):
         first_middle_last(f"/jobs/{state} name=", f"/jobs/{state}", state, f"name={NAME_FILTER}", "filtered")
+        first_middle_last(f"/jobs/{state} since=", f"/jobs/{state}", state, f"since={since}", "filtered")
+        first_middle_last(
+            f"/jobs/{state} name= since=",
+            f"/jobs/{state}",
+            state,
+            f"name={NAME_FILTER}&since={since}",
+            "filtered",
+        )
         first_middle_last(
             f"/jobs/{state} error=",
             f"/jobs/{state}",
@@ -539,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = f"{args.jobs:,} failed + {args.jobs:,} finished jobs"
     print_table(f"Pages and API, ms per call ({jobs}; {data.PER_PAGE}/page)", _group(timings, "ours"))
     print_table(
-        f"Filtered job lists (scan the newest {scan} jobs by design; name={NAME_FILTER}, error={ERROR_FILTER})",
+        f"Filtered job lists (name, since: the index; error: searches the newest {scan}; name={NAME_FILTER}, error={ERROR_FILTER})",
         _group(timings, "filtered"),
     )
     print_table("rq-dashboard at /rq (JSON job list)", _group(timings, "rq"))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import redis
 from rq.job import JobStatus
 
-from . import locks, recurring, timeline
+from . import index, locks, recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .errors import InvalidArguments, JobNotFound
@@ -53,6 +53,14 @@ def failed_ids(context: Context) -> list[tuple[str, str]]:
         for name in queue_names(context)
         for job_id in queue_for(context, name).failed_job_registry.get_job_ids(cleanup=False)
     ]
+
+
+def _unindex(context: Context, pipe, job: Job) -> None:
+    """Take an ended job out of the index of its state (in the transaction that moves or deletes it)."""
+    status = job.get_status(refresh=False)
+    state = getattr(status, "value", status)
+    if state in index.STATES and job.ended_at is not None:
+        index.remove(pipe, context.keys, state, job.origin, job.func_name, job.ended_at, job.id)
 
 
 def _target(ids: Iterable[str] | None) -> str:
@@ -108,6 +116,7 @@ def requeue_failed(
 
     def requeue(pipe, queue, job: Job) -> None:
         pipe.zrem(queue.failed_job_registry.key, job.id)
+        _unindex(context, pipe, job)
         job.started_at = job.ended_at = None
         job.set_status(JobStatus.QUEUED, pipeline=pipe)
         queue._enqueue_job(job, pipeline=pipe)
@@ -131,6 +140,7 @@ def delete_failed(
     def delete(pipe, queue, job: Job) -> None:
         job.delete(pipeline=pipe, remove_from_queue=False)
         pipe.delete(context.keys.timeline(job.id))
+        _unindex(context, pipe, job)
 
     count = _each_batch(context, _resolve(context, ids), delete, progress)
     audit(context, actor, "delete-failed", _target(ids), address, count=count)
@@ -208,6 +218,7 @@ def delete_job(context: Context, job_id: str, actor: str | None = None, address:
     def delete(pipe, job: Job) -> None:
         job.delete(pipeline=pipe, remove_from_queue=True)
         pipe.delete(context.keys.timeline(job.id))
+        _unindex(context, pipe, job)
 
     not_running = tuple(status for status in JobStatus if status != JobStatus.STARTED)
     _change(context, job_id, not_running, "it can be deleted once it has ended", delete)

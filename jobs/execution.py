@@ -23,11 +23,11 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from rq.utils import now
+from rq.utils import now, utcformat
 from rq.worker import SimpleWorker
 from rq.worker_registration import clean_worker_registry
 
-from . import catalog, locks, timeline
+from . import catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
 from .dequeue import JobQueue, claim_member
 from .errors import JobsError, LockUnavailable, WorkerInterrupted
@@ -148,13 +148,28 @@ class Job(RQJob):
         timeline.count(pipeline, context.keys, "succeeded", self.func_name)
         if took_ms is not None:
             timeline.duration(pipeline, context.keys, self.func_name, took_ms / 1000)
+        if result_ttl != 0:
+            index.add(
+                pipeline,
+                context.keys,
+                "finished",
+                self.origin,
+                self.func_name,
+                self.ended_at,
+                result_ttl,
+                self.id,
+            )
 
     def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)
         context = current()
         error = getattr(self, "error", None) or error_summary(None, exc_string)
         ttl = self.failure_ttl or context.settings.failed_ttl
-        pipeline.hset(self.key, ERROR_FIELD, error)  # one line for job lists, without the results stream
+        self.ended_at = self.ended_at or now()
+        # The one-line error serves job lists without reading the results stream; RQ saves no end time
+        # for a failed job, and the index needs the one it can read back.
+        pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": utcformat(self.ended_at)})
+        index.add(pipeline, context.keys, "failed", self.origin, self.func_name, self.ended_at, ttl, self.id)
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
         timeline.count(pipeline, context.keys, "failed", self.func_name)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import str_to_date
 from rq.worker import Worker as RQWorker
 
-from . import timeline
+from . import index, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .errors import ConfigError, JobNotFound
@@ -22,8 +23,11 @@ from .execution import ERROR_FIELD, Job
 from .maintenance import queue_names
 
 SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead
-FILTER_SCAN_LIMIT = 20_000  # jobs a filtered list looks at, newest first
+FILTER_SCAN_LIMIT = 10_000  # jobs a text search looks at, newest first
 SCAN_BATCH = 1_000
+# What a job of an index state may say it is (RQ files a stopped job under failed); a job saying anything
+# else left the state through a tool that does not update the index, and is left out of the list.
+_SHOWN_AS = {"finished": {"finished"}, "failed": {"failed", "stopped"}}
 STATES = ("queued", "scheduled", "started", "finished", "failed", "canceled", "deferred")
 
 
@@ -131,51 +135,76 @@ def job_detail(context: Context, job_id: str) -> JobDetail:
     )
 
 
-def _state_key(context: Context, state: str, queue_name: str) -> str:
+@dataclass(frozen=True)
+class _StateList:
+    """The jobs of one state in one queue: the queue's list (queued) or one of its registries."""
+
+    key: str
+    state: str
+
+    def count(self, pipe) -> None:
+        """Queue the number of jobs in `pipe`."""
+        pipe.llen(self.key) if self.state == "queued" else pipe.zcard(self.key)
+
+    def ids(self, redis, start: int, stop: int) -> list[str]:
+        """Ids number `start`..`stop` (exclusive), newest first: O(stop - start)."""
+        if self.state == "queued":
+            raw = list(reversed(redis.lrange(self.key, -stop, -start - 1)))
+        else:
+            raw = redis.zrevrange(self.key, start, stop - 1)
+        ids = [member.decode() for member in raw]
+        return [member.split(":", 1)[0] for member in ids] if self.state == "started" else ids
+
+
+def _state_list(context: Context, state: str, queue_name: str) -> _StateList:
     queue = queue_for(context, queue_name)
-    return queue.key if state == "queued" else getattr(queue, f"{state}_job_registry").key
+    key = queue.key if state == "queued" else getattr(queue, f"{state}_job_registry").key
+    return _StateList(key, state)
 
 
 def _count(context: Context, state: str, queue_name: str) -> int:
-    key = _state_key(context, state, queue_name)
-    return context.redis.llen(key) if state == "queued" else context.redis.zcard(key)
-
-
-def _slice(context: Context, state: str, queue_name: str, start: int, stop: int) -> list[str]:
-    """Ids number `start`..`stop` (exclusive) of `state` in one queue, newest first: O(stop - start)."""
-    key = _state_key(context, state, queue_name)
-    if state == "queued":
-        raw = list(reversed(context.redis.lrange(key, -stop, -start - 1)))
-    else:
-        raw = context.redis.zrevrange(key, start, stop - 1)
-    ids = [member.decode() for member in raw]
-    return [member.split(":", 1)[0] for member in ids] if state == "started" else ids
-
-
-def _window(context: Context, state: str, queues: list[str], start: int, stop: int) -> tuple[list[str], int]:
-    """Ids `start`..`stop` of `state` over `queues` (queue by queue, newest first in each) and the total."""
     with context.redis.pipeline(transaction=False) as pipe:
-        for name in queues:
-            key = _state_key(context, state, name)
-            pipe.llen(key) if state == "queued" else pipe.zcard(key)
+        _state_list(context, state, queue_name).count(pipe)
+        return pipe.execute()[0]
+
+
+def _window(context: Context, sources: list, start: int, stop: int) -> tuple[list[str], int]:
+    """Ids `start`..`stop` over `sources` (source by source, newest first in each) and the total."""
+    with context.redis.pipeline(transaction=False) as pipe:
+        for source in sources:
+            source.count(pipe)
         counts = pipe.execute()
     ids, offset = [], 0
-    for name, count in zip(queues, counts, strict=True):
+    for source, count in zip(sources, counts, strict=True):
         low, high = max(start - offset, 0), min(stop - offset, count)
         if low < high:
-            ids.extend(_slice(context, state, name, low, high))
+            ids.extend(source.ids(context.redis, low, high))
         offset += count
     return ids, sum(counts)
 
 
-def _summaries(context: Context, ids: list[str]) -> list[JobSummary]:
-    """Summaries of `ids` (gone ones left out) in two round trips."""
+def _sources(context: Context, state: str, queue: str | None, where: Filter) -> tuple[list, Filter]:
+    """Where the jobs of `state` (in `queue`, or all) matching `where` are read from, and the part of
+    `where` left to check job by job. Ended jobs filtered by name or time come from the index, exactly;
+    everything else from the queues and registries."""
+    queues = [queue] if queue else queue_names(context)
+    if state in index.STATES and (where.name is not None or where.timed):
+        ranges = [
+            index.range_of(context.keys, state, q, where.name, where.since, where.until) for q in queues
+        ]
+        return ranges, Filter(error=where.error, failed_before=where.failed_before)
+    return [_state_list(context, state, q) for q in queues], where
+
+
+def _summaries(context: Context, ids: list[str], state: str | None = None) -> list[JobSummary]:
+    """Summaries of `ids` (gone ones left out, and with `state`, those no longer in it) in two round trips."""
     jobs = Job.fetch_many(ids, connection=context.redis)
     with context.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hget(Job.key_for(job_id), ERROR_FIELD)
         errors = pipe.execute()
-    return [_summary(job, error) for job, error in zip(jobs, errors, strict=True) if job is not None]
+    summaries = [_summary(job, error) for job, error in zip(jobs, errors, strict=True) if job is not None]
+    return [summary for summary in summaries if state is None or summary.state in _SHOWN_AS[state]]
 
 
 def _summary(job: Job, error: bytes | None) -> JobSummary:
@@ -221,10 +250,43 @@ class Filter:
         )
 
 
+# Matches failure summaries server-side, so that only matching ids come back. Lua lowers ASCII letters
+# only: the error filter is case-insensitive for those.
+_ERRORS_MATCHING = """
+local found = {}
+for i = 4, #ARGV do
+  local error = redis.call('HGET', ARGV[1] .. ARGV[i], ARGV[2])
+  if error and string.find(string.lower(error), ARGV[3], 1, true) then
+    found[#found + 1] = ARGV[i]
+  end
+end
+return found
+"""
+
+
+@functools.cache
+def _errors_script(connection):
+    """The error-matching script, registered once per client."""
+    return connection.register_script(_ERRORS_MATCHING)
+
+
 def _matching(context: Context, ids: list[str], where: Filter) -> list[str]:
-    """The ids of `ids` that `where` matches, in order; gone ones never match. A filter looks at up to
-    FILTER_SCAN_LIMIT jobs, so this reads only the fields the filter needs (HMGET, not HGETALL) and builds
-    no Job: that is 5 to 10 times cheaper per job than a summary."""
+    """The ids of `ids` that `where` matches, in order; gone ones never match."""
+    if where.name is None and not where.timed:
+        return _matching_errors(context, ids, where.error)
+    return _matching_fields(context, ids, where)
+
+
+def _matching_errors(context: Context, ids: list[str], text: str | None) -> list[str]:
+    """The ids of jobs with a failure summary (containing `text`, if given), matched by the server."""
+    script = _errors_script(context.redis)
+    found = script(args=[Job.redis_job_namespace_prefix, ERROR_FIELD, (text or "").lower(), *ids])
+    return [job_id.decode() for job_id in found]
+
+
+def _matching_fields(context: Context, ids: list[str], where: Filter) -> list[str]:
+    """`_matching` for a name or time filter: reads only the fields the filter needs (HMGET, not
+    HGETALL) and builds no Job, 5 to 10 times cheaper per job than a summary."""
     fields = [ERROR_FIELD] + (["data"] if where.name is not None else [])
     fields += ["ended_at", "enqueued_at"] if where.timed else []
     with context.redis.pipeline(transaction=False) as pipe:
@@ -252,6 +314,11 @@ def _func_name(data: bytes) -> str:
     return JSONSerializer.loads(data)[0] or "?"
 
 
+def _indexed(state: str, sources: list) -> str | None:
+    """`state` when the sources are index ranges, whose entries may outlive a move made by RQ's tools."""
+    return state if sources and isinstance(sources[0], index.Range) else None
+
+
 def list_jobs(
     context: Context,
     state: str,
@@ -263,28 +330,29 @@ def list_jobs(
 ) -> Page:
     """One page of the jobs in `state`, newest first (queue by queue when no queue is given).
 
-    Without a filter the cost is O(per_page) whatever the number of jobs. A filter is applied to the
-    newest FILTER_SCAN_LIMIT jobs of the state; `Page.scanned` says how many were looked at.
+    The cost is O(per_page) whatever the number of jobs, also for finished and failed jobs filtered by
+    name and time range. Any other filter is applied to the newest FILTER_SCAN_LIMIT candidates;
+    `Page.scanned` says how many were looked at.
     """
     if state not in STATES:
         raise ConfigError(f"unknown state {state!r}; use one of {', '.join(STATES)}")
     if per_page < 1:
         raise ConfigError(f"--per-page must be at least 1, not {per_page}")
-    page, where = max(1, page), where or Filter(name=name)
-    queues = [queue] if queue else queue_names(context)
+    page = max(1, page)
+    sources, rest = _sources(context, state, queue, where or Filter(name=name))
     start = (page - 1) * per_page
-    if not where:
-        ids, total = _window(context, state, queues, start, start + per_page)
-        return Page(_summaries(context, ids), total, page, per_page)
+    if not rest:
+        ids, total = _window(context, sources, start, start + per_page)
+        return Page(_summaries(context, ids, _indexed(state, sources)), total, page, per_page)
     matching, scanned, total = [], 0, None
     while scanned < FILTER_SCAN_LIMIT:
-        ids, total = _window(context, state, queues, scanned, min(scanned + SCAN_BATCH, FILTER_SCAN_LIMIT))
+        ids, total = _window(context, sources, scanned, min(scanned + SCAN_BATCH, FILTER_SCAN_LIMIT))
         if not ids:
             break
-        matching.extend(_matching(context, ids, where))
+        matching.extend(_matching(context, ids, rest))
         scanned += len(ids)
     return Page(
-        _summaries(context, matching[start : start + per_page]),
+        _summaries(context, matching[start : start + per_page], _indexed(state, sources)),
         len(matching),
         page,
         per_page,
@@ -295,13 +363,13 @@ def list_jobs(
 
 def matching_ids(context: Context, state: str, queue: str | None, where: Filter) -> list[str]:
     """Every id of `state` (in `queue`, or all) that `where` matches, for bulk actions."""
-    queues = [queue] if queue else queue_names(context)
+    sources, rest = _sources(context, state, queue, where)
     found, offset = [], 0
     while True:
-        ids, _ = _window(context, state, queues, offset, offset + SCAN_BATCH)
+        ids, _ = _window(context, sources, offset, offset + SCAN_BATCH)
         if not ids:
             return found
-        found.extend(_matching(context, ids, where) if where else ids)
+        found.extend(_matching(context, ids, rest) if rest else ids)
         offset += len(ids)
 
 

@@ -28,6 +28,8 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  the job is in the started registry (the dequeue module)
     {p}bulk:{task}                       hash    progress of a dashboard bulk action (action, state, done, total);
                                                  kept a day
+    {p}index:{state}:{queue}             zset    finished or failed jobs of a queue by end time and by name, for
+                                                 filtered lists (the index module); expired entries are swept
     {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
                                                  died, between their claim and their requeue (maintenance)
 """
@@ -97,3 +99,6 @@ class Keys:
     @property
     def orphans(self) -> str:
         return f"{self.prefix}orphans"
+
+    def index(self, state: str, queue: str) -> str:
+        return f"{self.prefix}index:{state}:{queue}"

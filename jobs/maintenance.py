@@ -20,7 +20,7 @@ from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import parse_composite_key
 
-from . import locks, timeline
+from . import index, locks, timeline
 from .connection import Context, OutageLog
 from .dequeue import recover_stale_claims
 from .enqueue import queue_for
@@ -127,8 +127,11 @@ def _requeue_or_fail(context: Context, pipe, job: Job, queue, orphaned: int, wor
 
 
 def clean_registries(context: Context) -> None:
-    """Apply retention to RQ's registries of every queue (finished, failed, deferred, canceled)."""
-    for name in queue_names(context):
+    """Apply retention to RQ's registries of every queue (finished, failed, deferred, canceled) and to
+    the index of ended jobs."""
+    names = queue_names(context)
+    index.sweep(context.redis, context.keys, names)
+    for name in names:
         queue = queue_for(context, name)
         if queue.acquire_maintenance_lock():
             try:

@@ -21,6 +21,7 @@ PERMANENT = [
     r"rq:workers(:[\w-]+)?",
     r"rq:clean_registries:[\w-]+",
     r"jobs:locks",  # names of held locks; pruned by maintenance
+    r"jobs:index:(finished|failed):[\w-]+",  # ended jobs by name and time; swept by clean_registries
     r"test:.*",
 ]
 
@@ -80,10 +81,12 @@ def test_expired_entries_leave_the_registries(context, redis_url):
     jobctl("worker", "--burst", "-c", "1", url=redis_url, JOBS_SUCCEEDED_TTL="1", JOBS_FAILED_TTL="1")
     queue = queue_for(context, "default")
     registries = [queue.finished_job_registry.key, queue.failed_job_registry.key]
+    indexes = [context.keys.index(state, "default") for state in ("finished", "failed")]
     assert sum(context.redis.zcard(key) for key in registries) == 2  # raw: `count` would clean first
+    assert [context.redis.zcard(key) for key in indexes] == [3, 3]  # by time, by name, by expiry
 
     def registries_empty():
         clean_registries(context)
-        return all(context.redis.zcard(key) == 0 for key in registries)
+        return all(context.redis.zcard(key) == 0 for key in registries + indexes)
 
     wait_for(registries_empty, timeout=15, interval=0.5, what="expired entries to be cleaned")
