@@ -40,7 +40,6 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -211,7 +210,7 @@ def fill_jobs(context: Context, status: str, count: int, span: float, seed: int)
     registry = queue.failed_job_registry if failed else queue.finished_job_registry
     ttl = settings.failed_ttl if failed else settings.succeeded_ttl
     now = time.time()
-    counters: Counter = Counter()
+    counters = timeline.Tally(context.keys)
     middle = ""
     started = time.perf_counter()
     for first in range(0, count, BATCH):
@@ -243,14 +242,11 @@ def fill_jobs(context: Context, status: str, count: int, span: float, seed: int)
                     pipe.hset(job.key, ERROR_FIELD, error)
                 _timeline(pipe, context, job, error, ended, took, failed, remaining)
                 index.add(pipe, context.keys, status, QUEUE, name, job.ended_at, remaining, job.id)
-                outcome = "failed" if failed else "succeeded"
-                moment = datetime.fromtimestamp(ended, UTC)
-                for unit, (fmt, _, _) in timeline.UNITS.items():
-                    counters[(outcome, unit, moment.strftime(fmt), name)] += 1
+                counters.count("failed" if failed else "succeeded", name, at=ended)
                 if position == count // 2:
                     middle = job.id
             pipe.execute()
-    _write_counters(context, counters)
+    counters.flush(context.redis)
     return middle, time.perf_counter() - started
 
 
@@ -288,18 +284,6 @@ def _timeline(pipe, context: Context, job: Job, error, ended: float, took: float
     key = context.keys.timeline(job.id)
     pipe.rpush(key, *(json.dumps(entry) for entry in entries))
     pipe.expire(key, ttl)
-
-
-def _write_counters(context: Context, counters: Counter) -> None:
-    """The succeeded/failed counters `jobs.timeline.count` keeps, summed per bucket first."""
-    items = list(counters.items())
-    for first in range(0, len(items), BATCH):
-        with context.redis.pipeline(transaction=False) as pipe:
-            for (outcome, unit, stamp, name), value in items[first : first + BATCH]:
-                key = context.keys.stats(outcome, unit, stamp)
-                pipe.hincrby(key, name, value)
-                pipe.expire(key, timeline.UNITS[unit][2])
-            pipe.execute()
 
 
 def fill_rest(context: Context, rng: random.Random) -> str:

@@ -66,6 +66,21 @@ def schedule(queue, job: RQJob, due: float, pipeline) -> None:
     pipeline.zadd(queue.scheduled_job_registry.key, {job.id: math.ceil(due)})
 
 
+_tally: timeline.Tally | None = None  # a worker process's counters, written by its heartbeat thread
+TALLY_INTERVAL = 1.0  # seconds between writes of the worker's counters
+
+
+def _count(pipeline, context: Context, status: str, job_name: str, seconds: float | None = None) -> None:
+    """Count a job's outcome (and the duration of a success): in the tally of the worker running in this
+    process, else in `pipeline`."""
+    tally = _tally or timeline.Tally(context.keys)
+    tally.count(status, job_name)
+    if seconds is not None:
+        tally.duration(job_name, seconds)
+    if tally is not _tally:
+        tally.write(pipeline)
+
+
 ERROR_FIELD = "error"  # job hash field: one-line summary of the last failure ("Type: message")
 PENDING_STATES = {b"queued", b"scheduled", b"started", b"deferred"}  # raw `status` of a job not yet done
 
@@ -145,9 +160,7 @@ class Job(RQJob):
         )
         ttl = result_ttl if result_ttl > 0 else pending_ttl(context)
         timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
-        timeline.count(pipeline, context.keys, "succeeded", self.func_name)
-        if took_ms is not None:
-            timeline.duration(pipeline, context.keys, self.func_name, took_ms / 1000)
+        _count(pipeline, context, "succeeded", self.func_name, None if took_ms is None else took_ms / 1000)
         if result_ttl != 0:
             index.add(
                 pipeline,
@@ -171,7 +184,7 @@ class Job(RQJob):
         pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": utcformat(self.ended_at)})
         index.add(pipeline, context.keys, "failed", self.origin, self.func_name, self.ended_at, ttl, self.id)
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
-        timeline.count(pipeline, context.keys, "failed", self.func_name)
+        _count(pipeline, context, "failed", self.func_name)
 
     def retry(self, queue, pipeline):
         """RQ's retry, with every write inside `pipeline` (RQ's delayed path writes part of it outside)."""
@@ -195,7 +208,7 @@ class Job(RQJob):
             due=round(time.time() + delay, 3),
             retries_left=self.retries_left,
         )
-        timeline.count(pipeline, context.keys, "failed", self.func_name)
+        _count(pipeline, context, "failed", self.func_name)
 
 
 class Scheduler(RQScheduler):
@@ -242,6 +255,7 @@ class Worker(SimpleWorker):
         self.context = context
         self._running: tuple | None = None  # (started registry, execution) of the job being run
         self._beats = threading.Event()
+        self._heartbeats: threading.Thread | None = None
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
     def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
@@ -303,30 +317,46 @@ class Worker(SimpleWorker):
                 delay = min(delay * 2, 5.0)
 
     def bootstrap(self, *args, **kwargs):
+        global _tally
         super().bootstrap(*args, **kwargs)
-        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        _tally = timeline.Tally(self.context.keys)
+        self._heartbeats = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeats.start()
 
     def teardown(self):
         self._beats.set()
+        if self._heartbeats is not None:
+            self._heartbeats.join(timeout=5)
+            try:
+                _tally.flush(self.connection)
+            except redis.RedisError as exc:
+                log.warning("worker %s: counters of the last second not written (%s)", self.name, exc)
         super().teardown()
 
     def _heartbeat_loop(self) -> None:
+        """Every TALLY_INTERVAL write the counters, and every quarter of the orphan timeout beat."""
         ttl = int(self.context.settings.orphan_timeout)
-        while not self._beats.wait(max(0.2, ttl / 4)):
+        every = max(0.2, ttl / 4)
+        next_beat = time.monotonic() + every
+        while not self._beats.wait(min(TALLY_INTERVAL, every)):
             try:
-                with self.connection.pipeline(transaction=False) as pipe:
-                    pipe.hset(
-                        self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-                    )
-                    pipe.expire(self.key, self.worker_ttl + 60)
-                    running = self._running
-                    if running is not None:
-                        registry, execution = running
-                        execution.heartbeat(registry, ttl, pipeline=pipe)
-                    pipe.execute()
+                _tally.flush(self.connection)
+                if time.monotonic() >= next_beat:
+                    self._beat(ttl)
+                    next_beat = time.monotonic() + every
                 self._beat_outage.succeeded()
             except redis.RedisError as exc:
                 self._beat_outage.failed(exc)
+
+    def _beat(self, ttl: int) -> None:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()))
+            pipe.expire(self.key, self.worker_ttl + 60)
+            running = self._running
+            if running is not None:
+                registry, execution = running
+                execution.heartbeat(registry, ttl, pipeline=pipe)
+            pipe.execute()
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

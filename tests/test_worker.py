@@ -1,5 +1,8 @@
 """Running jobs: burst draining, strict priority, timeouts, retries with backoff, timeline and counters."""
 
+import pytest
+import redis
+
 from jobs import inspect, timeline
 from tests import sample_jobs
 from tests.conftest import jobctl, wait_for
@@ -92,3 +95,38 @@ def test_retry_waits_for_its_backoff(context, processes, redis_url):
     retry, second_start = history[2], history[3]
     assert retry["due"] - retry["at"] >= 0.75  # backoff 1 s with at most 25 % jitter
     assert second_start["at"] >= retry["due"] - 0.01
+
+
+def test_a_running_worker_writes_its_counters_every_second(context, processes, redis_url):
+    processes.start("worker", "-c", "1", url=redis_url)
+    for i in range(5):
+        sample_jobs.record.enqueue(f"counted-{i}")
+    sample_jobs.fails_without_retry.enqueue("counted-failure")
+
+    def counted():
+        by_name = inspect.stats(context).by_name_last_day
+        return by_name.get("tests.sample_jobs.record", {}).get("succeeded") == 5 and by_name.get(
+            "tests.sample_jobs.fails_without_retry", {}
+        ).get("failed")
+
+    wait_for(counted, timeout=15, what="the counters of a worker that keeps running")
+    runs = timeline.durations(context.redis, context.keys, 1)["tests.sample_jobs.record"]
+    assert sum(count for bucket, count in runs.items() if bucket != "sum") == 5
+
+
+def test_counts_survive_a_failed_write(context):
+    tally = timeline.Tally(context.keys)
+    tally.count("succeeded", "a.job", at=1_800_000_000)
+    tally.duration("a.job", 0.02, at=1_800_000_000)
+    unreachable = redis.Redis(port=1, socket_connect_timeout=0.5, retry=None)
+    with pytest.raises(redis.ConnectionError):
+        tally.flush(unreachable)
+    tally.count("succeeded", "a.job", at=1_800_000_000)
+    tally.flush(context.redis)
+    hour = timeline.by_name(context.redis, context.keys, "succeeded", "hour", 1, end=1_800_000_000)
+    assert hour == {"a.job": 2}
+    assert timeline.durations(context.redis, context.keys, 1, end=1_800_000_000)["a.job"]["0.025"] == 1
+    tally.flush(context.redis)  # nothing left: writes nothing
+    assert timeline.by_name(context.redis, context.keys, "succeeded", "minute", 1, end=1_800_000_000) == {
+        "a.job": 2
+    }
