@@ -2,9 +2,9 @@
 
 RQ pops from several queues with BLPOP, and only later adds the job to the started registry: a worker
 killed in between loses the job. Here one script pops from the first non-empty queue (strict priority)
-and, in the same step, records a claim in `{p}claims` ("queue key|job id" -> claim time). Starting the
-job removes the claim in the pipeline that adds it to the started registry, so at every instant the job
-is in a queue, a claim or a registry. A claim older than the orphan timeout whose job is still `queued`
+and, in the same step, records a claim in `{p}claims` ("queue key|job id" -> claim time) and reads the
+job's hash (no second round trip to fetch it). Starting the job removes the claim in the pipeline that
+adds it to the started registry, so at every instant the job is in a queue, a claim or a registry. A claim older than the orphan timeout whose job is still `queued`
 belonged to a worker that died in between; `recover_stale_claims` puts that job back at the front of its
 queue.
 
@@ -17,7 +17,7 @@ import functools
 import time
 
 from rq import Queue
-from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.exceptions import DequeueTimeout
 from rq.job import Job as RQJob
 from rq.utils import as_text
 
@@ -30,7 +30,7 @@ for i = 2, #KEYS do
   local job_id = redis.call('LPOP', KEYS[i])
   if job_id then
     redis.call('ZADD', KEYS[1], ARGV[1], KEYS[i] .. '|' .. job_id)
-    return {KEYS[i], job_id}
+    return {KEYS[i], job_id, redis.call('HGETALL', ARGV[2] .. job_id)}
   end
 end
 return false
@@ -80,10 +80,9 @@ class JobQueue(Queue):
         keys = [context.keys.claims, *(queue.key for queue in queues)]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            result = claim(keys=keys, args=[time.time()])
+            result = claim(keys=keys, args=[time.time(), RQJob.redis_job_namespace_prefix])
             if result:
-                queue_key, job_id = map(as_text, result)
-                found = _fetch(cls, context, queue_key, job_id, job_class, serializer, death_penalty_class)
+                found = _restore(cls, context, result, job_class, serializer, death_penalty_class)
                 if found:
                     return found
                 continue
@@ -94,7 +93,13 @@ class JobQueue(Queue):
             time.sleep(IDLE_POLL)
 
 
-def _fetch(cls, context: Context, queue_key, job_id, job_class, serializer, death_penalty_class):
+def _restore(cls, context: Context, claimed, job_class, serializer, death_penalty_class):
+    """The (job, queue) of a claim script's answer: queue key, job id and the job hash's fields (none
+    when the job was deleted while queued: then the claim is dropped and None returned)."""
+    queue_key, job_id, fields = as_text(claimed[0]), as_text(claimed[1]), claimed[2]
+    if not fields:
+        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))
+        return None
     queue = cls.from_queue_key(
         queue_key,
         connection=context.redis,
@@ -102,11 +107,9 @@ def _fetch(cls, context: Context, queue_key, job_id, job_class, serializer, deat
         serializer=serializer,
         death_penalty_class=death_penalty_class,
     )
-    try:
-        return (job_class or RQJob).fetch(job_id, connection=context.redis, serializer=serializer), queue
-    except NoSuchJobError:  # deleted while queued
-        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))
-        return None
+    job = (job_class or RQJob)(job_id, connection=context.redis, serializer=serializer)
+    job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+    return job, queue
 
 
 def recover_stale_claims(context: Context, now: float | None = None) -> list[str]:

@@ -7,7 +7,6 @@ counters cost no extra round trip.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -19,12 +18,13 @@ from contextlib import contextmanager
 
 import redis
 from rq import Queue as RQQueue
+from rq.executions import Execution
 from rq.job import Job as RQJob
-from rq.job import JobStatus
+from rq.job import JobStatus, _job_stack
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
 from . import catalog, index, locks, timeline
@@ -67,7 +67,8 @@ def schedule(queue, job: RQJob, due: float, pipeline) -> None:
 
 
 _tally: timeline.Tally | None = None  # a worker process's counters, written by its heartbeat thread
-TALLY_INTERVAL = 1.0  # seconds between writes of the worker's counters
+TALLY_INTERVAL = 1.0  # seconds between writes of the worker's counters and state
+SUSPENSION_CHECK = 1.0  # seconds between checks for `rq suspend`
 
 
 def _count(pipeline, context: Context, status: str, job_name: str, seconds: float | None = None) -> None:
@@ -135,8 +136,18 @@ class Job(RQJob):
             timeline.record(pipe, context.keys, self.id, event, pending_ttl(context), **details)
             pipe.execute()
 
+    def perform(self):
+        """RQ's, minus its PERSIST of the job hash: that rides in the start pipeline instead."""
+        _job_stack.push(self)
+        try:
+            self._result = self._execute()
+        finally:
+            assert self is _job_stack.pop()
+        return self._result
+
     def prepare_for_execution(self, worker_name, pipeline):
         super().prepare_for_execution(worker_name, pipeline)
+        pipeline.persist(self.key)
         context = current()
         pipeline.zrem(
             context.keys.claims, claim_member(RQQueue.redis_queue_namespace_prefix + self.origin, self.id)
@@ -256,6 +267,8 @@ class Worker(SimpleWorker):
         self._running: tuple | None = None  # (started registry, execution) of the job being run
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
+        self._written_state: str | None = None
+        self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
     def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
@@ -280,10 +293,34 @@ class Worker(SimpleWorker):
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.context.settings.orphan_timeout)
 
+    # --- starting and ending a job: one round trip each way where RQ makes several --------------------
     def prepare_execution(self, job):
-        execution = super().prepare_execution(job)
-        self._running = (job.started_job_registry, execution)
-        return execution
+        """RQ's execution record, not written yet: it rides in the start pipeline below, which also moves
+        the job from its claim to the started registry, in one transaction."""
+        self._start = self.connection.pipeline()
+        self.execution = Execution.create(
+            job, self.get_heartbeat_ttl(job), pipeline=self._start, worker_name=self.name
+        )
+        self.set_state(WorkerStatus.BUSY, pipeline=self._start)
+        self._running = (job.started_job_registry, self.execution)
+        return self.execution
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
+        """RQ's bookkeeping before a job runs, sent with the execution record (our dequeue uses no
+        intermediate queue)."""
+        with self._start as pipeline:
+            self.set_current_job_id(job.id, pipeline=pipeline)
+            self.set_current_job_working_time(0, pipeline=pipeline)
+            ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(ttl, pipeline=pipeline)
+            job.heartbeat(now(), ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.execute()
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        """RQ's, minus the job heartbeat it writes on its own: the job's end is saved right after."""
+        job.ended_at = job.last_heartbeat = now()
 
     def execute_job(self, job, queue):
         try:
@@ -299,12 +336,25 @@ class Worker(SimpleWorker):
             self._running = None
 
     def heartbeat(self, timeout=None, pipeline=None):
-        """RQ calls this outside its reconnect loop (after a dequeue, after a job): a lost heartbeat must
-        not end the worker; the heartbeat thread reports the outage."""
+        """RQ's heartbeat when it rides in a pipeline. RQ also beats on its own three times per job
+        (before and after a dequeue, after a job): two round trips each, which the heartbeat thread makes
+        unnecessary."""
         if pipeline is not None:
-            return super().heartbeat(timeout, pipeline)
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-            super().heartbeat(timeout)
+            super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state, pipeline=None):
+        """RQ's, but a state not given a pipeline is written by the heartbeat thread within
+        TALLY_INTERVAL, and only when it changed: RQ writes "idle" twice per job on its own."""
+        self._state = state
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            self._written_state = state
+
+    def check_for_suspension(self, burst):
+        """RQ's check for `rq suspend`, at most once a second instead of once per job."""
+        if time.monotonic() >= self._next_suspension_check:
+            self._next_suspension_check = time.monotonic() + SUSPENSION_CHECK
+            super().check_for_suspension(burst)
 
     def _wait_for_redis(self) -> None:
         delay = 0.5
@@ -341,12 +391,19 @@ class Worker(SimpleWorker):
         while not self._beats.wait(min(TALLY_INTERVAL, every)):
             try:
                 _tally.flush(self.connection)
+                self._write_state()
                 if time.monotonic() >= next_beat:
                     self._beat(ttl)
                     next_beat = time.monotonic() + every
                 self._beat_outage.succeeded()
             except redis.RedisError as exc:
                 self._beat_outage.failed(exc)
+
+    def _write_state(self) -> None:
+        state = self._state
+        if state != self._written_state:
+            self.connection.hset(self.key, "state", state)
+            self._written_state = state
 
     def _beat(self, ttl: int) -> None:
         with self.connection.pipeline(transaction=False) as pipe:

@@ -130,3 +130,16 @@ def test_counts_survive_a_failed_write(context):
     assert timeline.by_name(context.redis, context.keys, "succeeded", "minute", 1, end=1_800_000_000) == {
         "a.job": 2
     }
+
+
+def test_the_worker_state_follows_its_job(context, processes, redis_url):
+    processes.start("worker", "-c", "1", url=redis_url)
+
+    def worker_state():
+        views = [view for view in inspect.workers(context) if view.kind == "worker"]
+        return views and (views[0].state, views[0].current_job)
+
+    job = sample_jobs.sleep_then_record.enqueue("stateful", 2)
+    wait_for(lambda: worker_state() == ("busy", job.id), timeout=15, what="the worker to show its job")
+    wait_for(lambda: "stateful" in ran(context), timeout=15, what="the job to end")
+    wait_for(lambda: worker_state() == ("idle", None), timeout=5, what="the worker to show it is idle")

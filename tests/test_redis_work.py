@@ -1,0 +1,29 @@
+"""Redis work per job: what a no-op job costs the server through its whole life (enqueue, run,
+finished) stays within a budget. Counted by the server itself (INFO commandstats) on a server of the
+test's own; `bench/redis_cost.py` reports the same figure with a breakdown."""
+
+from jobs.builtin import noop
+from jobs.enqueue import enqueue
+from tests.conftest import jobctl
+
+JOBS = 300
+# Commands per no-op job, enqueue to finished, worker start and stop included. Plain RQ (Queue.enqueue
+# and SimpleWorker) takes 60; lower this as the platform gets leaner, never raise it silently.
+BUDGET = 55
+
+
+def commands(redis) -> int:
+    """Commands the server has run so far, less the INFO calls that read this."""
+    stats = redis.info("commandstats")
+    return sum(s["calls"] for name, s in stats.items() if name != "cmdstat_info")
+
+
+def test_a_no_op_job_costs_no_more_commands_than_the_budget(store, private_server):
+    before = commands(store.redis)
+    for _ in range(JOBS):
+        enqueue(noop, context=store)
+    result = jobctl("worker", "--burst", "-c", "1", url=private_server.url)
+    assert result.returncode == 0, result.stderr
+    per_job = (commands(store.redis) - before) / JOBS
+    assert store.redis.zcard("rq:finished:default") == JOBS
+    assert per_job <= BUDGET, f"{per_job:.1f} commands per job (budget {BUDGET})"
