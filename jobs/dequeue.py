@@ -8,7 +8,10 @@ adds it to the started registry, so at every instant the job is in a queue, a cl
 belonged to a worker that died in between; `recover_stale_claims` puts that job back at the front of its
 queue.
 
-A script cannot block, so an idle worker polls every IDLE_POLL seconds instead of blocking in BLPOP.
+A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
+queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a
+worker that pops one claims at once. Jobs queued by other means (RQ's own scheduler and tools) are
+found within IDLE_WAIT.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from rq.job import Job as RQJob
 from rq.utils import as_text
 
 from .connection import Context, current
+from .keys import Keys
 
-IDLE_POLL = 0.1  # seconds between polls of empty queues: the extra latency of an idle worker
+IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
+WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
 _CLAIM = """
 for i = 2, #KEYS do
@@ -55,6 +60,13 @@ return requeued
 """
 
 
+def wake(pipe, keys: Keys, queue_name: str) -> None:
+    """Queue a token that wakes an idle worker of `queue_name`, in the enqueuer's pipeline."""
+    key = keys.wake(queue_name)
+    pipe.lpush(key, 1)
+    pipe.ltrim(key, 0, WAKE_TOKENS - 1)
+
+
 def claim_member(queue_key: str, job_id: str) -> str:
     """The claims-set member of `job_id` taken from the queue `queue_key`."""
     return f"{queue_key}|{job_id}"
@@ -67,7 +79,17 @@ def _claim_script(connection):
 
 
 class JobQueue(Queue):
-    """RQ's queue, dequeuing through the claim script."""
+    """RQ's queue, dequeuing through the claim script and waking an idle worker for every job queued."""
+
+    def push_job_id(self, job_id, pipeline=None, at_front=False):
+        """RQ's push of a job id on the queue, with a wake token in the same pipeline."""
+        if pipeline is None:
+            with self.connection.pipeline() as own:
+                self.push_job_id(job_id, own, at_front)
+                own.execute()
+            return
+        super().push_job_id(job_id, pipeline, at_front)
+        wake(pipeline, current().keys, self.name)
 
     @classmethod
     def dequeue_any(
@@ -88,9 +110,11 @@ class JobQueue(Queue):
                 continue
             if deadline is None:
                 return None
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise DequeueTimeout(timeout, keys[1:])
-            time.sleep(IDLE_POLL)
+            wake_keys = [context.keys.wake(queue.name) for queue in queues]
+            connection.blpop(wake_keys, timeout=max(0.01, min(IDLE_WAIT, left)))
 
 
 def _restore(cls, context: Context, claimed, job_class, serializer, death_penalty_class):

@@ -23,6 +23,7 @@ from rq.utils import utcformat
 from . import catalog, timeline
 from .catalog import Call, JobFunction, JobSpec
 from .connection import Context, current
+from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
 from .errors import InvalidArguments
 from .execution import PENDING_STATES, Job, pending_ttl, schedule
@@ -52,8 +53,8 @@ def check_signature(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) 
 
 
 def queue_for(context: Context, name: str) -> Queue:
-    """RQ's queue `name` on the job store, with our job class and JSON."""
-    return Queue(name, connection=context.redis, job_class=Job, serializer=JSONSerializer)
+    """RQ's queue `name` on the job store, with our job class and JSON, waking idle workers."""
+    return JobQueue(name, connection=context.redis, job_class=Job, serializer=JSONSerializer)
 
 
 def _due_at(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
@@ -232,7 +233,7 @@ def enqueue_many(
                     pending_ttl(context),
                 ]
                 write(
-                    keys=[rq_queue.key, rq_queue.redis_queues_keys],
+                    keys=[rq_queue.key, rq_queue.redis_queues_keys, context.keys.wake(rq_queue.name)],
                     args=[*head, entry, stamp, len(prototype), *prototype, *(v for job in jobs for v in job)],
                     client=pipe,
                 )
@@ -256,8 +257,10 @@ for i = 8 + fields, #ARGV, 2 do
 end
 redis.call('SADD', KEYS[2], queue_key)
 redis.call('RPUSH', KEYS[1], unpack(ids))
+for i = 1, math.min(#ids, WAKE_TOKENS) do redis.call('LPUSH', KEYS[3], 1) end
+redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1)
 return #ids
-"""
+""".replace("WAKE_TOKENS", str(WAKE_TOKENS))
 
 
 def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) -> tuple[Queue, list[bytes]]:

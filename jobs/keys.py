@@ -30,6 +30,8 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  kept a day
     {p}index:{state}:{queue}             zset    finished or failed jobs of a queue by end time and by name, for
                                                  filtered lists (the index module); expired entries are swept
+    {p}wake:{queue}                      list    tokens that wake an idle worker of the queue when a job is queued
+                                                 (the dequeue module); at most a few, trimmed on every push
     {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
                                                  died, between their claim and their requeue (maintenance)
 """
@@ -102,3 +104,6 @@ class Keys:
 
     def index(self, state: str, queue: str) -> str:
         return f"{self.prefix}index:{state}:{queue}"
+
+    def wake(self, queue: str) -> str:
+        return f"{self.prefix}wake:{queue}"

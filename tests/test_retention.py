@@ -22,6 +22,7 @@ PERMANENT = [
     r"rq:clean_registries:[\w-]+",
     r"jobs:locks",  # names of held locks; pruned by maintenance
     r"jobs:index:(finished|failed):[\w-]+",  # ended jobs by name and time; swept by clean_registries
+    r"jobs:wake:[\w-]+",  # wake tokens of idle workers, trimmed to a few
     r"test:.*",
 ]
 

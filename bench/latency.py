@@ -1,0 +1,140 @@
+"""Latency benchmark: how long a job waits from its enqueue until an idle worker starts it, ours against
+plain RQ's SimpleWorker on the same server in the same run.
+
+Run it from the project root (it is a script, not a test):
+
+    .venv/bin/python bench/latency.py              # 300 jobs per worker kind
+    .venv/bin/python bench/latency.py --quick      # 50
+
+It starts a private Redis-compatible server (`jobs.embedded.EmbeddedServer`) in a temporary directory and
+stops it at the end. For each kind one worker process is started and left idle; then no-op jobs are
+enqueued one at a time, each after the previous one finished and a pause of 20-50 ms (so the worker is
+waiting again, as an idle worker is). The latency of a job is its `started_at` minus its `enqueued_at`,
+both written by RQ's own code (the enqueuer's and the worker's clocks: one machine). The kinds alternate
+in rounds of 50 jobs so that both see the same conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+from benchkit import private_server, spawn
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+from throughput import QUEUE, worker_commands, worker_env
+
+import jobs
+from jobs.builtin import noop
+from jobs.config import Settings
+from jobs.connection import Context, activate
+
+DEFAULT_JOBS = 300
+QUICK_JOBS = 50
+ROUND = 50  # jobs per kind before switching to the other
+KINDS = {"ours": "ours", "simple": "RQ SimpleWorker"}
+TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help=f"jobs per kind ({DEFAULT_JOBS})")
+    parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {QUICK_JOBS}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs = QUICK_JOBS
+    if args.jobs < 10:
+        parser.error("--jobs must be at least 10")
+    return args
+
+
+def enqueue_one(context: Context, kind: str) -> str:
+    """Enqueue one no-op job the way each kind's users would; return its id."""
+    if kind == "ours":
+        return jobs.enqueue(noop, context=context).id
+    return Queue(QUEUE, connection=context.redis, serializer=JSONSerializer).enqueue("jobs.builtin.noop").id
+
+
+def latency_ms(context: Context, job_id: str, timeout: float = 30.0) -> float:
+    """Wait until the job has finished; return how long it waited to start, in milliseconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = RQJob.fetch(job_id, connection=context.redis, serializer=JSONSerializer)
+        if job.get_status(refresh=False) == "finished":
+            return (job.started_at - job.enqueued_at).total_seconds() * 1000
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job_id} did not finish within {timeout:.0f} s")
+        time.sleep(0.001)
+
+
+def wait_idle(context: Context, kind: str) -> None:
+    """Wait until the kind's worker has registered (and so is waiting for jobs)."""
+    deadline = time.monotonic() + 30
+    while not context.redis.smembers("rq:workers"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the {KINDS[kind]} worker did not start")
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
+def measure_round(context: Context, kind: str, count: int, rng: random.Random) -> list[float]:
+    """Latencies of `count` jobs run by a freshly started idle worker of `kind`."""
+    with tempfile.TemporaryFile() as log:
+        command = worker_commands(kind, context.url, 1)[0]
+        command = [part for part in command if part != "--burst"]
+        process = spawn(command, worker_env(context.url), log)
+        try:
+            wait_idle(context, kind)
+            samples = []
+            for _ in range(count):
+                time.sleep(rng.uniform(0.02, 0.05))
+                samples.append(latency_ms(context, enqueue_one(context, kind)))
+            return samples
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            context.redis.flushdb()
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The `fraction` quantile of `samples` (nearest rank)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both kinds in alternating rounds and print p50/p99/max and the ratios."""
+    args = parse_args(argv)
+    rng = random.Random(1)
+    results: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    with private_server("jobs-bench-latency-") as (server, _):
+        context = activate(Context.connect(Settings(redis_url=server.url)))
+        while any(len(samples) < args.jobs for samples in results.values()):
+            for kind, samples in results.items():
+                count = min(ROUND, args.jobs - len(samples))
+                if count:
+                    samples.extend(measure_round(context, kind, count, rng))
+        context.redis.close()
+    print(f"\nEnqueue -> start latency, idle worker ({args.jobs} jobs per kind; ms)")
+    print(f"targets for ours: p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms")
+    print(f"{'worker':<18} {'p50':>8} {'p99':>8} {'max':>8} {'mean':>8}")
+    for kind, samples in results.items():
+        p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+        print(f"{KINDS[kind]:<18} {p50:8.2f} {p99:8.2f} {max(samples):8.2f} {statistics.mean(samples):8.2f}")
+    ours, rq = results["ours"], results["simple"]
+    print(f"ours / RQ (p50): {percentile(ours, 0.5) / percentile(rq, 0.5):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
