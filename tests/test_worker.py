@@ -4,6 +4,8 @@ import pytest
 import redis
 
 from jobs import inspect, timeline
+from jobs.builtin import noop
+from jobs.enqueue import enqueue
 from tests import sample_jobs
 from tests.conftest import jobctl, wait_for
 
@@ -143,3 +145,14 @@ def test_the_worker_state_follows_its_job(context, processes, redis_url):
     wait_for(lambda: worker_state() == ("busy", job.id), timeout=15, what="the worker to show its job")
     wait_for(lambda: "stateful" in ran(context), timeout=15, what="the job to end")
     wait_for(lambda: worker_state() == ("idle", None), timeout=5, what="the worker to show it is idle")
+
+
+def test_a_job_returning_none_keeps_no_result_stream(context, redis_url):
+    quiet = enqueue(noop, context=context)
+    loud = sample_jobs.record.enqueue("loud")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert inspect.job_detail(context, quiet.id).state == "finished"
+    assert inspect.job_detail(context, quiet.id).result is None
+    assert not list(context.redis.scan_iter(match=f"rq:results:{quiet.id}*"))
+    assert inspect.job_detail(context, loud.id).result == "loud"
+    assert list(context.redis.scan_iter(match=f"rq:results:{loud.id}*"))

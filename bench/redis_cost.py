@@ -1,0 +1,216 @@
+"""Redis work per job: commands and server CPU per no-op job through its whole life (enqueue, run,
+finished), ours against plain RQ (`Queue.enqueue` + `SimpleWorker`) in the same run, and what that implies
+for the throughput one Redis server can carry.
+
+Run it from the project root (it is a script, not a test):
+
+    .venv/bin/python bench/redis_cost.py              # 5,000 jobs per measurement
+    .venv/bin/python bench/redis_cost.py --quick      # 1,000
+
+It starts a private Redis-compatible server (`jobs.embedded.EmbeddedServer`) in a temporary directory and
+stops it at the end. For each kind the DB is flushed, the server's statistics are reset (CONFIG
+RESETSTAT), N no-op jobs are enqueued one by one, then one worker process drains them in burst mode and
+exits; the statistics are read after each phase. Nothing else talks to the server meanwhile (the script
+waits for the worker to exit instead of polling), so every command counted is the platform's own:
+the enqueue, the worker's dequeue, start, finish and heartbeats, and its RQ scheduler duty.
+
+- commands per job: the sum of `calls` in INFO commandstats over N. Commands that Lua scripts run are
+  counted too (as the server counts them), plus the script call itself.
+- server CPU per job: the server process's user+system CPU (INFO cpu) over N: parsing, executing and
+  answering, what actually bounds a server. The commandstats time is shown per command as well.
+- ceiling: 1 / (server CPU per job): the jobs/s at which one Redis core is saturated, whatever the number
+  of workers. Size Redis with it: N workers at r jobs/s each need N * r below the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+
+from benchkit import private_server, spawn
+from rq import Queue
+from rq.serializers import JSONSerializer
+from throughput import QUEUE, queue_for_kind, worker_commands, worker_env
+
+import jobs
+from jobs.builtin import noop
+from jobs.config import Settings
+from jobs.connection import Context
+
+DEFAULT_JOBS = 5_000
+QUICK_JOBS = 1_000
+TARGET_COMMANDS = 15
+TARGET_MICROSECONDS = 40.0
+KINDS = {"ours": "ours", "simple": "RQ (SimpleWorker)"}
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+
+
+@dataclass
+class Cost:
+    """The server's work for one phase: commands by name, their commandstats time, the CPU it used and
+    the memory it left in use."""
+
+    calls: dict[str, int]
+    usec: dict[str, int]
+    cpu_seconds: float
+    memory: int = 0
+
+    def per_job(self, jobs: int) -> tuple[float, float]:
+        """(commands, server CPU µs) per job."""
+        return sum(self.calls.values()) / jobs, self.cpu_seconds * 1e6 / jobs
+
+    def __add__(self, other: Cost) -> Cost:
+        names = self.calls.keys() | other.calls.keys()
+        return Cost(
+            {n: self.calls.get(n, 0) + other.calls.get(n, 0) for n in names},
+            {n: self.usec.get(n, 0) + other.usec.get(n, 0) for n in names},
+            self.cpu_seconds + other.cpu_seconds,
+            self.memory + other.memory,
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, help=f"jobs per measurement ({DEFAULT_JOBS})"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {QUICK_JOBS}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs = QUICK_JOBS
+    if args.jobs < 100:
+        parser.error("--jobs must be at least 100")
+    return args
+
+
+def _cpu(context: Context) -> float:
+    info = context.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _memory(context: Context) -> int:
+    return int(context.redis.info("memory")["used_memory"])
+
+
+def measured(context: Context, phase) -> Cost:
+    """Run `phase()` and return what it cost the server (the statistics are reset first)."""
+    context.redis.config_resetstat()
+    before, memory = _cpu(context), _memory(context)
+    phase()
+    cpu = _cpu(context) - before
+    memory = _memory(context) - memory
+    stats = context.redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+    usec = {name.removeprefix("cmdstat_"): int(s["usec"]) for name, s in stats.items()}
+    # the statistics calls of this script itself
+    for name in ("config|resetstat", "info"):
+        calls.pop(name, None), usec.pop(name, None)
+    return Cost(calls, usec, cpu, memory)
+
+
+def enqueue_phase(context: Context, kind: str, count: int):
+    """The enqueue of `count` no-op jobs, one by one: ours through `jobs.enqueue`, RQ through its Queue."""
+    if kind == "ours":
+        return lambda: [jobs.enqueue(noop, context=context) for _ in range(count)]
+    queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
+    return lambda: [queue.enqueue("jobs.builtin.noop") for _ in range(count)]
+
+
+def work_phase(context: Context, kind: str):
+    """One burst worker of `kind` draining the queue; waits for it to exit."""
+
+    def run() -> None:
+        with open("/dev/null", "wb") as log:
+            command = worker_commands(kind, context.url, 1)[0]
+            process = spawn(command, worker_env(context.url), log)
+            if process.wait(timeout=3600) != 0:
+                raise SystemExit(f"{KINDS[kind]} worker exited with {process.returncode}")
+
+    return run
+
+
+def measure(context: Context, kind: str, count: int) -> tuple[Cost, Cost, dict[str, int]]:
+    """(enqueue cost, run cost, bytes by key pattern) of `count` no-op jobs for `kind`."""
+    context.redis.flushdb()
+    enqueued = measured(context, enqueue_phase(context, kind, count))
+    ran = measured(context, work_phase(context, kind))
+    finished = queue_for_kind(context, kind).finished_job_registry.count
+    if finished != count:
+        raise SystemExit(f"{KINDS[kind]}: {finished} of {count} jobs finished")
+    return enqueued, ran, key_sizes(context)
+
+
+def key_sizes(context: Context) -> dict[str, int]:
+    """Bytes (MEMORY USAGE) held by each kind of key, job ids replaced by `<id>`, largest first."""
+    keys = list(context.redis.scan_iter(count=1000))
+    with context.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        usages = pipe.execute()
+    sizes: dict[str, int] = {}
+    for key, usage in zip(keys, usages, strict=True):
+        pattern = ID.sub("<id>", key.decode())
+        sizes[pattern] = sizes.get(pattern, 0) + (usage or 0)
+    return dict(sorted(sizes.items(), key=lambda item: -item[1]))
+
+
+def print_report(results: dict[str, tuple[Cost, Cost, dict[str, int]]], count: int) -> None:
+    """Per kind: commands, CPU and memory per job by phase, the ceiling, the busiest commands and the
+    biggest keys; then the ratios."""
+    sizes = {kind: result[2] for kind, result in results.items()}
+    for kind, (enqueued, ran, _) in results.items():
+        total = enqueued + ran
+        commands, cpu = total.per_job(count)
+        print(f"\n{KINDS[kind]}: {count:,} no-op jobs")
+        for label, cost in (("enqueue", enqueued), ("run", ran), ("whole life", total)):
+            per_commands, per_cpu = cost.per_job(count)
+            print(f"  {label:<11} {per_commands:6.1f} commands/job  {per_cpu:6.1f} µs server CPU/job")
+        print(f"  ceiling of one Redis core: {1e6 / cpu:,.0f} jobs/s")
+        print(
+            f"  memory: {enqueued.memory / count:,.0f} B per queued job,"
+            f" {total.memory / count:,.0f} B per finished job kept"
+        )
+        for pattern, size in sizes[kind].items():
+            if size / count >= 1:
+                print(f"    {pattern:<36} {size / count:7,.0f} B per job")
+        print(f"  {'command':<24} {'per job':>8} {'µs/job':>8}")
+        for name, calls in sorted(total.calls.items(), key=lambda item: -item[1]):
+            if calls / count >= 0.05:
+                print(f"  {name:<24} {calls / count:8.2f} {total.usec[name] / count:8.2f}")
+    ours = (results["ours"][0] + results["ours"][1]).per_job(count)
+    rq = (results["simple"][0] + results["simple"][1]).per_job(count)
+    memory = {kind: (result[0] + result[1]).memory / count for kind, result in results.items()}
+    print(f"\ntargets: <= {TARGET_COMMANDS} commands and <= {TARGET_MICROSECONDS:g} µs server CPU per job")
+    for label, value, baseline, target in (
+        ("commands/job", ours[0], rq[0], TARGET_COMMANDS),
+        ("server CPU µs/job", ours[1], rq[1], TARGET_MICROSECONDS),
+    ):
+        verdict = "ok" if value <= target else "OVER"
+        print(
+            f"  {label:<18} ours {value:6.1f} {verdict:<5} RQ {baseline:6.1f}  ours/RQ {value / baseline:.2f}x"
+        )
+    print(
+        f"  ceiling ratio: ours {1e6 / ours[1]:,.0f} jobs/s vs RQ {1e6 / rq[1]:,.0f} ({rq[1] / ours[1]:.2f}x)"
+    )
+    print(
+        f"  memory per finished job: ours {memory['ours']:,.0f} B, RQ {memory['simple']:,.0f} B"
+        f" ({memory['ours'] / memory['simple']:.2f}x)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both kinds and print the report."""
+    args = parse_args(argv)
+    with private_server("jobs-bench-cost-") as (server, _):
+        context = Context.connect(Settings(redis_url=server.url))
+        results = {kind: measure(context, kind, args.jobs) for kind in KINDS}
+        context.redis.close()
+    print_report(results, args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
