@@ -4,11 +4,13 @@ same transaction."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,6 +112,8 @@ def enqueue(
     check_signature(spec, args, kwargs)
     due = _due_at(at, delay)
     context = context or current()
+    if due is None and job_id is None and depends_on is None and pipeline is None and spec.unique is None:
+        return _enqueue_now(context, Call(spec, tuple(args), kwargs), queue or spec.queue, source)
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
     if depends_on is not None:
@@ -205,17 +209,13 @@ def enqueue_many(
     """Enqueue many runs at once (`[send_invoice.call(42, "2026-11"), ...]`) and return their ids, in order.
 
     Every call is checked first, so a bad one writes nothing. Jobs are written a transaction of
-    BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all. For speed, each job's hash is
-    RQ's own for the first job of its kind (`Job.to_dict`) with only its id, arguments and times changed,
-    and a script writes each run of same-kind calls server-side.
+    BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all.
     """
     calls = list(calls)
     for call in calls:
         check_json(call.args, call.kwargs)
         check_signature(call.spec, call.args, call.kwargs)
     context = context or current()
-    prototypes: dict[tuple[str, str], tuple[Queue, list[bytes]]] = {}
-    write = context.redis.register_script(_BULK)
     ids: list[str] = []
     for offset in range(0, len(calls), BULK_CHUNK):
         stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
@@ -223,23 +223,85 @@ def enqueue_many(
             for (spec, queue_name), run in itertools.groupby(
                 calls[offset : offset + BULK_CHUNK], key=lambda call: (call.spec, queue or call.spec.queue)
             ):
-                rq_queue, prototype = _prototype(context, prototypes, spec, queue_name)
                 jobs = [(str(uuid.uuid4()), _payload(call)) for call in run]
-                entry = timeline.entry("enqueued", source=source, queue=rq_queue.name)
-                head = [
-                    rq_queue.key,
-                    Job.redis_job_namespace_prefix,
-                    context.keys.timeline(""),
-                    pending_ttl(context),
-                ]
-                write(
-                    keys=[rq_queue.key, rq_queue.redis_queues_keys, context.keys.wake(rq_queue.name)],
-                    args=[*head, entry, stamp, len(prototype), *prototype, *(v for job in jobs for v in job)],
-                    client=pipe,
-                )
+                _write_run(context, pipe, _prototype(context, spec, queue_name), jobs, stamp, source)
                 ids.extend(job_id for job_id, _ in jobs)
             pipe.execute()
     return ids
+
+
+def _enqueue_now(context: Context, call: Call, queue_name: str, source: str) -> Job:
+    """Enqueue one checked call for now, in one round trip, and return its job as RQ would read it."""
+    prototype = _prototype(context, call.spec, queue_name)
+    job_id, payload, stamp = str(uuid.uuid4()), _payload(call), utcformat(rq_now()).encode()
+    _write_run(context, context.redis, prototype, [(job_id, payload)], stamp, source)
+    job = Job(job_id, connection=context.redis)
+    fields = dict(zip(prototype.fields[::2], prototype.fields[1::2], strict=True))
+    job.restore(fields | {b"data": payload, b"created_at": stamp, b"enqueued_at": stamp})
+    return job
+
+
+@dataclass(frozen=True)
+class _Prototype:
+    """Where runs of one job on one queue go, and RQ's hash of such a queued job without its per-job
+    fields (id, data, times), as encoded field/value pairs."""
+
+    queue: str
+    queue_key: str
+    queues_key: str
+    fields: tuple[bytes, ...]
+
+
+_prototypes: dict[tuple, _Prototype] = {}
+
+
+def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
+    """The prototype of `spec` on `queue_name`, made once per process and settings (no I/O): RQ's own
+    `Job.to_dict` of such a job, its empty fields left out as RQ reads them as absent."""
+    settings = context.settings
+    key = (spec.name, queue_name, settings.succeeded_ttl, settings.failed_ttl)
+    if key not in _prototypes:
+        rq_queue = queue_for(context, queue_name)
+        job = _create(context, rq_queue, spec, [], {}, None, None)
+        rq_queue._prepare_for_queue(job)
+        per_job = ("data", "created_at", "enqueued_at")
+        fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_job}
+        encode = context.redis.get_encoder().encode
+        encoded = tuple(encode(item) for pair in fields.items() for item in pair)
+        _prototypes[key] = _Prototype(rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded)
+    return _prototypes[key]
+
+
+def _write_run(
+    context: Context, client, prototype: _Prototype, jobs: list, stamp: bytes, source: str
+) -> None:
+    """Write `jobs` ((id, data) pairs) as queued runs of `prototype` with their timelines, in one script
+    call on `client` (a pipeline or the client itself)."""
+    entry = timeline.entry("enqueued", source=source, queue=prototype.queue)
+    head = [
+        prototype.queue_key,
+        Job.redis_job_namespace_prefix,
+        context.keys.timeline(""),
+        pending_ttl(context),
+    ]
+    _bulk_script(context.redis)(
+        keys=[prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
+        args=[
+            *head,
+            entry,
+            stamp,
+            len(prototype.fields),
+            *prototype.fields,
+            *(v for job in jobs for v in job),
+        ],
+        client=client,
+    )
+
+
+@functools.cache
+def _bulk_script(connection):
+    """The bulk-enqueue script, registered once per client."""
+    return connection.register_script(_BULK)
 
 
 _BULK = """
@@ -261,21 +323,6 @@ for i = 1, math.min(#ids, WAKE_TOKENS) do redis.call('LPUSH', KEYS[3], 1) end
 redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1)
 return #ids
 """.replace("WAKE_TOKENS", str(WAKE_TOKENS))
-
-
-def _prototype(context: Context, cache: dict, spec: JobSpec, queue_name: str) -> tuple[Queue, list[bytes]]:
-    """RQ's hash of a queued job of `spec` on `queue_name` (its empty fields left out, as RQ reads them
-    as absent), as encoded field/value pairs without the per-job ones; made once per (job, queue)."""
-    key = (spec.name, queue_name)
-    if key not in cache:
-        rq_queue = queue_for(context, queue_name)
-        job = _create(context, rq_queue, spec, [], {}, None, None)
-        rq_queue._prepare_for_queue(job)
-        per_job = ("data", "created_at", "enqueued_at")
-        fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_job}
-        encode = context.redis.get_encoder().encode
-        cache[key] = rq_queue, [encode(item) for pair in fields.items() for item in pair]
-    return cache[key]
 
 
 def _payload(call: Call) -> bytes:

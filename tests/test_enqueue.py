@@ -23,11 +23,13 @@ def test_enqueue_puts_job_on_its_queue_as_json_with_a_timeline(context):
     job = sample_jobs.add.enqueue(1, 2)
     assert queue_for(context, "default").get_job_ids() == [job.id]
     raw = context.redis.hget(Job.key_for(job.id), "data")
-    assert (
-        json.loads(zlib.decompress(raw))[0] == "tests.sample_jobs.add"
-    )  # JSON (compressed by RQ), no pickle
+    assert json.loads(raw)[0] == "tests.sample_jobs.add"  # JSON, no pickle (small: not compressed)
     fetched = Job.fetch(job.id, connection=context.redis)
     assert (fetched.args, fetched.retries_left) == ([1, 2], 5)
+    assert fetched.to_dict() == job.to_dict()  # the job returned is the job stored
+    big = sample_jobs.record.enqueue("x" * 1000)
+    data = zlib.decompress(context.redis.hget(Job.key_for(big.id), "data"))  # compressed, as RQ does
+    assert json.loads(data)[2] == ["x" * 1000]
     [entry] = timeline.history(context.redis, context.keys, job.id)
     assert entry["event"] == "enqueued" and entry["source"] == "code" and entry["queue"] == "default"
 
