@@ -7,6 +7,7 @@ counters cost no extra round trip.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -249,6 +250,30 @@ class Job(RQJob):
         _count(pipeline, context, "failed", self.func_name)
 
 
+_COMMIT_UNLESS_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local i = 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + count))
+  i = i + count + 1
+end
+return 1
+"""
+
+
+@functools.cache
+def _commit_script(connection):
+    return connection.register_script(_COMMIT_UNLESS_EXISTS)
+
+
+def commit_unless_exists(connection, key: str, commands: list[tuple]) -> bool:
+    """Run `commands` (argument tuples, as a pipeline stacks them) atomically unless `key` exists;
+    return whether they ran."""
+    args = [part for command in commands for part in (len(command), *command)]
+    return bool(_commit_script(connection)(keys=[key], args=args))
+
+
 class Scheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
     one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes),
@@ -441,6 +466,30 @@ class Worker(SimpleWorker):
                 registry, execution = running
                 execution.heartbeat(registry, ttl, pipeline=pipe)
             pipe.execute()
+
+    def handle_job_success(self, job, queue, started_job_registry):
+        """RQ's bookkeeping of a succeeded job, in one round trip: the writes of RQ's own success
+        transaction go in a script that first checks, atomically, that the job has no dependents to
+        enqueue. A job with dependents (or an unusual one: kept 0 s, repeating) takes RQ's own path."""
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        if result_ttl == 0 or job.repeats_left:
+            return super().handle_job_success(job, queue, started_job_registry)
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            job._handle_success(
+                result_ttl,
+                pipeline=pipe,
+                worker_name=self.name,
+                execution_id=self.execution.id,
+                execution_started_at=self.execution.created_at,
+                execution_ended_at=job.ended_at,
+            )
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe)
+            commands = [args for args, _ in pipe.command_stack]
+        if not commit_unless_exists(self.connection, job.dependents_key, commands):
+            super().handle_job_success(job, queue, started_job_registry)
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

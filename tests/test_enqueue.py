@@ -11,7 +11,7 @@ from jobs import InvalidArguments, UnknownJob, enqueue, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
-from tests.conftest import jobctl
+from tests.conftest import jobctl, wait_for
 
 
 def test_decorated_job_is_catalogued_and_still_callable(context):
@@ -80,6 +80,18 @@ def test_depends_on_defers_until_the_dependency_succeeds(context):
     second = sample_jobs.add.enqueue(3, 4, depends_on=first)
     assert queue_for(context, "default").get_job_ids() == [first.id]
     assert timeline.history(context.redis, context.keys, second.id)[0]["event"] == "deferred"
+
+
+def test_a_dependent_added_while_its_dependency_runs_is_enqueued_when_it_succeeds(
+    context, processes, redis_url
+):
+    parent = sample_jobs.sleep_then_record.enqueue("parent", 1.0)
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: parent.get_status(refresh=True) == "started", what="the parent to start")
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    assert child.get_status(refresh=True) in ("deferred", "queued")  # queued if the parent just ended
+    wait_for(lambda: child.get_status(refresh=True) == "finished", what="the child to run after it")
+    assert context.redis.lrange("test:ran", 0, -1) == [b"parent", b"child"]
 
 
 def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, redis_url):
