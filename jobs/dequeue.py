@@ -104,7 +104,7 @@ class JobQueue(Queue):
         while True:
             result = claim(keys=keys, args=[time.time(), RQJob.redis_job_namespace_prefix])
             if result:
-                found = _restore(cls, context, result, job_class, serializer, death_penalty_class)
+                found = _restore(context, queues, result, job_class, serializer)
                 if found:
                     return found
                 continue
@@ -117,20 +117,15 @@ class JobQueue(Queue):
             connection.blpop(wake_keys, timeout=max(0.01, min(IDLE_WAIT, left)))
 
 
-def _restore(cls, context: Context, claimed, job_class, serializer, death_penalty_class):
+def _restore(context: Context, queues, claimed, job_class, serializer):
     """The (job, queue) of a claim script's answer: queue key, job id and the job hash's fields (none
-    when the job was deleted while queued: then the claim is dropped and None returned)."""
+    when the job was deleted while queued: then the claim is dropped and None returned). The queue is
+    one of `queues`, the worker's own."""
     queue_key, job_id, fields = as_text(claimed[0]), as_text(claimed[1]), claimed[2]
     if not fields:
         context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))
         return None
-    queue = cls.from_queue_key(
-        queue_key,
-        connection=context.redis,
-        job_class=job_class,
-        serializer=serializer,
-        death_penalty_class=death_penalty_class,
-    )
+    queue = next(queue for queue in queues if queue.key == queue_key)
     job = (job_class or RQJob)(job_id, connection=context.redis, serializer=serializer)
     job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
     return job, queue

@@ -22,6 +22,7 @@ from rq import Queue as RQQueue
 from rq.executions import Execution
 from rq.job import Job as RQJob
 from rq.job import JobStatus, _job_stack
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -93,6 +94,12 @@ def pending_ttl(context: Context, delay: float = 0) -> int:
     return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)
 
 
+@functools.lru_cache(maxsize=256)
+def _registry(kind, queue_name: str, connection, job_class):
+    """RQ's registry `kind` of a queue, made once per process (registries hold no state of their own)."""
+    return kind(queue_name, connection=connection, job_class=job_class, serializer=JSONSerializer)
+
+
 class Job(RQJob):
     """RQ's job, serialized as JSON, resolved through the catalog, and recording its timeline."""
 
@@ -102,6 +109,19 @@ class Job(RQJob):
     @property
     def func(self):
         return catalog.get(self.func_name).func
+
+    # RQ builds a registry object (and checks its serializer, which is slow) on every use of these.
+    @property
+    def started_job_registry(self):
+        return _registry(StartedJobRegistry, self.origin, self.connection, type(self))
+
+    @property
+    def finished_job_registry(self):
+        return _registry(FinishedJobRegistry, self.origin, self.connection, type(self))
+
+    @property
+    def failed_job_registry(self):
+        return _registry(FailedJobRegistry, self.origin, self.connection, type(self))
 
     def _execute(self):
         spec = catalog.get(self.func_name)
