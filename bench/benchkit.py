@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import subprocess
 import tempfile
@@ -33,3 +34,19 @@ def spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
     )
+
+
+def job_count_options(
+    doc: str, default: int, quick: int, minimum: int, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """Parse `--jobs N` (default `default`, at least `minimum`) and `--quick` (`--jobs quick`) for a
+    benchmark described by the docstring `doc`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=default, help=f"jobs per measurement ({default})")
+    parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {quick}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs = quick
+    if args.jobs < minimum:
+        parser.error(f"--jobs must be at least {minimum}")
+    return args

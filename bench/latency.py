@@ -16,7 +16,6 @@ in rounds of 50 jobs so that both see the same conditions.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import random
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from benchkit import private_server, spawn
+from benchkit import job_count_options, private_server, spawn
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
@@ -44,17 +43,9 @@ KINDS = {"ours": "ours", "simple": "RQ SimpleWorker"}
 TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None):
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help=f"jobs per kind ({DEFAULT_JOBS})")
-    parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {QUICK_JOBS}")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.jobs = QUICK_JOBS
-    if args.jobs < 10:
-        parser.error("--jobs must be at least 10")
-    return args
+    return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 10, argv)
 
 
 def enqueue_one(context: Context, kind: str) -> str:

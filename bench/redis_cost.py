@@ -24,12 +24,11 @@ the enqueue, the worker's dequeue, start, finish and heartbeats, and its RQ sche
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass
 
-from benchkit import private_server, spawn
+from benchkit import job_count_options, private_server, spawn
 from rq import Queue
 from rq.serializers import JSONSerializer
 from throughput import QUEUE, queue_for_kind, worker_commands, worker_env
@@ -71,19 +70,9 @@ class Cost:
         )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None):
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--jobs", type=int, default=DEFAULT_JOBS, help=f"jobs per measurement ({DEFAULT_JOBS})"
-    )
-    parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {QUICK_JOBS}")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.jobs = QUICK_JOBS
-    if args.jobs < 100:
-        parser.error("--jobs must be at least 100")
-    return args
+    return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv)
 
 
 def _cpu(context: Context) -> float:
