@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .config import DEFAULT_REDIS_URL, Settings
 from .errors import ConfigError, RedisUnavailable
@@ -17,32 +19,87 @@ from .keys import Keys
 log = logging.getLogger("jobs")
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
 def redacted(url: str) -> str:
     """Return `url` with any password replaced by ***, for messages and pages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def client_for(url: str, *, resilient: bool) -> redis.Redis:
-    """A client for `url`. Resilient clients (long-lived processes) retry a lost connection with backoff;
-    the others fail at once so that commands can say so within a second or two."""
+    """A client for `url`: `redis://`, `rediss://`, `unix://`, or `redis+sentinel://` (the master of a
+    Sentinel-monitored group, followed across failovers). Resilient clients (long-lived processes) retry
+    a lost connection with backoff; the others fail at once so that commands can say so within a second
+    or two."""
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
+    options = dict(
+        socket_connect_timeout=1.0 if not resilient else 3.0,
+        socket_keepalive=True,
+        health_check_interval=30 if resilient else 0,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
+    )
     try:
-        return redis.Redis.from_url(
-            url,
-            socket_connect_timeout=1.0 if not resilient else 3.0,
-            socket_keepalive=True,
-            health_check_interval=30 if resilient else 0,
-            retry=retry,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
-        )
+        if url.startswith(f"{SENTINEL_SCHEME}://"):
+            return _sentinel_client(url, options)
+        return redis.Redis.from_url(url, **options)
     except ValueError as exc:
-        raise ConfigError(
-            f"{redacted(url)} is not a Redis URL (e.g. redis://127.0.0.1:6379/1): {exc}"
-        ) from None
+        example = "redis://127.0.0.1:6379/1 or redis+sentinel://host:26379,host2:26379/mymaster/1"
+        raise ConfigError(f"{redacted(url)} is not a Redis URL (e.g. {example}): {exc}") from None
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """`redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`: the sentinels to ask
+    and the group whose master to use; the password is the master's."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """Raise ValueError naming what is wrong."""
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        sentinels = [_host_port(host) for host in hosts.split(",") if host]
+        path = [part for part in parts.path.split("/") if part]
+        if not sentinels:
+            raise ValueError("no sentinel host:port given")
+        if not path or len(path) > 2:
+            raise ValueError("the path must be /service or /service/db")
+        if len(path) == 2 and not path[1].isdigit():
+            raise ValueError(f"the database must be a number, not {path[1]!r}")
+        return cls(
+            sentinels,
+            unquote(path[0]),
+            int(path[1]) if len(path) == 2 else 0,
+            unquote(username) or None,
+            unquote(password) or None,
+        )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
+
+
+def _sentinel_client(url: str, options: dict) -> redis.Redis:
+    """A client for the current master of a Sentinel URL's group: every new connection asks the
+    sentinels where the master is, so a failover only costs the reconnection."""
+    parsed = SentinelURL.parse(url)
+    sentinel_options = {"socket_connect_timeout": options["socket_connect_timeout"], "socket_timeout": 2.0}
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_options)
+    return sentinel.master_for(
+        parsed.service, db=parsed.db, username=parsed.username, password=parsed.password, **options
+    )
 
 
 def ping(client: redis.Redis, url: str) -> None:
