@@ -60,7 +60,7 @@ def _unindex(context: Context, pipe, job: Job) -> None:
     status = job.get_status(refresh=False)
     state = getattr(status, "value", status)
     if state in index.STATES and job.ended_at is not None:
-        index.remove(pipe, context.keys, state, job.origin, job.func_name, job.ended_at, job.id)
+        index.remove(pipe, context.keys, state, job.origin, job.job_name, job.ended_at, job.id)
 
 
 def _target(ids: Iterable[str] | None) -> str:

@@ -17,16 +17,19 @@ found within IDLE_WAIT.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 
 from rq import Queue
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
-from rq.utils import as_text
+from rq.serializers import JSONSerializer
+from rq.utils import as_text, now, utcformat
 
 from .connection import Context, current
 from .keys import Keys
 
+log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
@@ -127,8 +130,34 @@ def _restore(context: Context, queues, claimed, job_class, serializer):
         return None
     queue = next(queue for queue in queues if queue.key == queue_key)
     job = (job_class or RQJob)(job_id, connection=context.redis, serializer=serializer)
-    job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+    try:
+        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+    except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
+        _quarantine(context, queue, job_id, f"the job's hash is not an RQ job: {exc}")
+        return None
     return job, queue
+
+
+def _quarantine(context: Context, queue: Queue, job_id: str, reason: str) -> None:
+    """File a job that cannot even be read as failed, with `reason`, and drop its claim."""
+    ttl = int(context.settings.failed_ttl)
+    with context.redis.pipeline() as pipe:
+        pipe.zrem(context.keys.claims, claim_member(queue.key, job_id))
+        pipe.hset(
+            RQJob.key_for(job_id),
+            mapping={
+                "status": "failed",
+                "error": reason[:500],
+                "ended_at": utcformat(now()),
+                "origin": queue.name,
+            },
+        )
+        # without `data` RQ cannot read the hash at all; a job of no name can be shown and fails again
+        pipe.hsetnx(RQJob.key_for(job_id), "data", JSONSerializer.dumps(["?", None, [], {}]))
+        pipe.expire(RQJob.key_for(job_id), ttl)
+        pipe.zadd(queue.failed_job_registry.key, {job_id: int(time.time()) + ttl})
+        pipe.execute()
+    log.warning("job %s failed: %s", job_id, reason)
 
 
 def recover_stale_claims(context: Context, now: float | None = None) -> list[str]:

@@ -28,6 +28,10 @@ class UnknownJob(JobsError):
     """The job name is not registered in the catalog."""
 
 
+class UnreadableJob(JobsError):
+    """A job's stored data cannot be read as a platform job (garbage or another serializer's payload)."""
+
+
 class InvalidArguments(JobsError):
     """Job arguments are not JSON, or do not match the job function's signature."""
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import redis
 from rq import Queue as RQQueue
+from rq.exceptions import DeserializationError
 from rq.executions import Execution
 from rq.job import Job as RQJob
 from rq.job import JobStatus, _job_stack
@@ -33,7 +34,7 @@ from rq.worker_registration import clean_worker_registry
 from . import catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
 from .dequeue import JobQueue, claim_member
-from .errors import JobsError, LockUnavailable, WorkerInterrupted
+from .errors import JobsError, LockUnavailable, UnreadableJob, WorkerInterrupted
 from .retries import is_retryable
 
 log = logging.getLogger("jobs.worker")
@@ -110,6 +111,14 @@ class Job(RQJob):
     def func(self):
         return catalog.get(self.func_name).func
 
+    @property
+    def job_name(self) -> str:
+        """The job's name, "?" when its data cannot be read (for counters, indexes and logs)."""
+        try:
+            return self.func_name or "?"
+        except DeserializationError:
+            return "?"
+
     # RQ builds a registry object (and checks its serializer, which is slow) on every use of these.
     @property
     def started_job_registry(self):
@@ -124,7 +133,11 @@ class Job(RQJob):
         return _registry(FailedJobRegistry, self.origin, self.connection, type(self))
 
     def _execute(self):
-        spec = catalog.get(self.func_name)
+        try:
+            name, _, _ = self.func_name, self.args, self.kwargs
+        except DeserializationError as exc:  # never loads anything but JSON: a pickle ends up here too
+            raise UnreadableJob(f"the job's data cannot be read as JSON: {exc.__cause__}") from None
+        spec = catalog.get(name)
         with _job_body():
             if spec.lock is None:
                 return super()._execute()
@@ -219,14 +232,14 @@ class Job(RQJob):
         )
         ttl = result_ttl if result_ttl > 0 else pending_ttl(context)
         timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
-        _count(pipeline, context, "succeeded", self.func_name, None if took_ms is None else took_ms / 1000)
+        _count(pipeline, context, "succeeded", self.job_name, None if took_ms is None else took_ms / 1000)
         if result_ttl != 0:
             index.add(
                 pipeline,
                 context.keys,
                 "finished",
                 self.origin,
-                self.func_name,
+                self.job_name,
                 self.ended_at,
                 result_ttl,
                 self.id,
@@ -241,9 +254,9 @@ class Job(RQJob):
         # The one-line error serves job lists without reading the results stream; RQ saves no end time
         # for a failed job, and the index needs the one it can read back.
         pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": utcformat(self.ended_at)})
-        index.add(pipeline, context.keys, "failed", self.origin, self.func_name, self.ended_at, ttl, self.id)
+        index.add(pipeline, context.keys, "failed", self.origin, self.job_name, self.ended_at, ttl, self.id)
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
-        _count(pipeline, context, "failed", self.func_name)
+        _count(pipeline, context, "failed", self.job_name)
 
     def retry(self, queue, pipeline):
         """RQ's retry, with every write inside `pipeline` (RQ's delayed path writes part of it outside)."""
@@ -267,7 +280,7 @@ class Job(RQJob):
             due=round(time.time() + delay, 3),
             retries_left=self.retries_left,
         )
-        _count(pipeline, context, "failed", self.func_name)
+        _count(pipeline, context, "failed", self.job_name)
 
 
 _COMMIT_UNLESS_EXISTS = """
@@ -388,7 +401,7 @@ class Worker(SimpleWorker):
             job.heartbeat(now(), ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.execute()
-        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+        self.procline(f"Processing {job.job_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
         """RQ's, minus the job heartbeat it writes on its own: the job's end is saved right after."""
@@ -523,9 +536,9 @@ class Worker(SimpleWorker):
         if isinstance(raised, WorkerInterrupted):
             return self._requeue_interrupted(job, queue)
         try:
-            spec = catalog.get(job.func_name)
+            spec = catalog.get(job.job_name)
             retryable = is_retryable(raised, spec.retry_on, spec.no_retry_on)
-        except JobsError:
+        except JobsError:  # not catalogued, or unreadable: retrying cannot help
             retryable = False
         if not retryable:
             job.retries_left = 0

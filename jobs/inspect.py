@@ -210,7 +210,7 @@ def _summaries(context: Context, ids: list[str], state: str | None = None) -> li
 def _summary(job: Job, error: bytes | None) -> JobSummary:
     return JobSummary(
         job.id,
-        job.func_name or "?",
+        job.job_name,
         job.origin,
         _state(job),
         job.enqueued_at,
@@ -308,10 +308,13 @@ def _matching_fields(context: Context, ids: list[str], where: Filter) -> list[st
 
 def _func_name(data: bytes) -> str:
     """The name in a job's raw `data` field, read as RQ's Job.restore reads it: the serialized (func_name,
-    instance, args, kwargs), zlib-compressed (plain in jobs of old RQ versions)."""
+    instance, args, kwargs), zlib-compressed (plain in jobs of old RQ versions); "?" when unreadable."""
     with contextlib.suppress(zlib.error):
         data = zlib.decompress(data)
-    return JSONSerializer.loads(data)[0] or "?"
+    try:
+        return JSONSerializer.loads(data)[0] or "?"
+    except (ValueError, TypeError, IndexError, KeyError):
+        return "?"
 
 
 def _indexed(state: str, sources: list) -> str | None:

@@ -1,5 +1,9 @@
 """Running jobs: burst draining, strict priority, timeouts, retries with backoff, timeline and counters."""
 
+import json
+import pickle
+import zlib
+
 import pytest
 import redis
 
@@ -156,3 +160,43 @@ def test_a_job_returning_none_keeps_no_result_stream(context, redis_url):
     assert not list(context.redis.scan_iter(match=f"rq:results:{quiet.id}*"))
     assert inspect.job_detail(context, loud.id).result == "loud"
     assert list(context.redis.scan_iter(match=f"rq:results:{loud.id}*"))
+
+
+class _Exploit:
+    """Unpickling this would create `path`: the test checks that nothing ever unpickles a job."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_garbage_in_redis_fails_that_job_with_a_reason_and_the_worker_carries_on(
+    context, redis_url, tmp_path
+):
+    planted = {
+        "truncated": {"data": b'["tests.sample_jobs.record", null, [', "origin": "default"},
+        "pickled": {"data": zlib.compress(pickle.dumps(_Exploit(tmp_path / "pwned"))), "origin": "default"},
+        "no-fields": {"status": "queued"},
+        "not-catalogued": {"data": json.dumps(["os.system", None, ["true"], {}]), "origin": "default"},
+    }
+    sample_jobs.record.enqueue("first")
+    for job_id, fields in planted.items():
+        context.redis.hset(f"rq:job:{job_id}", mapping={"status": "queued", **fields})
+        context.redis.rpush("rq:queue:default", job_id)
+    sample_jobs.record.enqueue("last")
+    result = jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert ran(context) == ["first", "last"]
+    reasons = {job_id: inspect.job_detail(context, job_id) for job_id in planted}
+    assert {job_id: detail.state for job_id, detail in reasons.items()} == dict.fromkeys(planted, "failed")
+    assert reasons["truncated"].error.startswith("UnreadableJob: the job's data cannot be read as JSON")
+    assert reasons["pickled"].error.startswith("UnreadableJob: the job's data cannot be read as JSON")
+    assert reasons["no-fields"].error.startswith("the job's hash is not an RQ job")
+    assert reasons["not-catalogued"].error.startswith("UnknownJob: unknown job 'os.system'")
+    assert not (tmp_path / "pwned").exists()  # the pickle was never loaded
+    assert inspect.list_jobs(context, "failed").total == len(planted)
+    unreadable = inspect.list_jobs(context, "failed", where=inspect.Filter(error="cannot be read"))
+    assert {item.id for item in unreadable.items} == {"truncated", "pickled"}
+    assert {item.name for item in unreadable.items} == {"?"}
