@@ -4,9 +4,9 @@ RQ pops from several queues with BLPOP, and only later adds the job to the start
 killed in between loses the job. Here one script pops from the first non-empty queue (strict priority)
 and, in the same step, records a claim in `{p}claims` ("queue key|job id" -> claim time) and reads the
 job's hash (no second round trip to fetch it). Starting the job removes the claim in the pipeline that
-adds it to the started registry, so at every instant the job is in a queue, a claim or a registry. A claim older than the orphan timeout whose job is still `queued`
-belonged to a worker that died in between; `recover_stale_claims` puts that job back at the front of its
-queue.
+adds it to the started registry, so at every instant the job is in a queue, a claim or a registry. A
+claim older than the orphan timeout whose job is still `queued` belonged to a worker that died in
+between; `recover_stale_claims` puts that job back at the front of its queue.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
 queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a

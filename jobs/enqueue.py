@@ -278,12 +278,7 @@ def _write_run(
     """Write `jobs` ((id, data) pairs) as queued runs of `prototype` with their timelines, in one script
     call on `client` (a pipeline or the client itself)."""
     entry = timeline.entry("enqueued", source=source, queue=prototype.queue)
-    head = [
-        prototype.queue_key,
-        Job.redis_job_namespace_prefix,
-        context.keys.timeline(""),
-        pending_ttl(context),
-    ]
+    head = [Job.redis_job_namespace_prefix, context.keys.timeline(""), pending_ttl(context)]
     _bulk_script(context.redis)(
         keys=[prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
         args=[
@@ -305,19 +300,19 @@ def _bulk_script(connection):
 
 
 _BULK = """
-local queue_key, job_prefix, timeline_prefix, ttl, entry, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local fields = tonumber(ARGV[7])
+local job_prefix, timeline_prefix, ttl, entry, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local fields = tonumber(ARGV[6])
 local prototype = {}
-for i = 1, fields do prototype[i] = ARGV[7 + i] end
+for i = 1, fields do prototype[i] = ARGV[6 + i] end
 local ids = {}
-for i = 8 + fields, #ARGV, 2 do
+for i = 7 + fields, #ARGV, 2 do
   local id = ARGV[i]
   redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp, unpack(prototype))
   redis.call('RPUSH', timeline_prefix .. id, entry)
   redis.call('EXPIRE', timeline_prefix .. id, ttl)
   ids[#ids + 1] = id
 end
-redis.call('SADD', KEYS[2], queue_key)
+redis.call('SADD', KEYS[2], KEYS[1])
 redis.call('RPUSH', KEYS[1], unpack(ids))
 for i = 1, math.min(#ids, WAKE_TOKENS) do redis.call('LPUSH', KEYS[3], 1) end
 redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1)

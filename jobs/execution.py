@@ -224,8 +224,6 @@ class Job(RQJob):
                 execution_started_at=execution_started_at,
                 execution_ended_at=execution_ended_at,
             )
-        if result_ttl != 0:
-            self.finished_job_registry.add(self, result_ttl, pipeline)
         context = current()
         took_ms = (
             round((self.ended_at - self.started_at).total_seconds() * 1000, 1) if self.started_at else None
@@ -234,6 +232,7 @@ class Job(RQJob):
         timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
         _count(pipeline, context, "succeeded", self.job_name, None if took_ms is None else took_ms / 1000)
         if result_ttl != 0:
+            self.finished_job_registry.add(self, result_ttl, pipeline)
             index.add(
                 pipeline,
                 context.keys,
@@ -469,36 +468,43 @@ class Worker(SimpleWorker):
         super().teardown()
 
     def _heartbeat_loop(self) -> None:
-        """Every TALLY_INTERVAL write the counters, and every quarter of the orphan timeout beat."""
+        """Every TALLY_INTERVAL write the counters and state, and every quarter of the orphan timeout beat."""
         ttl = int(self.context.settings.orphan_timeout)
         every = max(0.2, ttl / 4)
         next_beat = time.monotonic() + every
         while not self._beats.wait(min(TALLY_INTERVAL, every)):
+            beat = time.monotonic() >= next_beat
             try:
-                _tally.flush(self.connection)
-                self._write_state()
-                if time.monotonic() >= next_beat:
-                    self._beat(ttl)
+                self._tick(ttl if beat else None)
+                if beat:
                     next_beat = time.monotonic() + every
                 self._beat_outage.succeeded()
             except redis.RedisError as exc:
                 self._beat_outage.failed(exc)
 
-    def _write_state(self) -> None:
+    def _tick(self, beat_ttl: int | None) -> None:
+        """In one round trip (none when there is nothing to say): the counters summed since the last
+        tick, the worker state if it changed, and with `beat_ttl` the heartbeats of the worker and its job."""
         state = self._state
-        if state != self._written_state:
-            self.connection.hset(self.key, "state", state)
-            self._written_state = state
-
-    def _beat(self, ttl: int) -> None:
         with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hset(self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()))
-            pipe.expire(self.key, self.worker_ttl + 60)
-            running = self._running
-            if running is not None:
-                registry, execution = running
-                execution.heartbeat(registry, ttl, pipeline=pipe)
-            pipe.execute()
+            counted = _tally.write(pipe)
+            if state != self._written_state:
+                pipe.hset(self.key, "state", state)
+            if beat_ttl is not None:
+                pipe.hset(
+                    self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+                )
+                pipe.expire(self.key, self.worker_ttl + 60)
+                running = self._running
+                if running is not None:
+                    registry, execution = running
+                    execution.heartbeat(registry, beat_ttl, pipeline=pipe)
+            try:
+                pipe.execute()
+            except redis.RedisError:
+                _tally.restore(counted)
+                raise
+        self._written_state = state
 
     def handle_job_success(self, job, queue, started_job_registry):
         """RQ's bookkeeping of a succeeded job, in one round trip: the writes of RQ's own success

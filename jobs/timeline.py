@@ -98,44 +98,39 @@ class Tally:
             self._sums[key, f"{job_name or '?'}|sum"] += round(seconds, 6)
             self._ttls[key] = HOUR_BUCKETS_TTL
 
-    def write(self, pipe: Pipeline) -> None:
-        """Add everything counted so far to `pipe` and start again from zero."""
-        _write(pipe, *self._take())
-
-    def flush(self, redis) -> None:
-        """Write everything counted so far in one round trip; on a Redis error the counts are kept for
-        the next flush."""
-        taken = self._take()
-        if not taken[0]:
-            return
-        with redis.pipeline(transaction=False) as pipe:
-            _write(pipe, *taken)
-            try:
-                pipe.execute()
-            except redis_errors.RedisError:
-                self._restore(*taken)
-                raise
-
-    def _take(self) -> tuple[Counter, Counter, dict[str, int]]:
+    def write(self, pipe: Pipeline) -> tuple:
+        """Add everything counted so far to `pipe` and start again from zero; returns what was taken, for
+        `restore` if `pipe` fails."""
         with self._lock:
             taken = self._counts, self._sums, self._ttls
             self._counts, self._sums, self._ttls = Counter(), Counter(), {}
+        counts, sums, ttls = taken
+        for (key, field), value in counts.items():
+            pipe.hincrby(key, field, value)
+        for (key, field), value in sums.items():
+            pipe.hincrbyfloat(key, field, value)
+        for key, ttl in ttls.items():
+            pipe.expire(key, ttl)
         return taken
 
-    def _restore(self, counts: Counter, sums: Counter, ttls: dict[str, int]) -> None:
+    def restore(self, taken: tuple) -> None:
+        """Count again what a failed `write` took, for the next write."""
+        counts, sums, ttls = taken
         with self._lock:
             self._counts.update(counts)
             self._sums.update(sums)
             self._ttls.update(ttls)
 
-
-def _write(pipe: Pipeline, counts: Counter, sums: Counter, ttls: dict[str, int]) -> None:
-    for (key, field), value in counts.items():
-        pipe.hincrby(key, field, value)
-    for (key, field), value in sums.items():
-        pipe.hincrbyfloat(key, field, value)
-    for key, ttl in ttls.items():
-        pipe.expire(key, ttl)
+    def flush(self, redis) -> None:
+        """Write everything counted so far in one round trip; on a Redis error the counts are kept for
+        the next flush."""
+        with redis.pipeline(transaction=False) as pipe:
+            taken = self.write(pipe)
+            try:
+                pipe.execute()
+            except redis_errors.RedisError:
+                self.restore(taken)
+                raise
 
 
 def series(
