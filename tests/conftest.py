@@ -196,6 +196,14 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def children(pid: int) -> set[int]:
+    """Pids of the direct children of `pid` (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def descendants(root: int) -> set[int]:
     """Pids of every live process below `root` (Linux /proc)."""
     parents = {}

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from jobs import inspect
 from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import Output, alive, wait_for
+from tests.conftest import Output, alive, children, wait_for
 
 JOBS = 30
 CONCURRENCY = 2
@@ -24,14 +23,6 @@ JOB_SECONDS = 0.5  # long enough that the kill lands while jobs run, short enoug
 DOWN_FOR = 15.0  # seconds: well past the clients' retry budget (about 5 s), like a restart on a busy host
 OUTAGE_LINE = re.compile(r"could not connect to Redis|cannot reach Redis")
 PID = re.compile(r"^\S+ \S+ (\d+) ")  # the log format: date time pid logger level message
-
-
-def children(pid: int) -> set[int]:
-    """Pids of the direct children of `pid` (Linux /proc)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(child) for child in (task / "children").read_text().split())
-    return found
 
 
 def ran(ctx: Context) -> list[str]:

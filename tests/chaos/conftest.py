@@ -1,16 +1,85 @@
-"""The chaos suite (issue: proof of reliability): every test under tests/chaos is marked `chaos`, which the
-default run leaves out; `pytest -m chaos` runs the suite on its own."""
+"""The chaos suite (proof of reliability): every test under tests/chaos is marked `chaos`, which the
+default run leaves out; `pytest -m chaos` runs the suite on its own.
+
+Shared here: the ledger that jobs write their side effects to (outside Redis), the platform processes
+started with the chaos jobs catalogued, and the figures each scenario reports (printed at the end of
+the run, so CI logs hold them)."""
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from jobs import catalog
+from tests.chaos import effects
+from tests.conftest import TEST_JOBS
+
 HERE = Path(__file__).parent
+IMPORTS = f"{TEST_JOBS},{effects.__name__}"
+FIGURES: list[str] = []
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.chaos)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("chaos figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report():
+    """`report(line)` keeps a figure of the scenario for the run's summary."""
+    return FIGURES.append
+
+
+@dataclass
+class Run:
+    """One line of the ledger: a run of `tag` in process `pid` as job `job_id`."""
+
+    tag: str
+    pid: int
+    job_id: str
+
+
+class Ledger:
+    """The side effects of the chaos jobs, one line per run, in a file the test owns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def runs(self) -> list[Run]:
+        """Every run recorded so far, in order."""
+        if not self.path.exists():
+            return []
+        return [
+            Run(tag, int(pid), job_id)
+            for tag, pid, job_id in (line.split() for line in self.path.read_text().splitlines())
+        ]
+
+    def counts(self) -> Counter[str]:
+        """Runs per tag."""
+        return Counter(run.tag for run in self.runs())
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch) -> Ledger:
+    """An empty ledger; platform processes started by the test inherit its path."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv(effects.LEDGER, str(path))
+    catalog.load([TEST_JOBS, effects.__name__])
+    return Ledger(path)
+
+
+def chaos_env(**extra: str) -> dict[str, str]:
+    """Environment for platform processes of a chaos test: the chaos jobs catalogued too."""
+    return {"JOBS_IMPORTS": IMPORTS, effects.LEDGER: os.environ[effects.LEDGER], **extra}
