@@ -8,6 +8,7 @@ the run, so CI logs hold them)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from jobs import catalog
 from tests.chaos import effects
-from tests.conftest import TEST_JOBS
+from tests.conftest import TEST_JOBS, Output, Processes
 
 HERE = Path(__file__).parent
 IMPORTS = f"{TEST_JOBS},{effects.__name__}"
@@ -80,6 +81,27 @@ def ledger(tmp_path, monkeypatch) -> Ledger:
     return Ledger(path)
 
 
-def chaos_env(**extra: str) -> dict[str, str]:
-    """Environment for platform processes of a chaos test: the chaos jobs catalogued too."""
-    return {"JOBS_IMPORTS": IMPORTS, effects.LEDGER: os.environ[effects.LEDGER], **extra}
+class Fleet:
+    """Platform processes of a chaos test, started with the chaos jobs catalogued, logging warnings and
+    errors (INFO would log lines per job), their output read in the background: a pipe nobody reads fills
+    up and blocks the process writing to it."""
+
+    def __init__(self, processes: Processes, url: str) -> None:
+        self.processes, self.url = processes, url
+        self.outputs: list[Output] = []
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen:
+        """Start `jobctl ARGS`."""
+        env = {
+            "JOBS_IMPORTS": IMPORTS,
+            effects.LEDGER: os.environ[effects.LEDGER],
+            "JOBS_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        process = self.processes.start(*args, url=self.url, **env)
+        self.outputs.append(Output(process))
+        return process
+
+    def trouble(self) -> str:
+        """Warnings and errors logged by every process so far."""
+        return "\n".join(filter(None, (output.trouble() for output in self.outputs)))

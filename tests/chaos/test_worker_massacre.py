@@ -13,8 +13,8 @@ import time
 from jobs import enqueue_many
 from jobs.enqueue import queue_for
 from tests.chaos import effects
-from tests.chaos.conftest import Ledger, chaos_env
-from tests.conftest import Output, Processes, children, descendants, wait_for
+from tests.chaos.conftest import Fleet, Ledger
+from tests.conftest import children, descendants, wait_for
 
 JOBS = int(os.environ.get("JOBS_CHAOS_JOBS", 20_000))
 POOLS = 2
@@ -27,25 +27,15 @@ DEADLINE = 300.0
 class Massacre:
     """Worker pools under fire: kills a random worker (or pool) and keeps `POOLS` pools running."""
 
-    def __init__(self, processes: Processes, url: str, seed: int) -> None:
-        self.processes, self.url = processes, url
+    def __init__(self, fleet: Fleet, seed: int) -> None:
+        self.fleet = fleet
         self.random = random.Random(seed)
-        self.outputs: list[Output] = []
         self.pools = [self._start() for _ in range(POOLS)]
         self.killed: set[int] = set()  # pids of every process killed, workers and supervisors
         self.kills = self.pool_kills = 0
 
     def _start(self) -> subprocess.Popen:
-        # INFO would log two lines per job; warnings are what a massacre should be judged by
-        pool = self.processes.start(
-            "worker", "-c", str(CONCURRENCY), url=self.url, **chaos_env(JOBS_LOG_LEVEL="WARNING")
-        )
-        self.outputs.append(Output(pool))  # read the pipe, or a full pipe would block the pool
-        return pool
-
-    def trouble(self) -> str:
-        """Warnings and errors logged by every pool so far."""
-        return "\n".join(output.trouble() for output in self.outputs)
+        return self.fleet.start("worker", "-c", str(CONCURRENCY))
 
     def strike(self) -> None:
         """Kill one worker process, or (sometimes) a whole pool and start a new one in its place."""
@@ -72,7 +62,7 @@ def test_no_job_is_lost_when_workers_are_killed_at_random(
     began = time.monotonic()
     ids = enqueue_many(effects.effect.call(str(n)) for n in range(JOBS))
     assert len(ids) == JOBS
-    massacre = Massacre(processes, redis_url, seed=JOBS)
+    massacre = Massacre(Fleet(processes, redis_url), seed=JOBS)
     while len(ledger.counts()) < JOBS:
         assert time.monotonic() - began < DEADLINE, f"{len(ledger.counts())} of {JOBS} jobs ran in time"
         time.sleep(massacre.random.uniform(*KILL_EVERY))  # the pace of the faults, not a wait for a state
