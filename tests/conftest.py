@@ -57,9 +57,10 @@ def context(redis_url) -> Context:
 
 
 @pytest.fixture
-def private_server(tmp_path) -> EmbeddedServer:
-    """A server of the test's own (for tests that kill it or change its configuration)."""
-    server = EmbeddedServer(tmp_path / "private-redis", appendfsync="always")
+def private_server(request, tmp_path) -> EmbeddedServer:
+    """A server of the test's own (for tests that kill it or change its configuration); its appendfsync
+    policy is `always` unless the test parametrizes this fixture indirectly with another."""
+    server = EmbeddedServer(tmp_path / "private-redis", appendfsync=getattr(request, "param", "always"))
     server.start()
     yield server
     server.stop()

@@ -45,11 +45,12 @@ def report():
 
 @dataclass
 class Run:
-    """One line of the ledger: a run of `tag` in process `pid` as job `job_id`."""
+    """One line of the ledger: a run of `tag` in process `pid` as job `job_id`, at epoch time `at`."""
 
     tag: str
     pid: int
     job_id: str
+    at: float
 
 
 class Ledger:
@@ -63,8 +64,8 @@ class Ledger:
         if not self.path.exists():
             return []
         return [
-            Run(tag, int(pid), job_id)
-            for tag, pid, job_id in (line.split() for line in self.path.read_text().splitlines())
+            Run(tag, int(pid), job_id, float(at))
+            for tag, pid, job_id, at in (line.split() for line in self.path.read_text().splitlines())
         ]
 
     def counts(self) -> Counter[str]:

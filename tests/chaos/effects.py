@@ -1,9 +1,10 @@
 """The chaos suite's job: it records its side effect in a ledger file outside Redis, so a test can count
-runs even when Redis itself loses writes. One line per run: `tag pid job_id`."""
+runs even when Redis itself loses writes. One line per run: `tag pid job_id time`."""
 
 from __future__ import annotations
 
 import os
+import time
 
 from rq import get_current_job
 
@@ -15,7 +16,7 @@ LEDGER = "JOBS_CHAOS_LEDGER"  # environment variable: the ledger file of the run
 @job(retries=3, backoff=0)
 def effect(tag: str) -> None:
     """Append one line for this run to the ledger (one write(2) in O_APPEND mode, so lines never mix)."""
-    line = f"{tag} {os.getpid()} {get_current_job().id}\n".encode()
+    line = f"{tag} {os.getpid()} {get_current_job().id} {time.time():.6f}\n".encode()
     fd = os.open(os.environ[LEDGER], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
