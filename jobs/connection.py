@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -20,6 +21,10 @@ log = logging.getLogger("jobs")
 
 
 SENTINEL_SCHEME = "redis+sentinel"
+# A reply slower than this means the link is dead, not that Redis is busy: without it a connection whose
+# packets vanish (a cut link, a lost firewall or NAT state) blocks its process until TCP gives up, hours
+# later. It must stay above the longest blocking wait any process asks of Redis (dequeue: 1 s).
+COMMAND_TIMEOUT = 5.0
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
 
 
@@ -28,14 +33,32 @@ def redacted(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
+class ReportingRetry(Retry):
+    """redis-py's retries, which also say when Redis stops answering and when it answers again: once per
+    process, not per attempt or per connection, and also for outages that the retries ride out."""
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        def attempt():
+            try:
+                result = do()
+            except self._supported_errors as error:
+                _PROCESS_OUTAGE.failed(error)
+                raise
+            _PROCESS_OUTAGE.succeeded()
+            return result
+
+        return super().call_with_retry(attempt, fail, *args, **kwargs)
+
+
 def client_for(url: str, *, resilient: bool) -> redis.Redis:
     """A client for `url`: `redis://`, `rediss://`, `unix://`, or `redis+sentinel://` (the master of a
     Sentinel-monitored group, followed across failovers). Resilient clients (long-lived processes) retry
     a lost connection with backoff; the others fail at once so that commands can say so within a second
     or two."""
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
+    retry = ReportingRetry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
     options = dict(
         socket_connect_timeout=1.0 if not resilient else 3.0,
+        socket_timeout=COMMAND_TIMEOUT,
         socket_keepalive=True,
         health_check_interval=30 if resilient else 0,
         retry=retry,
@@ -196,19 +219,25 @@ def current() -> Context:
 
 class OutageLog:
     """Logs a Redis outage once when it starts and once when it ends, however many attempts fail in
-    between (so a long outage does not flood the log)."""
+    between (so a long outage does not flood the log). With `settle`, the outage ends only at a success
+    that many seconds after the last failure: a reconnection that merely opens a socket is not the end."""
 
-    def __init__(self, logger: logging.Logger, who: str):
-        self.logger, self.who, self.failing = logger, who, False
+    def __init__(self, logger: logging.Logger, who: str, settle: float = 0.0):
+        self.logger, self.who, self.settle = logger, who, settle
+        self.failing, self.last_failure = False, 0.0
 
     def failed(self, error: Exception) -> None:
         """An attempt failed."""
         if not self.failing:
             self.logger.warning("%s cannot reach Redis (%s); will keep trying", self.who, error)
-        self.failing = True
+        self.failing, self.last_failure = True, time.monotonic()
 
     def succeeded(self) -> None:
         """An attempt worked."""
-        if self.failing:
+        if self.failing and time.monotonic() - self.last_failure >= self.settle:
             self.logger.info("%s reaches Redis again", self.who)
-        self.failing = False
+            self.failing = False
+
+
+# more than the retries' longest backoff (2 s), which separates a failed command from the next connect
+_PROCESS_OUTAGE = OutageLog(log, "this process", settle=3.0)

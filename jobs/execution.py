@@ -355,6 +355,11 @@ class Worker(SimpleWorker):
         self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
+    def _set_connection(self, connection):
+        """Keep the connection's command timeout. RQ raises it to its own dequeue wait (over 400 s), so a
+        dead link would block a worker for minutes; our dequeue never waits more than a second at a time."""
+        return connection
+
     def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
         """RQ's own, with the outage-proof Scheduler above."""
         self.scheduler = Scheduler(
