@@ -1,0 +1,83 @@
+"""Scenario 4, cut connections: a proxy sits between the platform's processes and Redis and drops every
+packet for 10 s, then lets new connections through again. Workers and the scheduler find out by their own
+timeouts, reconnect, and carry on: no job lost (a service kept enqueueing directly), no schedule fire lost
+or run twice, and each process says so in a line or two per outage rather than a flood."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+
+import pytest
+
+from jobs import recurring
+from tests.chaos import effects
+from tests.chaos.conftest import Fleet, Ledger
+from tests.chaos.proxy import Proxy
+from tests.chaos.test_redis_restarts import Producer, settle
+from tests.chaos.test_scheduler_massacre import fire_of
+from tests.conftest import alive, children, wait_for
+
+CONCURRENCY = 2
+CUT_FOR = 10.0
+PID = re.compile(r"^\S+ \S+ (\d+) ")  # the log format: date time pid logger level message
+MAX_LINES_PER_OUTAGE = 2  # per process: what went wrong, and that it is back
+
+
+@pytest.fixture
+def proxy(private_server) -> Proxy:
+    proxy = Proxy(private_server.port)
+    yield proxy
+    proxy.close()
+
+
+def test_processes_ride_out_a_network_cut(store, private_server, proxy, processes, ledger: Ledger, report):
+    recurring.schedule("beat", effects.effect, every="1s", args=["beat"])
+    fleet = Fleet(processes, proxy.url(private_server.db))
+    pool = fleet.start("worker", "-c", str(CONCURRENCY))
+    scheduler = fleet.start("scheduler")
+    producer = Producer()  # a service enqueueing directly, not through the proxy
+    producer.start()
+    wait_for(lambda: len(ledger.runs()) >= 200, timeout=30, what="the platform to run jobs")
+    workers = children(pool.pid)
+    marks = [len(output.lines) for output in fleet.outputs]
+
+    proxy.cut()
+    time.sleep(CUT_FOR)  # the length of the outage, not a wait for a state
+    proxy.restore()
+    restored = time.time()
+
+    def back() -> float | None:
+        after = [run for run in ledger.runs() if run.at > restored]
+        firsts = [min((run.at for run in after if run.pid == pid), default=None) for pid in workers]
+        fired = [run.at for run in after if run.tag == "beat" and fire_of(run.job_id)[1] > restored]
+        if None in firsts or not fired:
+            return None
+        return max(*firsts, min(fired)) - restored
+
+    recovery = wait_for(back, timeout=60, what="every worker and the scheduler to be back")
+    producer.stop()
+    ran = settle(store, ledger, producer.acknowledged)
+    last = int(time.time()) - 2
+
+    lost = set(producer.acknowledged) - ran
+    fires = Counter(fire_of(run.job_id)[1] for run in ledger.runs() if run.tag == "beat")
+    first = min(fires)
+    missed = [fire for fire in range(first, last + 1) if fire not in fires]
+    fired_twice = [fire for fire, count in fires.items() if count > 1]
+    outage_lines = [
+        line for output, mark in zip(fleet.outputs, marks, strict=True) for line in output.since(mark)
+    ]
+    per_process = Counter(int(m.group(1)) for line in outage_lines if (m := PID.match(line)))
+    report(
+        f"network cut: {CUT_FOR:.0f} s without a packet between the processes and Redis; "
+        f"{len(producer.acknowledged)} jobs enqueued meanwhile, lost {len(lost)}; schedule fires lost "
+        f"{len(missed)}, run twice {len(fired_twice)}; all back {recovery:.1f} s after the link; "
+        f"at most {max(per_process.values(), default=0)} log lines per process"
+    )
+    assert not lost and not missed and not fired_twice
+    assert pool.poll() is None and children(pool.pid) == workers, fleet.trouble()
+    assert alive(scheduler.pid), fleet.trouble()
+    assert workers <= set(per_process), "a worker said nothing of the outage:\n" + "\n".join(outage_lines)
+    assert max(per_process.values()) <= MAX_LINES_PER_OUTAGE, "\n".join(outage_lines)
