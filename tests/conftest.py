@@ -76,6 +76,19 @@ def store(private_server, monkeypatch) -> Context:
     ctx.redis.close()
 
 
+@pytest.fixture
+def sentinel_group(tmp_path):
+    """A running master, replica and three sentinels of the test's own (tests/sentinel_group.py)."""
+    from tests.sentinel_group import SentinelGroup  # here: that module imports this one
+
+    group = SentinelGroup(tmp_path)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
 class Output:
     """Collects a process's output lines in the background, so a test can wait on what it logs."""
 

@@ -14,9 +14,8 @@ import pytest
 from jobs import recurring
 from tests.chaos import effects
 from tests.chaos.conftest import Fleet, Ledger
+from tests.chaos.load import BEAT, Producer, back_after, fire_of, settle
 from tests.chaos.proxy import Proxy
-from tests.chaos.test_redis_restarts import Producer, settle
-from tests.chaos.test_scheduler_massacre import fire_of
 from tests.conftest import alive, children, wait_for
 
 CONCURRENCY = 2
@@ -33,7 +32,7 @@ def proxy(private_server) -> Proxy:
 
 
 def test_processes_ride_out_a_network_cut(store, private_server, proxy, processes, ledger: Ledger, report):
-    recurring.schedule("beat", effects.effect, every="1s", args=["beat"])
+    recurring.schedule(BEAT, effects.effect, every="1s", args=[BEAT])
     fleet = Fleet(processes, proxy.url(private_server.db))
     pool = fleet.start("worker", "-c", str(CONCURRENCY))
     scheduler = fleet.start("scheduler")
@@ -48,21 +47,17 @@ def test_processes_ride_out_a_network_cut(store, private_server, proxy, processe
     proxy.restore()
     restored = time.time()
 
-    def back() -> float | None:
-        after = [run for run in ledger.runs() if run.at > restored]
-        firsts = [min((run.at for run in after if run.pid == pid), default=None) for pid in workers]
-        fired = [run.at for run in after if run.tag == "beat" and fire_of(run.job_id)[1] > restored]
-        if None in firsts or not fired:
-            return None
-        return max(*firsts, min(fired)) - restored
-
-    recovery = wait_for(back, timeout=60, what="every worker and the scheduler to be back")
+    recovery = wait_for(
+        lambda: back_after(ledger, workers, restored),
+        timeout=60,
+        what="every worker and the scheduler to be back",
+    )
     producer.stop()
     ran = settle(store, ledger, producer.acknowledged)
     last = int(time.time()) - 2
 
     lost = set(producer.acknowledged) - ran
-    fires = Counter(fire_of(run.job_id)[1] for run in ledger.runs() if run.tag == "beat")
+    fires = Counter(fire_of(run.job_id)[1] for run in ledger.runs() if run.tag == BEAT)
     first = min(fires)
     missed = [fire for fire in range(first, last + 1) if fire not in fires]
     fired_twice = [fire for fire, count in fires.items() if count > 1]

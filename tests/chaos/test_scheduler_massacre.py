@@ -14,18 +14,13 @@ from jobs import recurring
 from jobs.enqueue import queue_for
 from tests.chaos import effects
 from tests.chaos.conftest import Fleet, Ledger
+from tests.chaos.load import fire_of
 from tests.conftest import wait_for
 
 SCHEDULES = 50
 SCHEDULERS = 3
 RUN_FOR = float(os.environ.get("JOBS_CHAOS_SECONDS", 120))
 KILL_EVERY = (1.0, 4.0)  # seconds between two kills, drawn at random
-
-
-def fire_of(job_id: str) -> tuple[str, int]:
-    """(schedule id, fire time) of a scheduled run's job id, as `recurring.run_id` makes it."""
-    schedule_id, fire = job_id.removeprefix("schedule-").rsplit("-", 1)
-    return schedule_id, int(fire)
 
 
 def test_every_fire_runs_exactly_once_while_schedulers_are_killed(

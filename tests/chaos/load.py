@@ -1,0 +1,84 @@
+"""Load and measures shared by the chaos scenarios: a steady producer of jobs, the wait until every
+acknowledged job has run, and the time until every process is back after a fault."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from jobs.connection import Context
+from jobs.enqueue import queue_for
+from jobs.errors import RedisUnavailable
+from tests.chaos import effects
+from tests.chaos.conftest import Ledger
+from tests.conftest import ORPHAN_TIMEOUT
+
+PACE = 0.005  # seconds between two enqueues: about 200 jobs/s, well within what a pool runs
+SETTLED_FOR = 3 * ORPHAN_TIMEOUT  # nothing left to run for this long: whatever has not run never will
+BEAT = "beat"  # tag of the schedule that every scenario with a scheduler runs every second
+
+
+class Producer(threading.Thread):
+    """Enqueues a job at a steady pace, as a service would; remembers which enqueues Redis acknowledged
+    and when."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.acknowledged: dict[str, float] = {}  # tag -> time of the acknowledgement
+        self.refused = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        number = 0
+        while not self.stopped.is_set():
+            number += 1
+            try:
+                effects.effect.enqueue(f"job-{number}")
+            except (redis.RedisError, RedisUnavailable):
+                self.refused += 1  # the caller knows: an error, not an acknowledgement
+                self.stopped.wait(0.1)
+            else:
+                self.acknowledged[f"job-{number}"] = time.time()
+                self.stopped.wait(PACE)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def settle(store: Context, ledger: Ledger, acknowledged) -> set[str]:
+    """Wait until every acknowledged job has run, or until the queues have stayed empty long enough that
+    nothing more will run; return the tags that ran."""
+    queue = queue_for(store, "default")
+    quiet_since = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ran = {run.tag for run in ledger.runs()}
+        if ran >= set(acknowledged):
+            return ran
+        busy = queue.count or queue.started_job_registry.count or store.redis.zcard(store.keys.orphans)
+        quiet_since = None if busy else quiet_since or time.monotonic()
+        if quiet_since and time.monotonic() - quiet_since > SETTLED_FOR:
+            return ran
+        time.sleep(0.2)
+    pytest.fail("the queues never settled after the fault")
+
+
+def fire_of(job_id: str) -> tuple[str, int]:
+    """(schedule id, fire time) of a scheduled run's job id, as `recurring.run_id` makes it."""
+    schedule_id, fire = job_id.removeprefix("schedule-").rsplit("-", 1)
+    return schedule_id, int(fire)
+
+
+def back_after(ledger: Ledger, workers: set[int], since: float) -> float | None:
+    """Seconds from `since` until every worker in `workers` had run a job and the beat schedule had fired
+    again; None until then."""
+    after = [run for run in ledger.runs() if run.at > since]
+    firsts = [min((run.at for run in after if run.pid == pid), default=None) for pid in workers]
+    fired = [run.at for run in after if run.tag == BEAT and fire_of(run.job_id)[1] > since]
+    if None in firsts or not fired:
+        return None
+    return max(*firsts, min(fired)) - since
