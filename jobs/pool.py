@@ -23,6 +23,7 @@ from .maintenance import Sweeper
 
 log = logging.getLogger("jobs.pool")
 KILL_GRACE = 10.0  # seconds after the interrupt before a worker that still runs is killed
+HEALTHY_AFTER = 10.0  # seconds: a worker that dies later than this is restarted without a growing delay
 _fork = multiprocessing.get_context("fork")
 
 
@@ -53,6 +54,7 @@ class Pool:
         self.workers: list[multiprocessing.Process] = []
         self.deadline: float | None = None
         self.interrupted = False
+        self.started_at: dict[int, float] = {}  # pid -> monotonic start time
 
     def run(self) -> int:
         """Run until stopped (or, with burst, until the queues are drained); return the exit code."""
@@ -68,8 +70,10 @@ class Pool:
                 for worker in [w for w in self.workers if not w.is_alive()]:
                     self.workers.remove(worker)
                     worker.join()
+                    lived = time.monotonic() - self.started_at.pop(worker.pid)
                     if self._should_restart(worker):
-                        restarts += 1
+                        # back off from a crash loop, not from a worker that ran fine for a while
+                        restarts = 1 if lived > HEALTHY_AFTER else restarts + 1
                         log.warning("worker %s exited with %s; restarting", worker.pid, worker.exitcode)
                         time.sleep(min(5.0, 0.1 * 2 ** min(restarts, 6)))
                         self.workers.append(self._start())
@@ -87,6 +91,7 @@ class Pool:
             name="jobs-worker",
         )
         process.start()
+        self.started_at[process.pid] = time.monotonic()
         return process
 
     def _should_restart(self, worker: multiprocessing.Process) -> bool:
