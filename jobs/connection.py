@@ -42,7 +42,8 @@ class ReportingRetry(Retry):
             try:
                 result = do()
             except self._supported_errors as error:
-                _PROCESS_OUTAGE.failed(error)
+                if _PROCESS_OUTAGE.reached:  # before that, it is not an outage: the caller says what failed
+                    _PROCESS_OUTAGE.failed(error)
                 raise
             _PROCESS_OUTAGE.succeeded()
             return result
@@ -225,6 +226,7 @@ class OutageLog:
     def __init__(self, logger: logging.Logger, who: str, settle: float = 0.0):
         self.logger, self.who, self.settle = logger, who, settle
         self.failing, self.last_failure = False, 0.0
+        self.reached = False  # whether any attempt has worked yet
 
     def failed(self, error: Exception) -> None:
         """An attempt failed."""
@@ -234,6 +236,7 @@ class OutageLog:
 
     def succeeded(self) -> None:
         """An attempt worked."""
+        self.reached = True
         if self.failing and time.monotonic() - self.last_failure >= self.settle:
             self.logger.info("%s reaches Redis again", self.who)
             self.failing = False
