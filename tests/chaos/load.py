@@ -28,20 +28,23 @@ class Producer(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.acknowledged: dict[str, float] = {}  # tag -> time of the acknowledgement
-        self.refused = 0
+        self.unavailable = 0.0  # the longest stretch of seconds in which every enqueue failed
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        number = 0
+        number, failing_since = 0, None
         while not self.stopped.is_set():
             number += 1
             try:
                 effects.effect.enqueue(f"job-{number}")
-            except (redis.RedisError, RedisUnavailable):
-                self.refused += 1  # the caller knows: an error, not an acknowledgement
+            except (redis.RedisError, RedisUnavailable):  # the caller knows: an error, not an acknowledgement
+                failing_since = failing_since or time.monotonic()
                 self.stopped.wait(0.1)
             else:
                 self.acknowledged[f"job-{number}"] = time.time()
+                if failing_since is not None:
+                    self.unavailable = max(self.unavailable, time.monotonic() - failing_since)
+                    failing_since = None
                 self.stopped.wait(PACE)
 
     def stop(self) -> None:
