@@ -28,23 +28,21 @@ class Producer(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.acknowledged: dict[str, float] = {}  # tag -> time of the acknowledgement
-        self.unavailable = 0.0  # the longest stretch of seconds in which every enqueue failed
+        self.longest_wait = 0.0  # seconds: the longest time between two acknowledgements
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        number, failing_since = 0, None
+        number, last = 0, time.monotonic()
         while not self.stopped.is_set():
             number += 1
             try:
                 effects.effect.enqueue(f"job-{number}")
             except (redis.RedisError, RedisUnavailable):  # the caller knows: an error, not an acknowledgement
-                failing_since = failing_since or time.monotonic()
                 self.stopped.wait(0.1)
             else:
                 self.acknowledged[f"job-{number}"] = time.time()
-                if failing_since is not None:
-                    self.unavailable = max(self.unavailable, time.monotonic() - failing_since)
-                    failing_since = None
+                self.longest_wait = max(self.longest_wait, time.monotonic() - last)
+                last = time.monotonic()
                 self.stopped.wait(PACE)
 
     def stop(self) -> None:
