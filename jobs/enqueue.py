@@ -223,7 +223,7 @@ def enqueue_many(
             for (spec, queue_name), run in itertools.groupby(
                 calls[offset : offset + BULK_CHUNK], key=lambda call: (call.spec, queue or call.spec.queue)
             ):
-                jobs = [(str(uuid.uuid4()), _payload(call)) for call in run]
+                jobs = [(str(uuid.uuid4()), _stored(_data(call))) for call in run]
                 _write_run(context, pipe, _prototype(context, spec, queue_name), jobs, stamp, source)
                 ids.extend(job_id for job_id, _ in jobs)
             pipe.execute()
@@ -233,12 +233,11 @@ def enqueue_many(
 def _enqueue_now(context: Context, call: Call, queue_name: str, source: str) -> Job:
     """Enqueue one checked call for now, in one round trip, and return its job as RQ would read it."""
     prototype = _prototype(context, call.spec, queue_name)
-    job_id, payload, stamp = str(uuid.uuid4()), _payload(call), utcformat(rq_now()).encode()
-    _write_run(context, context.redis, prototype, [(job_id, payload)], stamp, source)
-    job = Job(job_id, connection=context.redis)
-    fields = dict(zip(prototype.fields[::2], prototype.fields[1::2], strict=True))
-    job.restore(fields | {b"data": payload, b"created_at": stamp, b"enqueued_at": stamp})
-    return job
+    job_id, data, created = str(uuid.uuid4()), _data(call), rq_now()
+    _write_run(
+        context, context.redis, prototype, [(job_id, _stored(data))], utcformat(created).encode(), source
+    )
+    return prototype.job(job_id, data, created)
 
 
 @dataclass(frozen=True)
@@ -250,6 +249,17 @@ class _Prototype:
     queue_key: str
     queues_key: str
     fields: tuple[bytes, ...]
+    template: Job  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash again
+
+    def job(self, job_id: str, data: bytes, created: datetime) -> Job:
+        """The job RQ would read back from a run written with these per-job fields."""
+        job = Job.__new__(Job)
+        job.__dict__.update(
+            (name, value.copy() if isinstance(value, list | dict) else value)
+            for name, value in vars(self.template).items()
+        )
+        job._id, job.data, job.created_at, job.enqueued_at = job_id, data, created, created
+        return job
 
 
 _prototypes: dict[tuple, _Prototype] = {}
@@ -268,7 +278,12 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
         fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_job}
         encode = context.redis.get_encoder().encode
         encoded = tuple(encode(item) for pair in fields.items() for item in pair)
-        _prototypes[key] = _Prototype(rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded)
+        template = Job(job.id, connection=context.redis)
+        per_job_fields = {b"data": b"", b"created_at": utcformat(rq_now()).encode()}
+        template.restore(dict(zip(encoded[::2], encoded[1::2], strict=True)) | per_job_fields)
+        _prototypes[key] = _Prototype(
+            rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded, template
+        )
     return _prototypes[key]
 
 
@@ -320,7 +335,11 @@ return #ids
 """.replace("WAKE_TOKENS", str(WAKE_TOKENS))
 
 
-def _payload(call: Call) -> bytes:
-    """The job's `data` field as RQ writes it (compressed only when that pays off; RQ reads both)."""
-    payload = JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs)))
-    return zlib.compress(payload) if len(payload) > COMPRESS_ABOVE else payload
+def _data(call: Call) -> bytes:
+    """The job's data as RQ serializes it: function name, instance, args and kwargs."""
+    return JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs)))
+
+
+def _stored(data: bytes) -> bytes:
+    """`data` as written to the job's hash: compressed only when that pays off (RQ reads both)."""
+    return zlib.compress(data) if len(data) > COMPRESS_ABOVE else data

@@ -30,6 +30,9 @@ def test_enqueue_puts_job_on_its_queue_as_json_with_a_timeline(context):
     big = sample_jobs.record.enqueue("x" * 1000)
     data = zlib.decompress(context.redis.hget(Job.key_for(big.id), "data"))  # compressed, as RQ does
     assert json.loads(data)[2] == ["x" * 1000]
+    assert Job.fetch(big.id, connection=context.redis).to_dict() == big.to_dict()
+    job.meta["mine"] = True  # each job returned is a job of its own, not a shared one
+    assert sample_jobs.add.enqueue(3, 4).meta == {}
     [entry] = timeline.history(context.redis, context.keys, job.id)
     assert entry["event"] == "enqueued" and entry["source"] == "code" and entry["queue"] == "default"
 
