@@ -34,6 +34,11 @@ from .retries import rq_retry
 
 def check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """Raise InvalidArguments naming the first argument that JSON cannot carry."""
+    try:
+        json.dumps([list(args), list(kwargs.values())], allow_nan=False)
+        return
+    except (TypeError, ValueError):
+        pass  # find out which argument it was
     for label, value in [
         *((f"argument {i + 1}", v) for i, v in enumerate(args)),
         *((f"keyword argument {k!r}", v) for k, v in kwargs.items()),
