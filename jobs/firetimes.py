@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .durations import format_duration, parse_duration
 from .errors import InvalidSchedule, JobsError
+
+MAX_INTERVAL = 3650 * 86400  # ten years: every fire time stays a date (before the year 10000)
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,25 @@ class Timing:
         if (cron is None) == (every is None):
             raise InvalidSchedule("give either a cron expression or an interval (every), not both or neither")
         zone = tz or "UTC"
+        if not isinstance(zone, str):
+            raise InvalidSchedule(f"time zone {tz!r} is not text (use an IANA name such as Europe/Berlin)")
         _zone(zone)
         if cron is not None:
+            if not isinstance(cron, str):
+                raise InvalidSchedule(f"cron expression {cron!r} is not text")
             cron = " ".join(cron.split())
             if len(cron.split()) != 5 or not croniter.is_valid(cron):
                 raise InvalidSchedule(
                     f"{cron!r} is not a valid cron expression (5 fields: min hour day month weekday)"
                 )
-            return cls(cron=cron, tz=zone)
+            timing = cls(cron=cron, tz=zone)
+            try:
+                timing.next_after(0)
+            except CroniterBadDateError:
+                raise InvalidSchedule(
+                    f"cron expression {cron!r} matches no date, so it never fires"
+                ) from None
+            return timing
         seconds = _interval(every)
         return cls(every=seconds, tz=zone)
 
@@ -84,7 +97,7 @@ class Timing:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory, not a zone
         raise InvalidSchedule(
             f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
         ) from None
@@ -99,6 +112,8 @@ def _interval(every: str | float) -> int:
         raise InvalidSchedule(f"interval {every!r} is not a duration such as 30s, 5m or 1h") from None
     if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
         raise InvalidSchedule(f"interval {every!r} must be a whole number of seconds, at least 1s")
+    if seconds > MAX_INTERVAL:
+        raise InvalidSchedule(f"interval {every!r} is longer than {MAX_INTERVAL // 86400}d")
     return int(seconds)
 
 
