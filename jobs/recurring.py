@@ -27,7 +27,7 @@ from . import catalog
 from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
-from .errors import InvalidSchedule, JobsError, UnknownSchedule
+from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedule
 from .execution import PENDING_STATES, Job
 from .firetimes import Timing
 
@@ -89,8 +89,10 @@ def define(
     description: str = "",
     managed: bool = False,
 ) -> Schedule:
-    """A validated schedule definition (no I/O). Raises InvalidSchedule, UnknownJob or InvalidArguments."""
-    if not _ID.fullmatch(schedule_id or ""):
+    """A validated schedule definition (no I/O). Raises InvalidSchedule, UnknownJob or InvalidArguments.
+
+    The arguments are kept as the job will receive them, through JSON (a tuple becomes a list)."""
+    if not isinstance(schedule_id, str) or not _ID.fullmatch(schedule_id):
         raise InvalidSchedule(
             f"schedule id {schedule_id!r} must be 1-128 letters, digits, '-' or '_', starting with a letter or digit"
         )
@@ -99,13 +101,31 @@ def define(
     if overlap not in OVERLAP_POLICIES:
         raise InvalidSchedule(f"overlap policy {overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}")
     timing = Timing.parse(cron=cron, every=every, tz=tz)
+    if not isinstance(job, str | JobFunction):
+        raise InvalidSchedule(f"job {job!r} is neither a job name nor a @job function")
     spec = job.spec if isinstance(job, JobFunction) else catalog.get(job)
+    queue = None if queue is None else _text("queue", queue) or None  # "": the job's own queue
+    description = _text("description", description)
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict | None):
+        raise InvalidArguments("args must be a list and kwargs a dict (of JSON values)")
     args, kwargs = list(args), dict(kwargs or {})
     check_json(args, kwargs)
     check_signature(spec, args, kwargs)
+    args, kwargs = json.loads(json.dumps([args, kwargs]))
     return Schedule(
         schedule_id, spec.name, timing, queue, args, kwargs, misfire, overlap, description, managed
     )
+
+
+def _text(option: str, value: Any) -> str:
+    """`value`, if it is text that Redis can store (UTF-8); InvalidSchedule naming `option` otherwise."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+            return value
+        except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8
+            pass
+    raise InvalidSchedule(f"{option} must be text (UTF-8), not {value!r}")
 
 
 def save(context: Context, schedule: Schedule, now: float | None = None) -> Schedule:
