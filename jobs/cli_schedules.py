@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import tomllib
 from datetime import UTC, datetime
@@ -264,23 +265,37 @@ def _import_line(entry: rq_scheduler_import.Entry, applied: bool) -> str:
     return "; ".join([line, *(f"warning: {warning}" for warning in entry.warnings)])
 
 
+def _table(schedule_id: str) -> str:
+    """The header of a schedule's table in a schedules file; the id quoted unless it is a bare key."""
+    key = schedule_id if re.fullmatch(r"[A-Za-z0-9_-]+", schedule_id) else json.dumps(schedule_id)
+    return f"[schedules.{key}]"
+
+
+_KEYS = ("job", "cron", "every", "tz", "queue", "args", "kwargs", "misfire", "overlap", "description")
+
+
 def _read_schedule_file(path: Path) -> list[recurring.Schedule]:
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidSchedule(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidSchedule(f"{path} is not UTF-8 text, so not TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidSchedule(f"{path} is not valid TOML: {exc}") from None
+    schedules = document.get("schedules", {})
+    if not isinstance(schedules, dict):
+        raise InvalidSchedule(f"{path}: schedules must be tables, [schedules.ID]")
     definitions = []
-    for schedule_id, entry in document.get("schedules", {}).items():
+    for schedule_id, entry in schedules.items():
+        table = _table(schedule_id)
         if not isinstance(entry, dict) or "job" not in entry:
-            raise InvalidSchedule(f'{path}: [schedules.{schedule_id}] needs at least job = "module.function"')
-        options = {key: value for key, value in entry.items() if key != "job"}
-        try:
-            definitions.append(recurring.define(schedule_id, entry["job"], managed=True, **options))
-        except TypeError:
-            known = "cron, every, tz, queue, args, kwargs, misfire, overlap, description"
+            raise InvalidSchedule(f'{path}: {table} needs at least job = "module.function"')
+        unknown = sorted(set(entry) - set(_KEYS))
+        if unknown:
             raise InvalidSchedule(
-                f"{path}: [schedules.{schedule_id}] has an unknown key (known: job, {known})"
-            ) from None
+                f"{path}: {table} has unknown keys {json.dumps(unknown)} (known: {', '.join(_KEYS)})"
+            )
+        options = {key: value for key, value in entry.items() if key != "job"}
+        definitions.append(recurring.define(schedule_id, entry["job"], managed=True, **options))
     return definitions
