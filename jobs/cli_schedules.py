@@ -15,6 +15,8 @@ from . import admin, recurring, rq_scheduler_import
 from .cli_common import common, connect, emit, parse_json
 from .errors import InvalidSchedule
 
+MAX_FIRES = 1000  # `next -n`: fire times are computed one by one, so a huge count never ends
+
 
 def _when(epoch: float, zone) -> str:
     return datetime.fromtimestamp(epoch, zone).isoformat(sep=" ")
@@ -117,7 +119,14 @@ def list_command(settings, as_json):
 
 @schedules_group.command("show")
 @click.argument("schedule_id")
-@click.option("--runs", "limit", default=10, show_default=True, help="How many past runs to show.")
+@click.option(
+    "--runs",
+    "limit",
+    type=click.IntRange(1, recurring.HISTORY_LENGTH),
+    default=10,
+    show_default=True,
+    help="How many past runs to show.",
+)
 @common
 def show_command(settings, as_json, schedule_id, limit):
     """A schedule's definition, next fire times and last runs."""
@@ -149,7 +158,7 @@ def show_command(settings, as_json, schedule_id, limit):
 
 @schedules_group.command("next")
 @click.argument("schedule_id")
-@click.option("-n", "count", default=10, show_default=True)
+@click.option("-n", "count", type=click.IntRange(1, MAX_FIRES), default=10, show_default=True)
 @common
 def next_command(settings, as_json, schedule_id, count):
     """The next N fire times of a schedule."""
