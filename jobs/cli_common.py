@@ -43,6 +43,7 @@ def common(func):
     @functools.wraps(func)
     def wrapper(redis_url, imports, as_json, **kwargs):
         try:
+            _check_text(click.get_current_context())
             settings = Settings.from_env(redis_url=redis_url)
             settings = settings.with_(imports=(*settings.imports, *imports))
             logging.basicConfig(
@@ -58,6 +59,21 @@ def common(func):
             fail(f"Redis error: {exc}")
 
     return wrapper
+
+
+def _check_text(ctx: click.Context) -> None:
+    """Refuse an argument that is not UTF-8: the shell passed bytes that Python could only decode to
+    surrogates, which no job, queue or key name can hold."""
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str):
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    raise InvalidArguments(
+                        f"{param.get_error_hint(ctx)} is not valid UTF-8 text: {text!r}"
+                    ) from None
 
 
 def connect(settings: Settings, resilient: bool = False) -> Context:
@@ -79,6 +95,10 @@ def parse_json(option: str, text: str, kind: type):
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArguments(f"{option} is not valid JSON: {exc}") from None
+    except ValueError:  # Python refuses to convert integers of over 4300 digits
+        raise InvalidArguments(f"{option} has a number with too many digits") from None
+    except RecursionError:
+        raise InvalidArguments(f"{option} is nested too deeply") from None
     if not isinstance(value, kind):
         raise InvalidArguments(f"{option} must be a JSON {'array' if kind is list else 'object'}")
     return value
