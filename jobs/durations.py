@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import ConfigError
@@ -20,7 +21,10 @@ def parse_duration(value: str | int | float) -> float:
     if not match:
         raise ConfigError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 2d)")
     number, unit = match.groups()
-    return float(number) * _UNITS[unit or "s"]
+    seconds = float(number) * _UNITS[unit or "s"]
+    if math.isinf(seconds):
+        raise ConfigError(f"duration {value!r} is too long")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

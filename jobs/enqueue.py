@@ -67,10 +67,14 @@ def queue_for(context: Context, name: str) -> Queue:
 def _due_at(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
     """When a delayed job becomes due, rounded up to a whole second: RQ's scheduled registry keeps whole
     seconds and would otherwise run the job up to a second early."""
-    due = _requested_time(at, delay)
-    if due is None or due.microsecond == 0:
-        return due
-    return due.replace(microsecond=0) + timedelta(seconds=1)
+    try:
+        due = _requested_time(at, delay)
+        if due is None or due.microsecond == 0:
+            return due
+        return due.replace(microsecond=0) + timedelta(seconds=1)
+    except OverflowError:
+        given = f"the time {at.isoformat()}" if at is not None else f"the delay {delay!r}"
+        raise InvalidArguments(f"{given} is too far ahead: a job must be due before the year 10000") from None
 
 
 def _requested_time(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
