@@ -215,6 +215,8 @@ def names() -> list[str]:
 def load(modules: Iterable[str]) -> None:
     """Import the platform's job modules and `modules`, so their @job functions are catalogued."""
     for module in (*PLATFORM_MODULES, *modules):
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(f"cannot import job module {module!r}: it is not a dotted module name")
         try:
             importlib.import_module(module)
         except ImportError as exc:
