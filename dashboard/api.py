@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+
+from flask import Blueprint, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from jobs import inspect
@@ -14,13 +16,31 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _body():
-    # the form itself, not form.to_dict(): a form may repeat a field (ids=a&ids=b)
-    return request.get_json(silent=True) or request.form
+    """The JSON object a request carries, or its form (the form itself, not form.to_dict(): a form may
+    repeat a field, ids=a&ids=b); 400 for a JSON body that is not an object of valid text."""
+    if not request.is_json or not request.get_data():
+        return request.form
+    try:
+        body = json.loads(request.get_data())
+    except ValueError as exc:  # not JSON, not UTF-8, or a number of over 4300 digits
+        abort(400, f"the body is not JSON: {exc}")
+    except RecursionError:
+        abort(400, "the JSON body is nested too deeply")
+    if not isinstance(body, dict):
+        abort(400, "the JSON body must be an object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        abort(400, "the JSON body has a string that is not valid Unicode (a lone surrogate)")
+    return body
 
 
-@api.errorhandler(HTTPException)
+@api.app_errorhandler(HTTPException)
 def http_error(error: HTTPException):
-    """Errors of the API (a bad `since`, 401, 403, a missing CSRF token) as JSON, like its other errors."""
+    """Errors under /api/ (a bad `since`, 401, 403, a missing CSRF token, an unknown path) as JSON, like
+    its other errors; the pages' errors as they are."""
+    if not request.path.startswith("/api/"):
+        return error
     return {"error": error.description}, error.code or 500
 
 
