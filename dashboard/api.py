@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from jobs import inspect
+from jobs import admin, inspect
 
 from . import actions, bulk, data
 from .views import _actor, context, job_filter, start_bulk
@@ -120,7 +120,8 @@ def redis_health():
 
 @api.get("/audit")
 def audit():
-    return jsonify(data.audit_log(context(), request.args.get("count", 200, type=int)))
+    count = min(max(request.args.get("count", 200, type=int), 1), admin.AUDIT_LENGTH)
+    return jsonify(data.audit_log(context(), count))
 
 
 @api.get("/invoices")
