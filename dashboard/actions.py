@@ -53,9 +53,9 @@ def _moment(text: str | None) -> float | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    except (TypeError, ValueError, OverflowError):  # not text, not a time, or a year out of range
         raise InvalidArguments(f"until {text!r} is not an ISO 8601 time") from None
-    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
 
 
 def release_lock(context: Context, name: str, actor: str, address: str) -> dict:

@@ -25,22 +25,30 @@ def job_filter(args=None) -> inspect.Filter:
     args = request.args if args is None else args
 
     def moment(key: str) -> datetime | None:
-        text = args.get(key)
+        text = _text(args, key)
         if not text:
             return None
         try:
             value = datetime.fromisoformat(text)
-        except ValueError:
+            return (value if value.tzinfo else value.astimezone()).astimezone(UTC)
+        except (ValueError, OverflowError):  # not a time, or not one between the years 1 and 9999 in UTC
             abort(400, f"{key} must be an ISO 8601 time")
-        return value if value.tzinfo else value.astimezone()
 
     return inspect.Filter(
-        name=args.get("name") or None,
-        error=args.get("error") or None,
+        name=_text(args, "name") or None,
+        error=_text(args, "error") or None,
         since=moment("since"),
         until=moment("until"),
         failed_before=args.get("retrying") == "1",
     )
+
+
+def _text(args, key: str) -> str | None:
+    """The text of field `key` of a query string, form or JSON body; 400 when JSON gave another type."""
+    value = args.get(key)
+    if value is not None and not isinstance(value, str):
+        abort(400, f"{key} must be text")
+    return value
 
 
 @pages.route("/")
@@ -160,17 +168,19 @@ def bulk_action():
 def start_bulk(form) -> str:
     """Start the bulk action a form (or JSON body) asks for; returns its task id."""
     action = form.get("action")
-    if action not in bulk.ACTIONS:
+    if not isinstance(action, str) or action not in bulk.ACTIONS:
         raise InvalidArguments("bulk actions are requeue and delete (of failed jobs)")
     if hasattr(form, "getlist"):
         ids = form.getlist("ids")
     else:  # JSON: a list of ids, or one id
         raw = form.get("ids") or []
-        ids = [raw] if isinstance(raw, str) else list(raw)
+        ids = [raw] if isinstance(raw, str) else raw
+        if not isinstance(ids, list) or not all(isinstance(job_id, str) for job_id in ids):
+            raise InvalidArguments("ids must be a job id or a list of job ids")
     if not ids and form.get("everything") not in ("1", True):
         raise InvalidArguments("select jobs, or choose everything matching the filter")
     where = job_filter(form)  # the whole filter of the list, since and until included
-    return bulk.start(context(), action, ids or None, form.get("queue") or None, where, *_actor())
+    return bulk.start(context(), action, ids or None, _text(form, "queue") or None, where, *_actor())
 
 
 @pages.route("/bulk/<task_id>")
