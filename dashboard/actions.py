@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jobs import admin
+from jobs import admin, inspect
 from jobs.connection import Context
 from jobs.errors import InvalidArguments, JobNotFound, UnknownSchedule
 
@@ -16,8 +16,11 @@ SCHEDULE_ACTIONS = ("trigger", "pause", "resume", "delete")
 def on_job(context: Context, job_id: str, action: str, actor: str, address: str) -> dict:
     """Requeue (a failed job), cancel (one not started) or delete a job."""
     if action == "requeue":
-        if not admin.requeue_failed(context, [job_id], actor=actor, address=address):
-            raise InvalidArguments(f"job {job_id} is not failed; only failed jobs can be requeued")
+        state = inspect.job_detail(context, job_id).state  # refused before anything is written or audited
+        if state not in ("failed", "stopped") or not admin.requeue_failed(
+            context, [job_id], actor=actor, address=address
+        ):
+            raise InvalidArguments(f"job {job_id} is {state}, not failed; only failed jobs can be requeued")
     elif action == "cancel":
         admin.cancel_job(context, job_id, actor, address)
     elif action == "delete":
