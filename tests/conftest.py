@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,14 @@ class Output:
         self._reader.join(timeout)
         assert not self._reader.is_alive(), "a process still holds the output open"
         return "\n".join(self.lines)
+
+
+LOG_PID = re.compile(r"^\S+ \S+ (\d+) ")  # the platform's log format: date time pid logger level message
+
+
+def per_process(lines: Iterable[str]) -> Counter:
+    """How many of `lines` (log lines of platform processes) each process wrote, by pid."""
+    return Counter(int(m.group(1)) for line in lines if (m := LOG_PID.match(line)))
 
 
 def wait_for(

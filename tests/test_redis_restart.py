@@ -15,14 +15,13 @@ import pytest
 from jobs import inspect
 from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import Output, alive, children, wait_for
+from tests.conftest import Output, alive, children, per_process, wait_for
 
 JOBS = 30
 CONCURRENCY = 2
 JOB_SECONDS = 0.5  # long enough that the kill lands while jobs run, short enough for a quick test
 DOWN_FOR = 15.0  # seconds: well past the clients' retry budget (about 5 s), like a restart on a busy host
 OUTAGE_LINE = re.compile(r"could not connect to Redis|cannot reach Redis")
-PID = re.compile(r"^\S+ \S+ (\d+) ")  # the log format: date time pid logger level message
 
 
 def ran(ctx: Context) -> list[str]:
@@ -68,10 +67,7 @@ def crash_for_a_while(server, output: Output, workers: set[int], also_watch: set
 
 
 def outage_noticed_by(output: Output, mark: int, pids: set[int]) -> bool:
-    noticed = {
-        int(m.group(1)) for line in output.since(mark) if OUTAGE_LINE.search(line) and (m := PID.match(line))
-    }
-    return pids <= noticed
+    return pids <= set(per_process(filter(OUTAGE_LINE.search, output.since(mark))))
 
 
 def test_no_job_is_lost_when_redis_crashes_mid_run(store, processes, private_server):
@@ -117,18 +113,14 @@ def test_no_job_is_lost_when_redis_crashes_mid_run(store, processes, private_ser
     log = output.finish()
     assert "restarting" not in log, log
     outage_lines = [line for line in log.splitlines() if OUTAGE_LINE.search(line)]
-    per_process = Counter(int(m.group(1)) for line in outage_lines if (m := PID.match(line)))
-    assert workers <= set(per_process), outage_lines
+    said_by = per_process(outage_lines)
+    assert workers <= set(said_by), outage_lines
     # Our own loops say it once per process; RQ's reconnect loops say it once per attempt, with a backoff.
     for own in ("heartbeat cannot reach Redis", "maintenance cannot reach Redis"):
-        said = Counter(line.split()[2] for line in outage_lines if own in line)  # per pid
+        said = per_process(line for line in outage_lines if own in line)
         assert max(said.values(), default=0) <= 1, outage_lines
-    assert max(per_process.values()) <= DOWN_FOR / 3, "the outage floods the log:\n" + "\n".join(outage_lines)
-    for pid in {
-        int(m.group(1))
-        for line in outage_lines
-        if "heartbeat cannot reach Redis" in line and (m := PID.match(line))
-    }:
+    assert max(said_by.values()) <= DOWN_FOR / 3, "the outage floods the log:\n" + "\n".join(outage_lines)
+    for pid in per_process(line for line in outage_lines if "heartbeat cannot reach Redis" in line):
         assert re.search(rf" {pid} \S+ INFO .*heartbeat reaches Redis again", log), (
             f"{pid} never said it recovered"
         )

@@ -5,7 +5,6 @@ or run twice, and each process says so in a line or two per outage rather than a
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 
@@ -16,11 +15,10 @@ from tests.chaos import effects
 from tests.chaos.conftest import Fleet, Ledger
 from tests.chaos.load import BEAT, Producer, back_after, fire_of, settle
 from tests.chaos.proxy import Proxy
-from tests.conftest import alive, children, wait_for
+from tests.conftest import alive, children, per_process, wait_for
 
 CONCURRENCY = 2
 CUT_FOR = 10.0
-PID = re.compile(r"^\S+ \S+ (\d+) ")  # the log format: date time pid logger level message
 MAX_LINES_PER_OUTAGE = 2  # per process: what went wrong, and that it is back
 
 
@@ -64,15 +62,15 @@ def test_processes_ride_out_a_network_cut(store, private_server, proxy, processe
     outage_lines = [
         line for output, mark in zip(fleet.outputs, marks, strict=True) for line in output.since(mark)
     ]
-    per_process = Counter(int(m.group(1)) for line in outage_lines if (m := PID.match(line)))
+    said_by = per_process(outage_lines)
     report(
         f"network cut: {CUT_FOR:.0f} s without a packet between the processes and Redis; "
         f"{len(producer.acknowledged)} jobs enqueued meanwhile, lost {len(lost)}; schedule fires lost "
         f"{len(missed)}, run twice {len(fired_twice)}; all back {recovery:.1f} s after the link; "
-        f"at most {max(per_process.values(), default=0)} log lines per process"
+        f"at most {max(said_by.values(), default=0)} log lines per process"
     )
     assert not lost and not missed and not fired_twice
     assert pool.poll() is None and children(pool.pid) == workers, fleet.trouble()
     assert alive(scheduler.pid), fleet.trouble()
-    assert workers <= set(per_process), "a worker said nothing of the outage:\n" + "\n".join(outage_lines)
-    assert max(per_process.values()) <= MAX_LINES_PER_OUTAGE, "\n".join(outage_lines)
+    assert workers <= set(said_by), "a worker said nothing of the outage:\n" + "\n".join(outage_lines)
+    assert max(said_by.values()) <= MAX_LINES_PER_OUTAGE, "\n".join(outage_lines)
