@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from jobs import inspect
-from jobs.errors import InvalidArguments, JobNotFound, JobsError, UnknownSchedule
+from jobs.errors import InvalidArguments, JobNotFound, JobsError, RedisFull, UnknownSchedule
 
 from . import actions, bulk, data
 from .charts import bars
@@ -211,7 +211,7 @@ NOT_FOUND = (JobNotFound, UnknownSchedule)
 
 @pages.app_errorhandler(JobsError)
 def jobs_error(error: JobsError):
-    status = 404 if isinstance(error, NOT_FOUND) else 400
+    status = 404 if isinstance(error, NOT_FOUND) else 503 if isinstance(error, RedisFull) else 400
     if request.path.startswith("/api/"):
         return {"error": str(error)}, status
     return render_template("error.html", message=str(error)), status

@@ -10,11 +10,12 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import DefaultParser
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .config import DEFAULT_REDIS_URL, Settings
-from .errors import ConfigError, RedisUnavailable
+from .errors import ConfigError, RedisFull, RedisUnavailable
 from .keys import Keys
 
 log = logging.getLogger("jobs")
@@ -51,11 +52,19 @@ class ReportingRetry(Retry):
         return super().call_with_retry(attempt, fail, *args, **kwargs)
 
 
+class _Parser(DefaultParser):
+    """redis-py's reply parser, raising RedisFull where it would raise OutOfMemoryError (Redis' "OOM"
+    reply): the one place where a full Redis is recognised, whatever command or transaction it refused.
+    The default parser is hiredis' (a dependency), which reads both RESP2 and RESP3."""
+
+    EXCEPTION_CLASSES = {**DefaultParser.EXCEPTION_CLASSES, "OOM": RedisFull}
+
+
 def client_for(url: str, *, resilient: bool) -> redis.Redis:
     """A client for `url`: `redis://`, `rediss://`, `unix://`, or `redis+sentinel://` (the master of a
     Sentinel-monitored group, followed across failovers). Resilient clients (long-lived processes) retry
     a lost connection with backoff; the others fail at once so that commands can say so within a second
-    or two."""
+    or two. A write that a full Redis refuses raises RedisFull."""
     retry = ReportingRetry(ExponentialBackoff(cap=2.0, base=0.05), 6) if resilient else Retry(NoBackoff(), 0)
     options = dict(
         socket_connect_timeout=1.0 if not resilient else 3.0,
@@ -64,6 +73,7 @@ def client_for(url: str, *, resilient: bool) -> redis.Redis:
         health_check_interval=30 if resilient else 0,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
+        parser_class=_Parser,
     )
     try:
         if url.startswith(f"{SENTINEL_SCHEME}://"):

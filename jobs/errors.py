@@ -3,6 +3,7 @@
 JobsError                 anything the platform refuses or cannot do; its message is one readable line
 ├── ConfigError           a setting or an option has a wrong value
 ├── RedisUnavailable      the job store cannot be reached
+├── RedisFull             the job store is at its maxmemory and refuses new data (also a redis-py error)
 ├── UnknownJob            a job name that is not in the catalog
 ├── InvalidArguments      job arguments that are not JSON or do not fit the function
 ├── JobNotFound           no job with that id
@@ -10,6 +11,8 @@ JobsError                 anything the platform refuses or cannot do; its messag
 ├── UnknownSchedule       no recurring schedule with that id
 └── LockUnavailable       a lock is held by someone else (names the holder)
 """
+
+from redis.exceptions import OutOfMemoryError
 
 
 class JobsError(Exception):
@@ -22,6 +25,21 @@ class ConfigError(JobsError):
 
 class RedisUnavailable(JobsError):
     """Redis did not answer."""
+
+
+class RedisFull(JobsError, OutOfMemoryError):
+    """Redis refused a write because its used memory reached `maxmemory` (with the `noeviction` policy).
+
+    Raised for every such refusal (see connection.client_for), so it is also the redis-py error it
+    replaces: loops that ride out Redis errors treat it as one. Its message says what to do.
+    """
+
+    def __str__(self) -> str:
+        return (
+            "Redis is full: it has reached its maxmemory and refuses new data (maxmemory-policy noeviction). "
+            "Workers go on with the jobs already queued, and memory comes back as finished jobs expire "
+            "(JOBS_SUCCEEDED_TTL): try again later, or raise Redis' maxmemory"
+        )
 
 
 class UnknownJob(JobsError):
