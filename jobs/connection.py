@@ -12,7 +12,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import DefaultParser
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from .config import DEFAULT_REDIS_URL, Settings
 from .errors import ConfigError, RedisFull, RedisUnavailable
@@ -125,6 +125,15 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _SentinelConnection(SentinelManagedConnection):
+    """redis-py's connection to the master of a Sentinel group, closed when a read fails, as every other
+    redis-py connection is. redis-py's own keeps it: the unread reply (say, of a BLPOP that a stop signal
+    interrupted) stays on it in the pool, and the next command reads it as its own (redis/redis-py#4292)."""
+
+    def read_response(self, *args, disconnect_on_error: bool = True, **kwargs):
+        return super().read_response(*args, disconnect_on_error=disconnect_on_error, **kwargs)
+
+
 def _sentinel_client(url: str, options: dict) -> redis.Redis:
     """A client for the current master of a Sentinel URL's group: every new connection asks the
     sentinels where the master is, so a failover only costs the reconnection."""
@@ -132,7 +141,12 @@ def _sentinel_client(url: str, options: dict) -> redis.Redis:
     sentinel_options = {"socket_connect_timeout": options["socket_connect_timeout"], "socket_timeout": 2.0}
     sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_options)
     return sentinel.master_for(
-        parsed.service, db=parsed.db, username=parsed.username, password=parsed.password, **options
+        parsed.service,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        connection_class=_SentinelConnection,
+        **options,
     )
 
 

@@ -3,6 +3,7 @@ a failover without a restart. The tests start a master, a replica and three sent
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -29,6 +30,30 @@ def test_sentinel_urls_are_parsed_and_bad_ones_refused():
         with pytest.raises(ConfigError, match=reason) as error:
             client_for(bad, resilient=False)
         assert "\n" not in str(error.value)
+
+
+class Interrupted(Exception):
+    """Raised by a signal handler in the middle of a read, as a worker's stop signal does."""
+
+
+def test_a_read_interrupted_by_a_signal_leaves_no_reply_behind(sentinel_group):
+    """A stop signal that interrupts a blocked BLPOP must not leave its reply on the connection, for the
+    next command to read as its own (redis-py's Sentinel connection keeps it: redis/redis-py#4292)."""
+    client = client_for(sentinel_group.url, resilient=True)
+
+    def interrupt(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            client.blpop(["nothing-comes"], timeout=1)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert client.echo("mine") == b"mine"
+    client.close()
 
 
 def test_workers_follow_a_failover(sentinel_group, processes):
