@@ -243,27 +243,36 @@ def current() -> Context:
 
 
 class OutageLog:
-    """Logs a Redis outage once when it starts and once when it ends, however many attempts fail in
-    between (so a long outage does not flood the log). With `settle`, the outage ends only at a success
-    that many seconds after the last failure: a reconnection that merely opens a socket is not the end."""
+    """Logs a Redis outage (unreachable, or full and refusing writes) once when it starts and once when it
+    ends, however many attempts fail in between (so a long outage does not flood the log). With `settle`,
+    the outage ends only at a success that many seconds after the last failure: a reconnection that
+    merely opens a socket is not the end."""
 
     def __init__(self, logger: logging.Logger, who: str, settle: float = 0.0):
         self.logger, self.who, self.settle = logger, who, settle
-        self.failing, self.last_failure = False, 0.0
+        self.trouble: str | None = None  # "full" or "unreachable" while attempts fail
+        self.last_failure = 0.0
         self.reached = False  # whether any attempt has worked yet
 
     def failed(self, error: Exception) -> None:
         """An attempt failed."""
-        if not self.failing:
-            self.logger.warning("%s cannot reach Redis (%s); will keep trying", self.who, error)
-        self.failing, self.last_failure = True, time.monotonic()
+        trouble = "full" if isinstance(error, RedisFull) else "unreachable"
+        if trouble != self.trouble:
+            if trouble == "full":
+                self.logger.warning("%s: %s; will keep trying", self.who, error)
+            else:
+                self.logger.warning("%s cannot reach Redis (%s); will keep trying", self.who, error)
+        self.trouble, self.last_failure = trouble, time.monotonic()
 
     def succeeded(self) -> None:
         """An attempt worked."""
         self.reached = True
-        if self.failing and time.monotonic() - self.last_failure >= self.settle:
-            self.logger.info("%s reaches Redis again", self.who)
-            self.failing = False
+        if self.trouble and time.monotonic() - self.last_failure >= self.settle:
+            if self.trouble == "full":
+                self.logger.info("%s: Redis has room again", self.who)
+            else:
+                self.logger.info("%s reaches Redis again", self.who)
+            self.trouble = None
 
 
 # more than the retries' longest backoff (2 s), which separates a failed command from the next connect

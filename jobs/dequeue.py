@@ -27,13 +27,16 @@ from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, utcformat
 
 from .connection import Context, current
+from .errors import RedisFull
 from .keys import Keys
 
 log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
-_CLAIM = """
+# allow-oom: claiming is bookkeeping of a job already accepted, which a full Redis must not stop (see
+# bookkeeping.py)
+_CLAIM = """#!lua flags=allow-oom
 for i = 2, #KEYS do
   local job_id = redis.call('LPOP', KEYS[i])
   if job_id then
@@ -83,6 +86,14 @@ def _claim_script(connection):
 
 class JobQueue(Queue):
     """RQ's queue, dequeuing through the claim script and waking an idle worker for every job queued."""
+
+    def acquire_maintenance_lock(self) -> bool:
+        """RQ's lock that keeps two cleaners of the queue's registries apart. A full Redis refuses to write
+        it; cleaning, which only deletes and so makes room, then goes ahead without it."""
+        try:
+            return super().acquire_maintenance_lock()
+        except RedisFull:
+            return True
 
     def push_job_id(self, job_id, pipeline=None, at_front=False):
         """RQ's push of a job id on the queue, with a wake token in the same pipeline."""
@@ -141,7 +152,7 @@ def _restore(context: Context, queues, claimed, job_class, serializer):
 def _quarantine(context: Context, queue: Queue, job_id: str, reason: str) -> None:
     """File a job that cannot even be read as failed, with `reason`, and drop its claim."""
     ttl = int(context.settings.failed_ttl)
-    with context.redis.pipeline() as pipe:
+    with queue.connection.pipeline() as pipe:  # the worker's: bookkeeping, written even when Redis is full
         pipe.zrem(context.keys.claims, claim_member(queue.key, job_id))
         pipe.hset(
             RQJob.key_for(job_id),

@@ -31,10 +31,10 @@ from rq.utils import now, utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
-from . import catalog, index, locks, timeline
+from . import bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
 from .dequeue import JobQueue, claim_member
-from .errors import JobsError, LockUnavailable, UnreadableJob, WorkerInterrupted
+from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .retries import is_retryable
 
 log = logging.getLogger("jobs.worker")
@@ -282,34 +282,18 @@ class Job(RQJob):
         _count(pipeline, context, "failed", self.job_name)
 
 
-_COMMIT_UNLESS_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local i = 1
-while i <= #ARGV do
-  local count = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + count))
-  i = i + count + 1
-end
-return 1
-"""
-
-
-@functools.cache
-def _commit_script(connection):
-    return connection.register_script(_COMMIT_UNLESS_EXISTS)
-
-
-def commit_unless_exists(connection, key: str, commands: list[tuple]) -> bool:
-    """Run `commands` (argument tuples, as a pipeline stacks them) atomically unless `key` exists;
-    return whether they ran."""
-    args = [part for command in commands for part in (len(command), *command)]
-    return bool(_commit_script(connection)(keys=[key], args=args))
-
-
 class Scheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
     one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes),
-    and ending when its worker process dies (RQ's would run on forever as an orphan)."""
+    and ending when its worker process dies (RQ's would run on forever as an orphan). While Redis is full
+    it cannot take or renew its locks, and pauses until Redis has room."""
+
+    def acquire_locks(self, auto_start=False):
+        """RQ's; a lock that a full Redis refuses to write is not acquired (tried again later)."""
+        try:
+            return super().acquire_locks(auto_start)
+        except RedisFull:
+            return set()
 
     def work(self):
         self._install_signal_handlers()
@@ -327,7 +311,7 @@ class Scheduler(RQScheduler):
                 self.heartbeat()
                 self.enqueue_scheduled_jobs()
                 outage.succeeded()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, RedisFull) as exc:
                 outage.failed(exc)
             time.sleep(self.interval)
         self.stop()
@@ -340,7 +324,7 @@ class Worker(SimpleWorker):
     def __init__(self, queues, context: Context, **kwargs):
         super().__init__(
             queues,
-            connection=context.redis,
+            connection=bookkeeping.client(context.redis),  # its transactions go through when Redis is full
             job_class=Job,
             queue_class=JobQueue,
             serializer=JSONSerializer,
@@ -439,6 +423,13 @@ class Worker(SimpleWorker):
             super().set_state(state, pipeline)
             self._written_state = state
 
+    def set_shutdown_requested_date(self):
+        """RQ's, as bookkeeping: it is written from the stop signal's handler, where a refusal by a full
+        Redis would be raised into whatever the worker was doing."""
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, "shutdown_requested_date", utcformat(self._shutdown_requested_date))
+            pipe.execute()
+
     def check_for_suspension(self, burst):
         """RQ's check for `rq suspend`, at most once a second instead of once per job."""
         if time.monotonic() >= self._next_suspension_check:
@@ -491,7 +482,7 @@ class Worker(SimpleWorker):
         """In one round trip (none when there is nothing to say): the counters summed since the last
         tick, the worker state if it changed, and with `beat_ttl` the heartbeats of the worker and its job."""
         state = self._state
-        with self.connection.pipeline(transaction=False) as pipe:
+        with self.connection.pipeline() as pipe:
             counted = _tally.write(pipe)
             if state != self._written_state:
                 pipe.hset(self.key, "state", state)
@@ -531,8 +522,8 @@ class Worker(SimpleWorker):
             )
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipe)
-            commands = [args for args, _ in pipe.command_stack]
-        if not commit_unless_exists(self.connection, job.dependents_key, commands):
+            committed = pipe.execute_unless_exists(job.dependents_key)
+        if committed is None:
             super().handle_job_success(job, queue, started_job_registry)
 
     # --- failures, retries, interruption -----------------------------------------------------------

@@ -27,7 +27,7 @@ from . import catalog
 from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
-from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedule
+from .errors import InvalidArguments, InvalidSchedule, JobsError, RedisFull, UnknownSchedule
 from .execution import PENDING_STATES, Job
 from .firetimes import Timing
 
@@ -265,7 +265,8 @@ def fire_due(
     context: Context, now: float | None = None, limit: int = 500
 ) -> dict[str, list[str] | JobsError]:
     """Fire every schedule due at `now` (default: the clock). Returns, per schedule that was due, the
-    ids of the jobs enqueued, or the error that kept it from firing (it stays due: nothing is lost)."""
+    ids of the jobs enqueued, or the error that kept it from firing (it stays due: nothing is lost).
+    A full Redis stops them all: RedisFull is raised, and every schedule stays due."""
     now = time.time() if now is None else now
     due = context.redis.zrangebyscore(
         context.keys.schedules_due, "-inf", now, start=0, num=limit, withscores=True
@@ -275,6 +276,8 @@ def fire_due(
         schedule_id = raw_id.decode()
         try:
             outcome[schedule_id] = fire(context, schedule_id, int(score), now)
+        except RedisFull:
+            raise
         except JobsError as exc:
             outcome[schedule_id] = exc
     return outcome

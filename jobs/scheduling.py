@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from . import recurring
+from . import bookkeeping, recurring
 from .connection import Context, OutageLog
 from .maintenance import Sweeper
 
@@ -32,9 +32,12 @@ class Scheduler:
         self.stopped = threading.Event()
         self._complaints: dict[str, str] = {}  # schedule id -> last error logged, to log each error once
         self._last_beat = 0.0
+        self._bookkeeping = bookkeeping.client(context.redis)
 
     def tick(self, now: float | None = None) -> int:
         """Fire what is due at `now` (at most FIRE_BATCH schedules); return how many were due."""
+        if time.monotonic() - self._last_beat > HEARTBEAT_EVERY:
+            self.beat()
         outcome = recurring.fire_due(self.context, now, limit=FIRE_BATCH)
         for schedule_id, result in outcome.items():
             if isinstance(result, Exception):
@@ -45,14 +48,13 @@ class Scheduler:
             self._complaints.pop(schedule_id, None)
             for job_id in result:
                 log.info("schedule %s fired: job %s", schedule_id, job_id)
-        if time.monotonic() - self._last_beat > HEARTBEAT_EVERY:
-            self.beat()
         return len(outcome)
 
     def beat(self) -> None:
-        """Record this scheduler as alive (shown by `jobctl workers`); forget long-dead ones."""
+        """Record this scheduler as alive (shown by `jobctl workers`); forget long-dead ones. Bookkeeping:
+        written even when Redis is full."""
         key, now = self.context.keys.schedulers, time.time()
-        with self.context.redis.pipeline() as pipe:
+        with self._bookkeeping.pipeline() as pipe:
             pipe.zadd(key, {self.name: now})
             pipe.zremrangebyscore(key, "-inf", now - 86400)
             pipe.execute()

@@ -122,9 +122,9 @@ class Tally:
             self._ttls.update(ttls)
 
     def flush(self, redis) -> None:
-        """Write everything counted so far in one round trip; on a Redis error the counts are kept for
-        the next flush."""
-        with redis.pipeline(transaction=False) as pipe:
+        """Write everything counted so far in one round trip, as one transaction; on a Redis error the
+        counts are kept for the next flush."""
+        with redis.pipeline() as pipe:
             taken = self.write(pipe)
             try:
                 pipe.execute()
