@@ -7,12 +7,14 @@ metrics, and rq-dashboard mounted at /rq, all behind one authentication and CSRF
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import secrets
 from pathlib import Path
 
+import redis
 import rq_dashboard
 from flask import Flask, g, request
 from rq.serializers import JSONSerializer
@@ -28,8 +30,11 @@ from .views import pages
 
 
 def create_app(settings: Settings | None = None, testing: bool = False) -> Flask:
-    """The dashboard app for `settings` (default: from the environment)."""
+    """The dashboard app for `settings` (default: from the environment). Warns, as every process does,
+    when Redis may evict jobs; refuses with `strict` settings (RedisUnavailable)."""
     context = activate(Context.connect(settings or Settings.from_env(), resilient=True, check=False))
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):  # not up yet: the pages say so
+        context.check_eviction()
     settings = context.settings
     catalog.load(settings.imports)
     app = Flask(__name__)

@@ -51,8 +51,9 @@ def run_platform(settings: Settings, embedded: bool = False) -> int:
     """Run Redis (if needed; `embedded` insists on our own server), workers, the scheduler and the
     dashboard until interrupted; return the exit code."""
     url, server = _choose_redis(settings, embedded)
-    log.info("job store: %s", url)
     context = Context.connect(settings.with_(redis_url=url))
+    context.check_eviction()
+    log.info("job store: %s", url)
     billing.register_schedule(context)
     context.redis.close()
     env = {**os.environ, "JOBS_REDIS_URL": url}

@@ -1,6 +1,6 @@
-"""A Redis that may evict keys would silently delete jobs: workers and the scheduler warn loudly when
-`maxmemory-policy` is not `noeviction` (and still run), and with JOBS_STRICT=1 they refuse to start with
-one line and exit code 2, leaving the queues untouched."""
+"""A Redis that may evict keys would silently delete jobs: every process (workers, the scheduler, the
+dashboard, `jobctl up`) warns loudly when `maxmemory-policy` is not `noeviction` (and still runs), and
+with JOBS_STRICT=1 refuses to start with one line and exit code 2, leaving the queues untouched."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 
 from jobs import inspect
 from jobs.connection import Context
+from jobs.embedded import free_port
 from tests import sample_jobs
-from tests.conftest import jobctl
+from tests.conftest import Output, jobctl, per_process, wait_for
 
 
 @pytest.fixture
@@ -41,7 +42,27 @@ def test_worker_warns_loudly_when_redis_may_evict_and_still_runs(evicting):
     assert inspect.job_detail(evicting, job.id).state == "finished"
 
 
-@pytest.mark.parametrize("command", [["worker", "--burst"], ["scheduler"]], ids=["worker", "scheduler"])
+def test_every_process_of_jobctl_up_warns_once_at_start(evicting, processes, tmp_path):
+    """`up` itself, the worker pool, the scheduler and the dashboard: four processes, one warning each."""
+    up = processes.start(
+        "up", url=evicting.url, JOBS_DATA_DIR=str(tmp_path), JOBS_DASHBOARD_PORT=str(free_port())
+    )
+    output = Output(up)
+
+    def warned():
+        return per_process(warnings_about_eviction("\n".join(output.lines)))
+
+    wait_for(lambda: len(warned()) == 4, timeout=30, what="four processes to warn about eviction")
+    processes.stop_all()
+    output.finish()
+    assert up.pid in warned() and set(warned().values()) == {1}, output.lines
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["worker", "--burst"], ["scheduler"], ["dashboard", "--port", "0"], ["up"]],
+    ids=["worker", "scheduler", "dashboard", "up"],
+)
 def test_strict_mode_refuses_to_start_on_an_evicting_redis(evicting, command):
     job = sample_jobs.record.enqueue("must-stay-queued")
     result = jobctl(*command, url=evicting.url, JOBS_STRICT="1", timeout=30)
