@@ -104,3 +104,8 @@ def exclusive_retrying(tag: str) -> str:
 def unique_job(key: str, attempt: int = 0) -> str:
     _record("ran", key)
     return key
+
+
+@job(retries=0, result_ttl=2)
+def fleeting(n: int) -> None:
+    """Does nothing, and writes nothing: its finished record expires 2 s after it ends."""
