@@ -18,6 +18,13 @@ PLATFORM_MODULES = ("jobs.builtin", "jobs.billing")
 DEFAULT_TIMEOUT = 300
 
 
+@functools.lru_cache(maxsize=4096)
+def _check_shape(func: Callable[..., Any], positional: int, names: tuple[str, ...]) -> None:
+    """Whether arguments fit depends only on how many are positional and which are named, not on their
+    values: each shape is bound once (binding costs more than the rest of an enqueue's own work)."""
+    signature(func).bind(*range(positional), **dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What the platform knows of a job: its function and its options."""
@@ -42,6 +49,10 @@ class JobSpec:
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         """The arguments bound to the function's parameters; TypeError when they do not fit."""
         return signature(self.func).bind(*args, **kwargs)
+
+    def check_fit(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError when the arguments do not fit the function's parameters."""
+        _check_shape(self.func, len(args), tuple(kwargs))
 
     def render(self, template: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         """`template` with its {fields} filled from the job's arguments (defaults included)."""

@@ -54,7 +54,7 @@ def check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
 def check_signature(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """Raise InvalidArguments when the arguments do not fit the job function."""
     try:
-        spec.bind(args, kwargs)
+        spec.check_fit(args, kwargs)
     except TypeError as exc:
         raise InvalidArguments(f"{spec.name}: {exc}") from None
 
