@@ -1,20 +1,24 @@
-"""Load and measures shared by the chaos scenarios: a steady producer of jobs, the wait until every
-acknowledged job has run, and the time until every process is back after a fault."""
+"""Load and measures shared by the chaos scenarios: the platform under a steady load of jobs and a
+schedule, the wait until every acknowledged job has run, and the time until every process is back after
+a fault."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 import redis
 
+from jobs import recurring
 from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.errors import RedisUnavailable
 from tests.chaos import effects
-from tests.chaos.conftest import Ledger
-from tests.conftest import ORPHAN_TIMEOUT
+from tests.chaos.conftest import Fleet, Ledger
+from tests.conftest import ORPHAN_TIMEOUT, Processes, alive, children, wait_for
 
 PACE = 0.005  # seconds between two enqueues: about 200 jobs/s, well within what a pool runs
 SETTLED_FOR = 3 * ORPHAN_TIMEOUT  # nothing left to run for this long: whatever has not run never will
@@ -48,6 +52,48 @@ class Producer(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join()
+
+
+@dataclass
+class Platform:
+    """A worker pool, a scheduler firing the beat schedule every second, and a producer, all at work."""
+
+    fleet: Fleet
+    pool: subprocess.Popen
+    scheduler: subprocess.Popen
+    producer: Producer
+    workers: set[int]  # pids of the pool's worker processes
+    ledger: Ledger
+
+    def wait_back(self, since: float) -> float:
+        """Wait until every worker has run a job and the beat schedule has fired again after `since` (an
+        epoch time); return how many seconds that took."""
+        return wait_for(
+            lambda: back_after(self.ledger, self.workers, since),
+            timeout=60,
+            what="every worker and the scheduler to be back",
+        )
+
+    def check_unbroken(self) -> None:
+        """Fail unless the pool, its worker processes and the scheduler are the ones started: nothing
+        died, nothing had to be restarted."""
+        assert self.pool.poll() is None and children(self.pool.pid) == self.workers, self.fleet.trouble()
+        assert alive(self.scheduler.pid), self.fleet.trouble()
+
+
+def start_platform(processes: Processes, url: str, ledger: Ledger, concurrency: int = 2) -> Platform:
+    """Start the platform's processes on `url` and the producer on the active context (which need not go
+    through `url`), and return once jobs run."""
+    recurring.schedule(BEAT, effects.effect, every="1s", args=[BEAT])
+    fleet = Fleet(processes, url)
+    pool = fleet.start("worker", "-c", str(concurrency))
+    scheduler = fleet.start("scheduler")
+    producer = Producer()
+    producer.start()
+    wait_for(lambda: len(ledger.runs()) >= 300, timeout=30, what="the platform to run jobs")
+    workers = children(pool.pid)
+    assert len(workers) == concurrency
+    return Platform(fleet, pool, scheduler, producer, workers, ledger)
 
 
 def settle(store: Context, ledger: Ledger, acknowledged) -> set[str]:

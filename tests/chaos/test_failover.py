@@ -11,12 +11,10 @@ from collections import Counter
 
 import redis
 
-from jobs import recurring
 from jobs.connection import Context, activate
-from tests.chaos import effects
-from tests.chaos.conftest import Fleet, Ledger
-from tests.chaos.load import BEAT, Producer, back_after, settle
-from tests.conftest import alive, children, make_settings, wait_for
+from tests.chaos.conftest import Ledger
+from tests.chaos.load import BEAT, settle, start_platform
+from tests.conftest import make_settings, wait_for
 
 CONCURRENCY = 2
 REPLICATION_WINDOW = 1.0  # seconds before the kill within which an acknowledged job may be lost
@@ -27,25 +25,15 @@ def test_a_failover_loses_at_most_the_replication_window(
 ):
     monkeypatch.setattr("jobs.connection._active", None)
     store = activate(Context.connect(make_settings(sentinel_group.url), resilient=True))
-    recurring.schedule(BEAT, effects.effect, every="1s", args=[BEAT])
-    fleet = Fleet(processes, sentinel_group.url)
-    pool = fleet.start("worker", "-c", str(CONCURRENCY))
-    scheduler = fleet.start("scheduler")
-    producer = Producer()
-    producer.start()
-    wait_for(lambda: len(ledger.runs()) >= 300, timeout=30, what="the platform to run jobs")
-    workers = children(pool.pid)
+    platform = start_platform(processes, sentinel_group.url, ledger, CONCURRENCY)
+    producer = platform.producer
 
     sentinel_group.kill_master()
     killed = time.time()
     replica = redis.Redis(port=sentinel_group.replica_port)
     wait_for(lambda: replica.info("replication")["role"] == "master", timeout=60, what="the promotion")
     promoted = time.time() - killed
-    recovery = wait_for(
-        lambda: back_after(ledger, workers, killed),
-        timeout=60,
-        what="every worker and the scheduler to be back",
-    )
+    recovery = platform.wait_back(killed)
     producer.stop()
     ran = settle(store, ledger, producer.acknowledged)
 
@@ -59,5 +47,4 @@ def test_a_failover_loses_at_most_the_replication_window(
         f"(all acknowledged within {REPLICATION_WINDOW:.0f} s before the kill), run twice {len(twice)}"
     )
     assert all(killed - at < REPLICATION_WINDOW for at in lost.values()), sorted(lost.values())
-    assert pool.poll() is None and children(pool.pid) == workers, fleet.trouble()
-    assert alive(scheduler.pid), fleet.trouble()
+    platform.check_unbroken()

@@ -10,12 +10,10 @@ from collections import Counter
 
 import pytest
 
-from jobs import recurring
-from tests.chaos import effects
-from tests.chaos.conftest import Fleet, Ledger
-from tests.chaos.load import BEAT, Producer, back_after, fire_of, settle
+from tests.chaos.conftest import Ledger
+from tests.chaos.load import BEAT, fire_of, settle, start_platform
 from tests.chaos.proxy import Proxy
-from tests.conftest import alive, children, per_process, wait_for
+from tests.conftest import per_process
 
 CONCURRENCY = 2
 CUT_FOR = 10.0
@@ -30,14 +28,9 @@ def proxy(private_server) -> Proxy:
 
 
 def test_processes_ride_out_a_network_cut(store, private_server, proxy, processes, ledger: Ledger, report):
-    recurring.schedule(BEAT, effects.effect, every="1s", args=[BEAT])
-    fleet = Fleet(processes, proxy.url(private_server.db))
-    pool = fleet.start("worker", "-c", str(CONCURRENCY))
-    scheduler = fleet.start("scheduler")
-    producer = Producer()  # a service enqueueing directly, not through the proxy
-    producer.start()
-    wait_for(lambda: len(ledger.runs()) >= 200, timeout=30, what="the platform to run jobs")
-    workers = children(pool.pid)
+    # the processes go through the proxy; the producer, a service enqueueing, goes straight to Redis
+    platform = start_platform(processes, proxy.url(private_server.db), ledger, CONCURRENCY)
+    fleet, producer, workers = platform.fleet, platform.producer, platform.workers
     marks = [len(output.lines) for output in fleet.outputs]
 
     proxy.cut()
@@ -45,11 +38,7 @@ def test_processes_ride_out_a_network_cut(store, private_server, proxy, processe
     proxy.restore()
     restored = time.time()
 
-    recovery = wait_for(
-        lambda: back_after(ledger, workers, restored),
-        timeout=60,
-        what="every worker and the scheduler to be back",
-    )
+    recovery = platform.wait_back(restored)
     producer.stop()
     ran = settle(store, ledger, producer.acknowledged)
     last = int(time.time()) - 2
@@ -70,7 +59,6 @@ def test_processes_ride_out_a_network_cut(store, private_server, proxy, processe
         f"at most {max(said_by.values(), default=0)} log lines per process"
     )
     assert not lost and not missed and not fired_twice
-    assert pool.poll() is None and children(pool.pid) == workers, fleet.trouble()
-    assert alive(scheduler.pid), fleet.trouble()
+    platform.check_unbroken()
     assert workers <= set(said_by), "a worker said nothing of the outage:\n" + "\n".join(outage_lines)
     assert max(said_by.values()) <= MAX_LINES_PER_OUTAGE, "\n".join(outage_lines)

@@ -11,11 +11,8 @@ from collections import Counter
 
 import pytest
 
-from jobs import recurring
-from tests.chaos import effects
-from tests.chaos.conftest import Fleet, Ledger
-from tests.chaos.load import BEAT, Producer, back_after, fire_of, settle
-from tests.conftest import alive, children, wait_for
+from tests.chaos.conftest import Ledger
+from tests.chaos.load import BEAT, fire_of, settle, start_platform
 
 CONCURRENCY = 2
 DOWN_FOR = 5.0  # seconds the server stays dead
@@ -25,15 +22,8 @@ RESTARTS = int(os.environ.get("JOBS_CHAOS_RESTARTS", 1))  # crashes per policy (
 @pytest.mark.parametrize("private_server", ["always", "everysec"], indirect=True)
 def test_redis_restart_under_load(store, private_server, processes, ledger: Ledger, report):
     policy = private_server.appendfsync
-    recurring.schedule(BEAT, effects.effect, every="1s", args=[BEAT])
-    fleet = Fleet(processes, private_server.url)
-    pool = fleet.start("worker", "-c", str(CONCURRENCY))
-    scheduler = fleet.start("scheduler")
-    producer = Producer()
-    producer.start()
-    wait_for(lambda: len(ledger.runs()) >= 300, timeout=30, what="the platform to run jobs")
-    workers = children(pool.pid)
-    assert len(workers) == CONCURRENCY
+    platform = start_platform(processes, private_server.url, ledger, CONCURRENCY)
+    producer = platform.producer
 
     recoveries = []
     for _ in range(RESTARTS):
@@ -41,13 +31,7 @@ def test_redis_restart_under_load(store, private_server, processes, ledger: Ledg
         time.sleep(DOWN_FOR)  # the length of the outage, not a wait for a state
         private_server.start()
         restarted = time.time()
-        recoveries.append(
-            wait_for(
-                lambda: back_after(ledger, workers, restarted),  # noqa: B023 (called within the iteration)
-                timeout=60,
-                what="every worker and the scheduler to be back",
-            )
-        )
+        recoveries.append(platform.wait_back(restarted))
     producer.stop()
     ran = settle(store, ledger, producer.acknowledged)
 
@@ -63,9 +47,7 @@ def test_redis_restart_under_load(store, private_server, processes, ledger: Ledg
         "after a restart at worst"
     )
 
-    # Nobody restarted anything: same pool, same worker processes, same scheduler.
-    assert pool.poll() is None and children(pool.pid) == workers, fleet.trouble()
-    assert alive(scheduler.pid), fleet.trouble()
+    platform.check_unbroken()
     if policy == "always":
         assert lost == [], f"acknowledged jobs lost: {lost[:10]}"
         assert len(twice) <= CONCURRENCY * RESTARTS, twice  # only the jobs running at a crash
