@@ -8,6 +8,7 @@ from flask import Blueprint, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from jobs import admin, inspect
+from jobs.keys import storable
 
 from . import actions, bulk, data
 from .views import _actor, context, job_filter, start_bulk
@@ -28,9 +29,7 @@ def _body():
         abort(400, "the JSON body is nested too deeply")
     if not isinstance(body, dict):
         abort(400, "the JSON body must be an object")
-    try:
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
+    if not storable(json.dumps(body, ensure_ascii=False)):
         abort(400, "the JSON body has a string that is not valid Unicode (a lone surrogate)")
     return body
 

@@ -15,6 +15,7 @@ from . import catalog
 from .config import Settings
 from .connection import Context, activate
 from .errors import InvalidArguments, JobsError
+from .keys import storable
 
 EXIT_USER_ERROR = 2
 
@@ -67,13 +68,8 @@ def _check_text(ctx: click.Context) -> None:
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         for text in value if isinstance(value, tuple) else (value,):
-            if isinstance(text, str):
-                try:
-                    text.encode()
-                except UnicodeEncodeError:
-                    raise InvalidArguments(
-                        f"{param.get_error_hint(ctx)} is not valid UTF-8 text: {text!r}"
-                    ) from None
+            if isinstance(text, str) and not storable(text):
+                raise InvalidArguments(f"{param.get_error_hint(ctx)} is not valid UTF-8 text: {text!r}")
 
 
 def connect(settings: Settings, resilient: bool = False) -> Context:

@@ -41,6 +41,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def storable(text: str) -> bool:
+    """Whether `text` can go to Redis as we write it (UTF-8): not when it holds lone surrogates, which is
+    how Python decodes bytes that were not UTF-8 (shell arguments) or JSON escapes that are not Unicode."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key builders for one prefix. Pure: no I/O."""

@@ -30,6 +30,7 @@ from .enqueue import check_json, check_signature, enqueue
 from .errors import InvalidArguments, InvalidSchedule, JobsError, RedisFull, UnknownSchedule
 from .execution import PENDING_STATES, Job
 from .firetimes import Timing
+from .keys import storable
 
 MISFIRE_POLICIES = ("once", "all", "skip")
 OVERLAP_POLICIES = ("allow", "skip")
@@ -119,12 +120,8 @@ def define(
 
 def _text(option: str, value: Any) -> str:
     """`value`, if it is text that Redis can store (UTF-8); InvalidSchedule naming `option` otherwise."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-            return value
-        except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8
-            pass
+    if isinstance(value, str) and storable(value):
+        return value
     raise InvalidSchedule(f"{option} must be text (UTF-8), not {value!r}")
 
 
