@@ -1,16 +1,15 @@
-"""Taking a job off the queues without a window in which a dying worker loses it.
+"""Taking a job off the queues and starting it in one step, so no dying worker can lose it in between.
 
-RQ pops from several queues with BLPOP, and only later adds the job to the started registry: a worker
-killed in between loses the job. Here one script pops from the first non-empty queue (strict priority)
-and, in the same step, records a claim in `{p}claims` ("queue key|job id" -> claim time) and reads the
-job's hash (no second round trip to fetch it). Starting the job removes the claim in the pipeline that
-adds it to the started registry, so at every instant the job is in a queue, a claim or a registry. A
-claim older than the orphan timeout whose job is still `queued` belonged to a worker that died in
-between; `recover_stale_claims` puts that job back at the front of its queue.
+RQ pops from several queues with BLPOP and only later adds the job to the started registry: a worker
+killed in between loses the job. Here one script pops from the first non-empty queue (strict priority),
+reads the job's hash (no second round trip to fetch it) and starts the job: its state, RQ's started
+registry (entry "job id:execution id", scored with the heartbeat deadline) and the "started" event of its
+timeline. At every instant the job is in a queue or in the started registry; a worker that dies after
+the script is found by the orphan sweep when its heartbeats stop.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
 queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a
-worker that pops one claims at once. Jobs queued by other means (RQ's own scheduler and tools) are
+worker that pops one takes a job at once. Jobs queued by other means (RQ's own scheduler and tools) are
 found within IDLE_WAIT.
 """
 
@@ -18,14 +17,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, utcformat
 
+from . import timeline
 from .connection import Context, current
 from .errors import RedisFull
 from .keys import Keys
@@ -34,36 +41,57 @@ log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
-# allow-oom: claiming is bookkeeping of a job already accepted, which a full Redis must not stop (see
-# bookkeeping.py)
-_CLAIM = """#!lua flags=allow-oom
-for i = 2, #KEYS do
+# KEYS: queue and started registry of each queue, in priority order. ARGV: job key prefix, timeline key
+# prefix, start time (RQ's format), worker name, execution id, heartbeat deadline, timeline entry, the
+# timeline's TTL. The timeline normally exists since the enqueue, with a TTL that outlives the run.
+# allow-oom: starting is bookkeeping of a job already accepted, which a full Redis must not stop (see
+# bookkeeping.py).
+_TAKE = """#!lua flags=allow-oom
+for i = 1, #KEYS, 2 do
   local job_id = redis.call('LPOP', KEYS[i])
-  if job_id then
-    redis.call('ZADD', KEYS[1], ARGV[1], KEYS[i] .. '|' .. job_id)
-    return {KEYS[i], job_id, redis.call('HGETALL', ARGV[2] .. job_id)}
+  while job_id do
+    local job_key = ARGV[1] .. job_id
+    local fields = redis.call('HGETALL', job_key)
+    if #fields > 0 then
+      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[3], 'last_heartbeat', ARGV[3],
+        'worker_name', ARGV[4])
+      for f = 1, #fields, 2 do
+        if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
+      end
+      redis.call('ZADD', KEYS[i + 1], ARGV[6], job_id .. ':' .. ARGV[5])
+      local timeline = ARGV[2] .. job_id
+      if redis.call('RPUSH', timeline, ARGV[7]) == 1 then redis.call('EXPIRE', timeline, ARGV[8]) end
+      return {KEYS[i], job_id, fields}
+    end
+    job_id = redis.call('LPOP', KEYS[i])  -- deleted while queued: nothing to start
   end
 end
 return false
 """
 
-_RECOVER = """
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
-local requeued = {}
-for _, member in ipairs(stale) do
-  local split = string.find(member, '|', 1, true)
-  local queue_key, job_id = string.sub(member, 1, split - 1), string.sub(member, split + 1)
-  if redis.call('HGET', ARGV[2] .. job_id, 'status') == 'queued' then
-    redis.call('LPUSH', queue_key, job_id)
-    local timeline = ARGV[3] .. job_id
-    redis.call('RPUSH', timeline, cjson.encode({at = tonumber(ARGV[4]), event = 'orphaned', stage = 'dequeued'}))
-    redis.call('EXPIRE', timeline, ARGV[5])
-    table.insert(requeued, job_id)
-  end
-  redis.call('ZREM', KEYS[1], member)
-end
-return requeued
-"""
+
+@dataclass(frozen=True)
+class Taker:
+    """The worker that jobs are taken for, as the take script records it on every job it starts."""
+
+    worker_name: str
+    heartbeat_ttl: int  # seconds a started job stays in the started registry without a heartbeat
+    timeline_ttl: int  # the TTL of a timeline the start has to create
+    host: str
+    pid: int
+
+
+_taking = threading.local()
+
+
+@contextmanager
+def taking_for(taker: Taker):
+    """Within the block, this thread's `JobQueue.dequeue_any` starts every job it takes as `taker`'s."""
+    _taking.taker = taker
+    try:
+        yield
+    finally:
+        del _taking.taker
 
 
 def wake(pipe, keys: Keys, queue_name: str) -> None:
@@ -73,19 +101,19 @@ def wake(pipe, keys: Keys, queue_name: str) -> None:
     pipe.ltrim(key, 0, WAKE_TOKENS - 1)
 
 
-def claim_member(queue_key: str, job_id: str) -> str:
-    """The claims-set member of `job_id` taken from the queue `queue_key`."""
-    return f"{queue_key}|{job_id}"
-
-
 @functools.cache
-def _claim_script(connection):
-    """The claim script, registered once per client (a worker dequeues through one client)."""
-    return connection.register_script(_CLAIM)
+def _take_script(connection):
+    """The take script, registered once per client (a worker dequeues through one client)."""
+    return connection.register_script(_TAKE)
+
+
+def started_key(queue_name: str) -> str:
+    """The key of RQ's started registry of `queue_name` (building RQ's registry object is slow)."""
+    return StartedJobRegistry.key_template.format(queue_name)
 
 
 class JobQueue(Queue):
-    """RQ's queue, dequeuing through the claim script and waking an idle worker for every job queued."""
+    """RQ's queue, dequeuing through the take script and waking an idle worker for every job queued."""
 
     def acquire_maintenance_lock(self) -> bool:
         """RQ's lock that keeps two cleaners of the queue's registries apart. A full Redis refuses to write
@@ -109,16 +137,31 @@ class JobQueue(Queue):
     def dequeue_any(
         cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None
     ):
-        """The first job of the first non-empty queue, claimed; None when all are empty and `timeout` is
-        None, DequeueTimeout when they stay empty for `timeout` seconds."""
-        context = current()
-        claim = _claim_script(connection)
-        keys = [context.keys.claims, *(queue.key for queue in queues)]
+        """The first job of the first non-empty queue, started for the taker of `taking_for`; None when all
+        are empty and `timeout` is None, DequeueTimeout when they stay empty for `timeout` seconds."""
+        context, taker = current(), _taking.taker
+        take = _take_script(connection)
+        keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            result = claim(keys=keys, args=[time.time(), RQJob.redis_job_namespace_prefix])
+            started, execution_id = now(), uuid.uuid4().hex
+            result = take(
+                keys=keys,
+                args=[
+                    RQJob.redis_job_namespace_prefix,
+                    context.keys.timeline(""),
+                    utcformat(started),
+                    taker.worker_name,
+                    execution_id,
+                    time.time() + taker.heartbeat_ttl,
+                    timeline.entry("started", worker=taker.worker_name, host=taker.host, pid=taker.pid),
+                    taker.timeline_ttl,
+                ],
+            )
             if result:
-                found = _restore(context, queues, result, job_class, serializer)
+                execution = Execution(execution_id, as_text(result[1]), connection, taker.worker_name)
+                execution.created_at = execution.last_heartbeat = started
+                found = _restore(context, queues, result, execution, job_class, serializer)
                 if found:
                     return found
                 continue
@@ -126,36 +169,37 @@ class JobQueue(Queue):
                 return None
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DequeueTimeout(timeout, keys[1:])
+                raise DequeueTimeout(timeout, [queue.key for queue in queues])
             wake_keys = [context.keys.wake(queue.name) for queue in queues]
             connection.blpop(wake_keys, timeout=max(0.01, min(IDLE_WAIT, left)))
 
 
-def _restore(context: Context, queues, claimed, job_class, serializer):
-    """The (job, queue) of a claim script's answer: queue key, job id and the job hash's fields (none
-    when the job was deleted while queued: then the claim is dropped and None returned). The queue is
-    one of `queues`, the worker's own."""
-    queue_key, job_id, fields = as_text(claimed[0]), as_text(claimed[1]), claimed[2]
-    if not fields:
-        context.redis.zrem(context.keys.claims, claim_member(queue_key, job_id))
-        return None
+def _restore(context: Context, queues, taken, execution: Execution, job_class, serializer):
+    """The (job, queue) of a take script's answer: queue key, job id and the job hash's fields as they
+    were before the start. The job carries its `execution`. None when the hash is not an RQ job: it is
+    filed as failed."""
+    queue_key, job_id, fields = as_text(taken[0]), execution.job_id, taken[2]
     queue = next(queue for queue in queues if queue.key == queue_key)
     job = (job_class or RQJob)(job_id, connection=context.redis, serializer=serializer)
     try:
         job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
     except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
-        _quarantine(context, queue, job_id, f"the job's hash is not an RQ job: {exc}")
+        _quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
         return None
+    job._status = JobStatus.STARTED
+    job.started_at = job.last_heartbeat = execution.created_at
+    job.worker_name = execution.worker_name
+    job.execution = execution
     return job, queue
 
 
-def _quarantine(context: Context, queue: Queue, job_id: str, reason: str) -> None:
-    """File a job that cannot even be read as failed, with `reason`, and drop its claim."""
-    ttl = int(context.settings.failed_ttl)
+def _quarantine(context: Context, queue: Queue, execution: Execution, reason: str) -> None:
+    """File a started job that cannot even be read as failed, with `reason`."""
+    job_key, ttl = RQJob.key_for(execution.job_id), int(context.settings.failed_ttl)
     with queue.connection.pipeline() as pipe:  # the worker's: bookkeeping, written even when Redis is full
-        pipe.zrem(context.keys.claims, claim_member(queue.key, job_id))
+        pipe.zrem(started_key(queue.name), execution.composite_key)
         pipe.hset(
-            RQJob.key_for(job_id),
+            job_key,
             mapping={
                 "status": "failed",
                 "error": reason[:500],
@@ -164,26 +208,8 @@ def _quarantine(context: Context, queue: Queue, job_id: str, reason: str) -> Non
             },
         )
         # without `data` RQ cannot read the hash at all; a job of no name can be shown and fails again
-        pipe.hsetnx(RQJob.key_for(job_id), "data", JSONSerializer.dumps(["?", None, [], {}]))
-        pipe.expire(RQJob.key_for(job_id), ttl)
-        pipe.zadd(queue.failed_job_registry.key, {job_id: int(time.time()) + ttl})
+        pipe.hsetnx(job_key, "data", JSONSerializer.dumps(["?", None, [], {}]))
+        pipe.expire(job_key, ttl)
+        pipe.zadd(queue.failed_job_registry.key, {execution.job_id: int(time.time()) + ttl})
         pipe.execute()
-    log.warning("job %s failed: %s", job_id, reason)
-
-
-def recover_stale_claims(context: Context, now: float | None = None) -> list[str]:
-    """Put back at the front of their queue the jobs claimed more than the orphan timeout ago by a worker
-    that died before starting them; return their ids."""
-    now = time.time() if now is None else now
-    recover = context.redis.register_script(_RECOVER)
-    requeued = recover(
-        keys=[context.keys.claims],
-        args=[
-            now - context.settings.orphan_timeout,
-            RQJob.redis_job_namespace_prefix,
-            context.keys.timeline(""),
-            round(now, 3),
-            max(context.settings.succeeded_ttl, context.settings.failed_ttl),
-        ],
-    )
-    return [as_text(job_id) for job_id in requeued]
+    log.warning("job %s failed: %s", execution.job_id, reason)

@@ -336,10 +336,13 @@ for i = 7 + fields, #ARGV, 2 do
   redis.call('EXPIRE', timeline_prefix .. id, ttl)
   ids[#ids + 1] = id
 end
-redis.call('SADD', KEYS[2], KEYS[1])
-redis.call('RPUSH', KEYS[1], unpack(ids))
-for i = 1, math.min(#ids, WAKE_TOKENS) do redis.call('LPUSH', KEYS[3], 1) end
-redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1)
+local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids
+-- a queue that was empty may have been dropped from RQ's set of queues; a longer one is in it already
+if before == 0 then redis.call('SADD', KEYS[2], KEYS[1]) end
+-- idle workers wait only while the queue is short; with a backlog every worker is busy or there is none
+local tokens = 0
+for i = 1, math.min(#ids, WAKE_TOKENS - before) do tokens = redis.call('LPUSH', KEYS[3], 1) end
+if tokens > WAKE_TOKENS then redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1) end
 return #ids
 """.replace("WAKE_TOKENS", str(WAKE_TOKENS))
 

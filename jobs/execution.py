@@ -18,9 +18,7 @@ import time
 from contextlib import contextmanager
 
 import redis
-from rq import Queue as RQQueue
 from rq.exceptions import DeserializationError
-from rq.executions import Execution
 from rq.job import Job as RQJob
 from rq.job import JobStatus, _job_stack
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
@@ -33,7 +31,7 @@ from rq.worker_registration import clean_worker_registry
 
 from . import bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import JobQueue, claim_member
+from .dequeue import JobQueue, Taker, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .retries import is_retryable
 
@@ -180,24 +178,6 @@ class Job(RQJob):
             assert self is _job_stack.pop()
         return self._result
 
-    def prepare_for_execution(self, worker_name, pipeline):
-        super().prepare_for_execution(worker_name, pipeline)
-        pipeline.persist(self.key)
-        context = current()
-        pipeline.zrem(
-            context.keys.claims, claim_member(RQQueue.redis_queue_namespace_prefix + self.origin, self.id)
-        )
-        timeline.record(
-            pipeline,
-            context.keys,
-            self.id,
-            "started",
-            pending_ttl(context),
-            worker=worker_name,
-            host=HOST,
-            pid=os.getpid(),
-        )
-
     def _handle_success(
         self,
         result_ttl,
@@ -207,11 +187,13 @@ class Job(RQJob):
         execution_started_at=None,
         execution_ended_at=None,
     ):
-        """RQ's, except that a job returning None keeps no result stream: RQ reads a missing result as
-        None, and a stream of one entry costs over 4 KB (Redis preallocates its first node), two thirds
-        of what a finished job keeps."""
-        self.set_status(JobStatus.FINISHED, pipeline=pipeline)
-        self.save(pipeline=pipeline, include_meta=False, include_result=False)
+        """RQ's, except that only the fields a run changes are written (RQ saves the whole hash again), and
+        that a job returning None keeps no result stream: RQ reads a missing result as None, and a stream
+        of one entry costs over 4 KB (Redis preallocates its first node), two thirds of what a finished
+        job keeps."""
+        self._status = JobStatus.FINISHED
+        ended = utcformat(self.ended_at)
+        pipeline.hset(self.key, mapping={"status": self._status, "ended_at": ended, "last_heartbeat": ended})
         if self._result is not None:
             Result.create(
                 self,
@@ -336,6 +318,11 @@ class Worker(SimpleWorker):
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
         self._written_state: str | None = None
+        self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
+        self._written_job: str | None = None
+        self._taker = Taker(
+            self.name, int(context.settings.orphan_timeout), pending_ttl(context), HOST, os.getpid()
+        )
         self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
@@ -366,30 +353,50 @@ class Worker(SimpleWorker):
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.context.settings.orphan_timeout)
 
-    # --- starting and ending a job: one round trip each way where RQ makes several --------------------
+    # --- starting and ending a job: one round trip each ------------------------------------------------
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """RQ's wait for a job, which the take script (dequeue.py) starts as it takes it."""
+        with taking_for(self._taker):
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
     def prepare_execution(self, job):
-        """RQ's execution record, not written yet: it rides in the start pipeline below, which also moves
-        the job from its claim to the started registry, in one transaction."""
-        self._start = self.connection.pipeline()
-        self.execution = Execution.create(
-            job, self.get_heartbeat_ttl(job), pipeline=self._start, worker_name=self.name
-        )
-        self.set_state(WorkerStatus.BUSY, pipeline=self._start)
-        self._running = (job.started_job_registry, self.execution)
+        """The take script has started `job` already (its execution record is the started registry's
+        entry): the worker notes it runs it, for its heartbeats and the state its heartbeat thread writes."""
+        self.execution = job.execution
+        self.set_state(WorkerStatus.BUSY)
+        self.set_current_job_id(job.id)
+        self._running = (started_key(job.origin), self.execution)
         return self.execution
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
-        """RQ's bookkeeping before a job runs, sent with the execution record (our dequeue uses no
-        intermediate queue)."""
-        with self._start as pipeline:
-            self.set_current_job_id(job.id, pipeline=pipeline)
-            self.set_current_job_working_time(0, pipeline=pipeline)
-            ttl = self.get_heartbeat_ttl(job)
-            self.heartbeat(ttl, pipeline=pipeline)
-            job.heartbeat(now(), ttl, pipeline=pipeline)
-            job.prepare_for_execution(self.name, pipeline=pipeline)
-            pipeline.execute()
+        """Nothing left to write before the job runs (see prepare_execution)."""
         self.procline(f"Processing {job.job_name} from {job.origin} since {time.time()}")
+
+    def cleanup_execution(self, job, pipeline):
+        """RQ's, for an execution that has no record but its started-registry entry."""
+        if self.execution is not None:
+            pipeline.zrem(started_key(job.origin), self.execution.composite_key)
+        self._execution_ended()
+
+    def _execution_ended(self) -> None:
+        self.set_current_job_id(None)
+        self.execution = None
+
+    def set_current_job_id(self, job_id=None, pipeline=None):
+        """RQ's, written by the heartbeat thread within TALLY_INTERVAL (as the state is)."""
+        self._current_job = job_id
+
+    def increment_successful_job_count(self, pipeline=None):
+        """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
+        _tally.add(self.key, "successful_job_count", 1)
+
+    def increment_failed_job_count(self, pipeline=None):
+        """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
+        _tally.add(self.key, "failed_job_count", 1)
+
+    def increment_total_working_time(self, job_execution_time, pipeline=None):
+        """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
+        _tally.add(self.key, "total_working_time", job_execution_time.total_seconds())
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
         """RQ's, minus the job heartbeat it writes on its own: the job's end is saved right after."""
@@ -480,12 +487,15 @@ class Worker(SimpleWorker):
 
     def _tick(self, beat_ttl: int | None) -> None:
         """In one round trip (none when there is nothing to say): the counters summed since the last
-        tick, the worker state if it changed, and with `beat_ttl` the heartbeats of the worker and its job."""
-        state = self._state
+        tick, the worker's state and current job if they changed, and with `beat_ttl` the heartbeats of
+        the worker and its job."""
+        state, job_id = self._state, self._current_job
         with self.connection.pipeline() as pipe:
             counted = _tally.write(pipe)
             if state != self._written_state:
                 pipe.hset(self.key, "state", state)
+            if job_id != self._written_job:
+                pipe.hset(self.key, "current_job", job_id) if job_id else pipe.hdel(self.key, "current_job")
             if beat_ttl is not None:
                 pipe.hset(
                     self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
@@ -493,25 +503,24 @@ class Worker(SimpleWorker):
                 pipe.expire(self.key, self.worker_ttl + 60)
                 running = self._running
                 if running is not None:
-                    registry, execution = running
-                    execution.heartbeat(registry, beat_ttl, pipeline=pipe)
+                    registry_key, execution = running
+                    # XX: a job that ended meanwhile must not be put back
+                    pipe.zadd(registry_key, {execution.composite_key: time.time() + beat_ttl}, xx=True)
             try:
                 pipe.execute()
             except redis.RedisError:
                 _tally.restore(counted)
                 raise
-        self._written_state = state
+        self._written_state, self._written_job = state, job_id
 
     def handle_job_success(self, job, queue, started_job_registry):
-        """RQ's bookkeeping of a succeeded job, in one round trip: the writes of RQ's own success
-        transaction go in a script that first checks, atomically, that the job has no dependents to
-        enqueue. A job with dependents (or an unusual one: kept 0 s, repeating) takes RQ's own path."""
+        """RQ's bookkeeping of a succeeded job, in one round trip: its writes go in a script that first
+        checks, atomically, that the job has no dependents to enqueue. A job with dependents (or an
+        unusual one: kept 0 s, repeating) takes RQ's own path."""
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl == 0 or job.repeats_left:
             return super().handle_job_success(job, queue, started_job_registry)
         with self.connection.pipeline() as pipe:
-            self.increment_successful_job_count(pipe)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
             job._handle_success(
                 result_ttl,
                 pipeline=pipe,
@@ -520,11 +529,17 @@ class Worker(SimpleWorker):
                 execution_started_at=self.execution.created_at,
                 execution_ended_at=job.ended_at,
             )
-            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            self.cleanup_execution(job, pipeline=pipe)
+            if result_ttl > 0:  # RQ's job.cleanup, minus the dependents key the script checks is absent
+                pipe.expire(job.key, result_ttl)
+                if job._dependency_ids:
+                    pipe.expire(job.dependencies_key, result_ttl)
+            pipe.zrem(started_key(job.origin), self.execution.composite_key)
             committed = pipe.execute_unless_exists(job.dependents_key)
         if committed is None:
-            super().handle_job_success(job, queue, started_job_registry)
+            return super().handle_job_success(job, queue, started_job_registry)
+        self.increment_successful_job_count()
+        self.increment_total_working_time(job.ended_at - job.started_at)
+        self._execution_ended()
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

@@ -24,16 +24,14 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
     {p}unique:{key}                      string  id of the pending job that owns a unique key (the
                                                  `unique=` job option); expires with the job's pending TTL
     {p}audit                             stream  operator actions (who, what, when, from where), capped
-    {p}claims                            zset    "queue key|job_id" -> time a worker took the job off its queue, until
-                                                 the job is in the started registry (the dequeue module)
     {p}bulk:{task}                       hash    progress of a dashboard bulk action (action, state, done, total);
                                                  kept a day
     {p}index:{state}:{queue}             zset    finished or failed jobs of a queue by end time and by name, for
                                                  filtered lists (the index module); expired entries are swept
     {p}wake:{queue}                      list    tokens that wake an idle worker of the queue when a job is queued
-                                                 (the dequeue module); at most a few, trimmed on every push
-    {p}orphans                           zset    "queue|job_id:execution_id" -> claim time: jobs whose worker
-                                                 died, between their claim and their requeue (maintenance)
+                                                 on a short queue (the dequeue module); at most a few
+    {p}orphans                           zset    "queue|job_id:execution_id" -> time found: jobs whose worker
+                                                 died, between the sweep finding them and their requeue (maintenance)
 """
 
 from __future__ import annotations
@@ -100,10 +98,6 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.prefix}audit"
-
-    @property
-    def claims(self) -> str:
-        return f"{self.prefix}claims"
 
     def bulk(self, task_id: str) -> str:
         return f"{self.prefix}bulk:{task_id}"

@@ -22,7 +22,6 @@ from rq.utils import parse_composite_key
 
 from . import index, locks, timeline
 from .connection import Context, OutageLog
-from .dequeue import recover_stale_claims
 from .enqueue import queue_for
 from .execution import Job, clean_registries_except_started, pending_ttl
 
@@ -45,10 +44,9 @@ def queue_names(context: Context) -> list[str]:
 
 
 def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
-    """Recover every job whose worker died, running it (no heartbeat) or taking it off its queue (a
-    stale claim); return their ids."""
+    """Recover every job whose worker died while running it (its heartbeats stopped); return their ids."""
     claim_orphans(context, now)
-    return recover_stale_claims(context, now) + recover_claimed(context)
+    return recover_claimed(context)
 
 
 def claim_orphans(context: Context, now: float | None = None) -> int:

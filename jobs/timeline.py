@@ -98,6 +98,14 @@ class Tally:
             self._sums[key, f"{job_name or '?'}|sum"] += round(seconds, 6)
             self._ttls[key] = HOUR_BUCKETS_TTL
 
+    def add(self, key: str, field: str, amount: float) -> None:
+        """Add `amount` to the hash field `field` of `key` (a key that manages its own expiry)."""
+        with self._lock:
+            if isinstance(amount, int):
+                self._counts[key, field] += amount
+            else:
+                self._sums[key, field] += amount
+
     def write(self, pipe: Pipeline) -> tuple:
         """Add everything counted so far to `pipe` and start again from zero; returns what was taken, for
         `restore` if `pipe` fails."""

@@ -159,6 +159,10 @@ def populated(make_app, context, processes, redis_url):
     guard.acquire()
     billing.generate_monthly_invoices("2026-10")  # five demo customers, in tmp_path's SQLite file
     wait_for(lambda: state_of(context, started.id) == "started", what="the job on the low queue to start")
+    wait_for(  # a worker's current job is written by its heartbeat thread, within a second
+        lambda: started.id in [w.current_job for w in inspect.workers(context)],
+        what="its worker's current job",
+    )
     ids = {
         "queued": queued.id,
         "scheduled": scheduled.id,
