@@ -161,7 +161,7 @@ class JobQueue(Queue):
             if result:
                 execution = Execution(execution_id, as_text(result[1]), connection, taker.worker_name)
                 execution.created_at = execution.last_heartbeat = started
-                found = _restore(context, queues, result, execution, job_class, serializer)
+                found = _restore(context, queues, result, execution, job_class)
                 if found:
                     return found
                 continue
@@ -174,14 +174,14 @@ class JobQueue(Queue):
             connection.blpop(wake_keys, timeout=max(0.01, min(IDLE_WAIT, left)))
 
 
-def _restore(context: Context, queues, taken, execution: Execution, job_class, serializer):
+def _restore(context: Context, queues, taken, execution: Execution, job_class):
     """The (job, queue) of a take script's answer: queue key, job id and the job hash's fields as they
-    were before the start. The job carries its `execution`. None when the hash is not an RQ job: it is
-    filed as failed."""
+    were before the start, read as a `job_class` (jobs.execution.Job) carrying its `execution`. None when
+    the hash is not an RQ job: it is filed as failed."""
     queue_key, job_id, fields = as_text(taken[0]), execution.job_id, taken[2]
     queue = next(queue for queue in queues if queue.key == queue_key)
-    job = (job_class or RQJob)(job_id, connection=context.redis, serializer=serializer)
     try:
+        job = job_class.blank(job_id, context.redis)
         job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
     except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
         _quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")

@@ -262,11 +262,7 @@ class _Prototype:
 
     def job(self, job_id: str, data: bytes, created: datetime) -> Job:
         """The job RQ would read back from a run written with these per-job fields."""
-        job = Job.__new__(Job)
-        job.__dict__.update(
-            (name, value.copy() if isinstance(value, list | dict) else value)
-            for name, value in vars(self.template).items()
-        )
+        job = self.template.copy_of()
         job._id, job.data, job.created_at, job.enqueued_at = job_id, data, created, created
         return job
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import redis
 from rq.exceptions import DeserializationError
 from rq.job import Job as RQJob
-from rq.job import JobStatus, _job_stack
+from rq.job import JobStatus, _job_stack, validate_job_id
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
@@ -93,6 +93,11 @@ def pending_ttl(context: Context, delay: float = 0) -> int:
     return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)
 
 
+@functools.cache
+def _blank_template(cls, connection) -> Job:
+    return cls(connection=connection)
+
+
 @functools.lru_cache(maxsize=256)
 def _registry(kind, queue_name: str, connection, job_class):
     """RQ's registry `kind` of a queue, made once per process (registries hold no state of their own)."""
@@ -104,6 +109,24 @@ class Job(RQJob):
 
     def __init__(self, id=None, connection=None, serializer=None):
         super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+    @classmethod
+    def blank(cls, job_id: str, connection) -> Job:
+        """`Job(job_id, connection)`, nothing read yet, made by copying a template: RQ checks the
+        serializer on every construction, which costs more than the rest of it."""
+        validate_job_id(job_id)
+        job = _blank_template(cls, connection).copy_of()
+        job._id = job_id
+        return job
+
+    def copy_of(self) -> Job:
+        """A copy of this job that shares no list or dict with it."""
+        job = type(self).__new__(type(self))
+        job.__dict__.update(
+            (name, value.copy() if isinstance(value, list | dict) else value)
+            for name, value in vars(self).items()
+        )
+        return job
 
     @property
     def func(self):
