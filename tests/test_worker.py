@@ -6,6 +6,9 @@ import zlib
 
 import pytest
 import redis
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from jobs import inspect, timeline
 from jobs.builtin import noop
@@ -160,6 +163,24 @@ def test_a_job_returning_none_keeps_no_result_stream(context, redis_url):
     assert not list(context.redis.scan_iter(match=f"rq:results:{quiet.id}*"))
     assert inspect.job_detail(context, loud.id).result == "loud"
     assert list(context.redis.scan_iter(match=f"rq:results:{loud.id}*"))
+
+
+def test_rq_reads_the_state_a_run_leaves_as_its_own_worker_would_leave_it(context, redis_url):
+    kept = sample_jobs.record.enqueue("kept")
+    failed = sample_jobs.always_fails.enqueue("boom")  # two retries, no backoff: three attempts
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    job = RQJob.fetch(kept.id, connection=context.redis, serializer=JSONSerializer)
+    assert job.get_status() == "finished" and job.return_value() == "kept"
+    assert job.enqueued_at <= job.started_at <= job.ended_at and job.worker_name
+    queue = Queue("default", connection=context.redis, serializer=JSONSerializer)
+    assert queue.finished_job_registry.get_job_ids() == [kept.id]
+    assert queue.failed_job_registry.get_job_ids() == [failed.id]
+    assert queue.started_job_registry.get_job_ids() == [] and queue.count == 0
+    assert 0 < context.redis.ttl(job.key) <= context.settings.succeeded_ttl
+    worker = context.redis.hgetall(f"rq:worker:{job.worker_name}")  # RQ's statistics, written at exit
+    assert (worker[b"successful_job_count"], worker[b"failed_job_count"]) == (b"1", b"3")
+    assert float(worker[b"total_working_time"]) > 0 and b"current_job" not in worker
+    assert not list(context.redis.scan_iter(match="rq:execution*"))  # no records nobody reads
 
 
 class _Exploit:
