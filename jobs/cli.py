@@ -55,10 +55,13 @@ def enqueue_command(settings, as_json, name, args_json, kwargs_json, queue, dela
 @cli.command("worker")
 @click.option("--queues", help="Comma-separated queues in priority order (default: critical,default,low).")
 @click.option("--concurrency", "-c", type=int, help="Worker processes (default: $JOBS_CONCURRENCY or 2).")
+@click.option(
+    "--threads", "-t", type=int, help="Workers per process, one per thread, for jobs that wait (default 1)."
+)
 @click.option("--burst", is_flag=True, help="Drain the queues, then exit.")
 @click.option("--shutdown-timeout", help="How long running jobs may finish after SIGTERM (default 25s).")
 @common
-def worker_command(settings, as_json, queues, concurrency, burst, shutdown_timeout):
+def worker_command(settings, as_json, queues, concurrency, threads, burst, shutdown_timeout):
     """Run a pool of worker processes."""
     from .durations import parse_duration
     from .pool import Pool
@@ -66,6 +69,7 @@ def worker_command(settings, as_json, queues, concurrency, burst, shutdown_timeo
     settings = settings.with_(
         queues=tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None,
         concurrency=concurrency,
+        threads=threads,
         shutdown_timeout=parse_duration(shutdown_timeout) if shutdown_timeout else None,
     )
     settings.validate()

@@ -13,6 +13,7 @@ from .errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 DEFAULT_QUEUES = ("critical", "default", "low")
+MAX_THREADS = 64  # per process: each thread is a registered worker with its own heartbeat and connection
 
 
 def _log_level(value: str) -> str:
@@ -42,6 +43,7 @@ class Settings:
     imports: tuple[str, ...] = ()
     queues: tuple[str, ...] = DEFAULT_QUEUES
     concurrency: int = 2
+    threads: int = 1  # workers per process, one per thread (jobs.threads)
     shutdown_timeout: float = 25.0
     orphan_timeout: float = 60.0
     max_orphans: int = 3
@@ -69,6 +71,7 @@ class Settings:
             "JOBS_IMPORTS": ("imports", _split),
             "JOBS_QUEUES": ("queues", _split),
             "JOBS_CONCURRENCY": ("concurrency", int),
+            "JOBS_THREADS": ("threads", int),
             "JOBS_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
             "JOBS_ORPHAN_TIMEOUT": ("orphan_timeout", parse_duration),
             "JOBS_MAX_ORPHANS": ("max_orphans", int),
@@ -104,6 +107,8 @@ class Settings:
         """Raise ConfigError on values the platform cannot work with."""
         if self.concurrency < 1:
             raise ConfigError("JOBS_CONCURRENCY / --concurrency must be at least 1")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"JOBS_THREADS / --threads must be between 1 and {MAX_THREADS}")
         if not self.queues:
             raise ConfigError("JOBS_QUEUES / --queues must name at least one queue")
         if self.orphan_timeout < 1:

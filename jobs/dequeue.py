@@ -20,11 +20,12 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rq import Queue
-from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -79,6 +80,7 @@ class Taker:
     timeline_ttl: int  # the TTL of a timeline the start has to create
     host: str
     pid: int
+    stop_requested: Callable[[], bool]  # whether an idle wait should end with StopRequested
 
 
 _taking = threading.local()
@@ -167,6 +169,8 @@ class JobQueue(Queue):
                 continue
             if deadline is None:
                 return None
+            if taker.stop_requested():  # asked from another thread: no signal handler raises it here
+                raise StopRequested()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [queue.key for queue in queues])

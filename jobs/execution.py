@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-from contextlib import contextmanager
 
 import redis
 from rq.exceptions import DeserializationError
@@ -29,7 +28,7 @@ from rq.utils import now, utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
-from . import bookkeeping, catalog, index, locks, timeline
+from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
 from .dequeue import JobQueue, Taker, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
@@ -38,18 +37,6 @@ from .retries import is_retryable
 log = logging.getLogger("jobs.worker")
 INTERRUPT_SIGNAL = signal.SIGUSR1
 HOST = socket.gethostname()
-
-_body_running = False  # True while a job's own function runs in this process
-
-
-@contextmanager
-def _job_body():
-    global _body_running
-    _body_running = True
-    try:
-        yield
-    finally:
-        _body_running = False
 
 
 def error_summary(exc: BaseException | None, exc_string: str = "") -> str:
@@ -159,7 +146,7 @@ class Job(RQJob):
         except DeserializationError as exc:  # never loads anything but JSON: a pickle ends up here too
             raise UnreadableJob(f"the job's data cannot be read as JSON: {exc.__cause__}") from None
         spec = catalog.get(name)
-        with _job_body():
+        with bodies.running():
             if spec.lock is None:
                 return super()._execute()
             return self._execute_locked(spec)
@@ -344,7 +331,12 @@ class Worker(SimpleWorker):
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
         self._taker = Taker(
-            self.name, int(context.settings.orphan_timeout), pending_ttl(context), HOST, os.getpid()
+            self.name,
+            int(context.settings.orphan_timeout),
+            pending_ttl(context),
+            HOST,
+            os.getpid(),
+            lambda: self._stop_requested,
         )
         self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
@@ -479,7 +471,7 @@ class Worker(SimpleWorker):
     def bootstrap(self, *args, **kwargs):
         global _tally
         super().bootstrap(*args, **kwargs)
-        _tally = timeline.Tally(self.context.keys)
+        _tally = _tally or timeline.Tally(self.context.keys)  # one per process, whatever its threads
         self._heartbeats = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeats.start()
 
@@ -603,8 +595,15 @@ class Worker(SimpleWorker):
 
     # --- signals ----------------------------------------------------------------------------------
     def _install_signal_handlers(self):
-        super()._install_signal_handlers()
-        signal.signal(INTERRUPT_SIGNAL, self._interrupt)
+        """RQ's, and the pool's interrupt at the shutdown deadline; none in a worker thread, whose process's
+        main thread handles the signals (jobs.threads)."""
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
+            signal.signal(INTERRUPT_SIGNAL, self._interrupt)
+
+    def stop_after_job(self) -> None:
+        """Stop once the running job has ended, or at once when idle; callable from any thread."""
+        self._stop_requested = True
 
     def request_force_stop(self, signum, frame):
         """A second stop signal does not kill a running job: the pool's deadline interrupts it."""
@@ -614,8 +613,7 @@ class Worker(SimpleWorker):
 
     def _interrupt(self, signum, frame):
         self._stop_requested = True
-        if _body_running:
-            raise WorkerInterrupted()
+        bodies.interrupt_all(WorkerInterrupted)
 
     # --- maintenance ------------------------------------------------------------------------------
     def clean_registries(self):

@@ -16,6 +16,7 @@ import signal
 import time
 from multiprocessing.connection import wait
 
+from . import threads
 from .config import Settings
 from .connection import Context, activate
 from .execution import INTERRUPT_SIGNAL, Worker
@@ -40,12 +41,16 @@ def _worker_main(settings: Settings, queues: list[str], burst: bool) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     context = activate(Context.connect(settings, resilient=True, check=False))
+    if settings.threads > 1:
+        threads.run(context, settings, queues, burst)
+        return
     worker = Worker(queues, context)
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 
 class Pool:
-    """Supervises `settings.concurrency` worker processes on `settings.queues` (strict priority order)."""
+    """Supervises `settings.concurrency` worker processes on `settings.queues` (strict priority order),
+    each running `settings.threads` workers."""
 
     def __init__(self, context: Context, burst: bool = False):
         self.context = context

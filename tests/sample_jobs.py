@@ -109,3 +109,29 @@ def unique_job(key: str, attempt: int = 0) -> str:
 @job(retries=0, result_ttl=2)
 def fleeting(n: int) -> None:
     """Does nothing, and writes nothing: its finished record expires 2 s after it ends."""
+
+
+@job(retries=0, timeout=1)
+def naps(tag: str, seconds: float) -> str:
+    """Sleep `seconds` in short naps (an exception raised from another thread lands within one), counting
+    in test:concurrency how many of these run at once."""
+    return _naps(tag, seconds)
+
+
+@job(retries=2, backoff=0, timeout=300)
+def long_naps(tag: str, seconds: float) -> str:
+    """`naps` with a long timeout and retries."""
+    return _naps(tag, seconds)
+
+
+def _naps(tag: str, seconds: float) -> str:
+    redis = current().redis
+    redis.rpush("test:concurrency", redis.incr("test:naps-running"))
+    _record("running", f"{tag}:{os.getpid()}")
+    try:
+        for _ in range(round(seconds / 0.05)):
+            time.sleep(0.05)
+    finally:
+        redis.decr("test:naps-running")
+    _record("ran", tag)
+    return tag

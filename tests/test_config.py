@@ -15,6 +15,7 @@ EVERY_VARIABLE = {
     "JOBS_IMPORTS": "billing.tasks, mail.tasks,,",
     "JOBS_QUEUES": " high ,default ",
     "JOBS_CONCURRENCY": "8",
+    "JOBS_THREADS": "4",
     "JOBS_SHUTDOWN_TIMEOUT": "90s",
     "JOBS_ORPHAN_TIMEOUT": "5m",
     "JOBS_MAX_ORPHANS": "5",
@@ -39,6 +40,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert settings.imports == ()
     assert settings.queues == DEFAULT_QUEUES == ("critical", "default", "low")
     assert settings.concurrency == 2
+    assert settings.threads == 1
     assert settings.shutdown_timeout == 25.0
     assert settings.orphan_timeout == 60.0
     assert settings.max_orphans == 3
@@ -58,6 +60,7 @@ def test_every_variable_is_read_and_converted():
         imports=("billing.tasks", "mail.tasks"),
         queues=("high", "default"),
         concurrency=8,
+        threads=4,
         shutdown_timeout=90.0,
         orphan_timeout=300.0,
         max_orphans=5,
@@ -161,6 +164,8 @@ def test_an_unknown_log_level_is_a_config_error_naming_the_variable():
     ("env", "message"),
     [
         ({"JOBS_CONCURRENCY": "0"}, "JOBS_CONCURRENCY / --concurrency must be at least 1"),
+        ({"JOBS_THREADS": "0"}, "JOBS_THREADS / --threads must be between 1 and 64"),
+        ({"JOBS_THREADS": "65"}, "JOBS_THREADS / --threads must be between 1 and 64"),
         ({"JOBS_QUEUES": " , ,"}, "JOBS_QUEUES / --queues must name at least one queue"),
         ({"JOBS_ORPHAN_TIMEOUT": "500ms"}, "JOBS_ORPHAN_TIMEOUT must be at least 1 second"),
         ({"JOBS_MAX_ORPHANS": "0"}, "JOBS_MAX_ORPHANS must be at least 1"),

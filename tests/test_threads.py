@@ -1,0 +1,61 @@
+"""Workers in threads (`--threads`): jobs that wait run side by side in one process, with timeouts, graceful
+stops and the shutdown deadline working as they do in a process of one worker."""
+
+import signal
+
+from jobs import inspect, timeline
+from jobs.enqueue import queue_for
+from tests import sample_jobs
+from tests.conftest import jobctl, wait_for
+
+
+def events(context, job_id):
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def running(context):
+    return [raw.decode() for raw in context.redis.lrange("test:running", 0, -1)]
+
+
+def test_jobs_run_side_by_side_in_the_threads_of_one_process(context, redis_url):
+    jobs = [sample_jobs.naps.enqueue(f"nap-{i}", 0.3) for i in range(8)]
+    result = jobctl("worker", "--burst", "-c", "1", "--threads", "4", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert all(inspect.job_detail(context, job.id).state == "finished" for job in jobs)
+    assert {pid.rsplit(":", 1)[1] for pid in running(context)} == {running(context)[0].rsplit(":", 1)[1]}
+    concurrency = [int(raw) for raw in context.redis.lrange("test:concurrency", 0, -1)]
+    assert 1 < max(concurrency) <= 4
+    assert events(context, jobs[0].id) == ["enqueued", "started", "succeeded"]
+
+
+def test_a_job_over_its_timeout_in_a_thread_fails_and_the_others_go_on(context, redis_url):
+    slow = sample_jobs.naps.enqueue("slow", 5)
+    quick = [sample_jobs.naps.enqueue(f"quick-{i}", 0.1) for i in range(4)]
+    result = jobctl("worker", "--burst", "-c", "1", "--threads", "2", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    detail = inspect.job_detail(context, slow.id)
+    assert detail.state == "failed"
+    assert "JobTimeoutException: Task exceeded maximum timeout value (1 seconds)" in detail.traceback
+    assert all(inspect.job_detail(context, job.id).state == "finished" for job in quick)
+
+
+def test_sigterm_lets_the_jobs_running_in_threads_finish(context, processes, redis_url):
+    jobs = [sample_jobs.naps.enqueue(f"finishing-{i}", 0.5) for i in range(3)]
+    pool = processes.start("worker", "-c", "1", "--threads", "3", "--shutdown-timeout", "20s", url=redis_url)
+    wait_for(lambda: len(running(context)) == 3, what="three jobs to run at once")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
+    assert all(inspect.job_detail(context, job.id).state == "finished" for job in jobs)
+
+
+def test_jobs_running_in_threads_at_the_deadline_are_requeued(context, processes, redis_url):
+    jobs = [sample_jobs.long_naps.enqueue(f"long-{i}", 60) for i in range(2)]
+    pool = processes.start("worker", "-c", "1", "--threads", "2", "--shutdown-timeout", "1s", url=redis_url)
+    wait_for(lambda: len(running(context)) == 2, what="both jobs to run")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
+    assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in jobs)
+    for job in jobs:
+        assert events(context, job.id) == ["enqueued", "started", "interrupted"]
+        assert inspect.job_detail(context, job.id).retries_left == 2
+    assert queue_for(context, "default").started_job_registry.count == 0
