@@ -22,6 +22,7 @@ N jobs have run. Every framework runs `--processes` (2) worker processes on the 
 embedded valkey in a temporary directory, never the machine's Redis), in the same run:
 
 - ours: `python -m jobs worker --burst -c 2` (a supervisor and 2 worker processes);
+- ours (8 threads): the same with `--threads 8` (8 workers per process, as Dramatiq's default);
 - RQ SimpleWorker: 2 processes of `rq worker --burst -w rq.worker.SimpleWorker` (JSON serializer);
 - RQ forking Worker: 2 processes of `rq worker --burst` (a fork per job: it gets `--fork-jobs` jobs);
 - Celery: `celery worker -P prefork -c 2` on a Redis broker, no result backend (mingle, gossip and heartbeat
@@ -107,6 +108,7 @@ class Framework:
 
 FRAMEWORKS = (
     Framework("ours", "ours", peer=False),
+    Framework("ours-threads", "ours (8 threads)", peer=False),
     Framework("rq-simple", "RQ SimpleWorker", peer=False),
     Framework("rq-fork", "RQ forking Worker", peer=False),
     Framework("celery", "Celery (prefork)", peer=True),
@@ -114,7 +116,12 @@ FRAMEWORKS = (
     Framework("huey", "huey (processes)", peer=True),
     Framework("arq", "arq", peer=True),
 )
-RQ_KINDS = {"ours": "ours", "rq-simple": "simple", "rq-fork": "fork"}  # throughput.py's names
+RQ_KINDS = {
+    "ours": "ours",
+    "ours-threads": "ours",
+    "rq-simple": "simple",
+    "rq-fork": "fork",
+}  # throughput.py's
 WORKLOADS = (
     Workload("no-op", "peer_tasks.rq_tasks.noop"),
     Workload("sleep 1ms", "peer_tasks.rq_tasks.sleep1ms"),
@@ -261,6 +268,8 @@ def job_count(framework: Framework, args: argparse.Namespace) -> int:
 
 def commands(framework: Framework, url: str, processes: int) -> list[list[str]]:
     """The command lines that run `framework`'s workers (`processes` worker processes in all)."""
+    if framework.name == "ours-threads":
+        return [[*command, "--threads", "8"] for command in worker_commands("ours", url, processes)]
     if not framework.peer:
         return worker_commands(RQ_KINDS[framework.name], url, processes)
     if framework.name == "celery":
