@@ -71,9 +71,14 @@ class _Pipeline(Pipeline):
         self.reset()
         return self._commit(stack, key, raise_on_error)
 
+    def detach(self) -> list:
+        """The stacked commands, `flattened`, taken out of this pipeline (to be sent by a script)."""
+        stack = self.command_stack
+        self.reset()
+        return flattened(stack)
+
     def _commit(self, stack: list, key: str | None, raise_on_error: bool) -> list | None:
-        flat = [part for command, _ in stack for part in (len(command), *command)]
-        wrapped = _commit_script(self.committer)(keys=[] if key is None else [key], args=flat)
+        wrapped = _commit_script(self.committer)(keys=[] if key is None else [key], args=flattened(stack))
         if wrapped is None:
             return None
         replies = [reply[0] if reply else None for reply in wrapped]
@@ -89,6 +94,11 @@ class _Pipeline(Pipeline):
             return reply
         options = {key: value for key, value in options.items() if key != "keys"}
         return self.response_callbacks[args[0]](reply, **options)
+
+
+def flattened(stack: list) -> list:
+    """A pipeline's stacked commands as one list of runs (number of parts, *parts), as scripts read them."""
+    return [part for command, _ in stack for part in (len(command), *command)]
 
 
 class _Client(redis.Redis):

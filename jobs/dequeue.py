@@ -42,32 +42,49 @@ log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
-# KEYS: queue and started registry of each queue, in priority order. ARGV: job key prefix, timeline key
-# prefix, start time (RQ's format), worker name, execution id, heartbeat deadline, timeline entry, the
-# timeline's TTL. The timeline normally exists since the enqueue, with a TTL that outlives the run.
-# allow-oom: starting is bookkeeping of a job already accepted, which a full Redis must not stop (see
-# bookkeeping.py).
+# KEYS: the rider's key (when it has commands), then the queue and started registry of each queue in
+# priority order. ARGV: the rider's length n and its commands (bookkeeping.flattened), then the job key
+# prefix, timeline key prefix, start time (RQ's format), worker name, execution id, heartbeat deadline,
+# timeline entry, the timeline's TTL. The timeline normally exists since the enqueue, with a TTL that
+# outlives the run. Answers {rider committed (1|0), its first error or false, [queue key, job id, job hash]}.
+# allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
+# stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
-for i = 1, #KEYS, 2 do
+local riding, first, committed, failure = tonumber(ARGV[1]), 1, 0, false
+if riding > 0 then
+  first = 2
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    local i = 2
+    while i <= riding + 1 do
+      local count = tonumber(ARGV[i])
+      local reply = redis.pcall(unpack(ARGV, i + 1, i + count))  -- on past a failing command, as EXEC goes
+      if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
+      i = i + count + 1
+    end
+    committed = 1
+  end
+end
+local a = riding + 1
+for i = first, #KEYS, 2 do
   local job_id = redis.call('LPOP', KEYS[i])
   while job_id do
-    local job_key = ARGV[1] .. job_id
+    local job_key = ARGV[a + 1] .. job_id
     local fields = redis.call('HGETALL', job_key)
     if #fields > 0 then
-      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[3], 'last_heartbeat', ARGV[3],
-        'worker_name', ARGV[4])
+      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[a + 3], 'last_heartbeat', ARGV[a + 3],
+        'worker_name', ARGV[a + 4])
       for f = 1, #fields, 2 do
         if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
       end
-      redis.call('ZADD', KEYS[i + 1], ARGV[6], job_id .. ':' .. ARGV[5])
-      local timeline = ARGV[2] .. job_id
-      if redis.call('RPUSH', timeline, ARGV[7]) == 1 then redis.call('EXPIRE', timeline, ARGV[8]) end
-      return {KEYS[i], job_id, fields}
+      redis.call('ZADD', KEYS[i + 1], ARGV[a + 6], job_id .. ':' .. ARGV[a + 5])
+      local timeline = ARGV[a + 2] .. job_id
+      if redis.call('RPUSH', timeline, ARGV[a + 7]) == 1 then redis.call('EXPIRE', timeline, ARGV[a + 8]) end
+      return {committed, failure, KEYS[i], job_id, fields}
     end
     job_id = redis.call('LPOP', KEYS[i])  -- deleted while queued: nothing to start
   end
 end
-return false
+return {committed, failure}
 """
 
 
@@ -83,17 +100,46 @@ class Taker:
     stop_requested: Callable[[], bool]  # whether an idle wait should end with StopRequested
 
 
+@dataclass
+class Rider:
+    """Commands that ride in the next take's script, before the take: a worker's finish of the job it ran
+    last, one round trip saved per job. They run (atomically, like a MULTI/EXEC) unless `unless_key`
+    exists; `committed` says whether they ran, once sent."""
+
+    commands: list  # bookkeeping.flattened
+    unless_key: str
+    committed: bool | None = None
+
+
 _taking = threading.local()
 
 
 @contextmanager
-def taking_for(taker: Taker):
-    """Within the block, this thread's `JobQueue.dequeue_any` starts every job it takes as `taker`'s."""
-    _taking.taker = taker
+def taking_for(taker: Taker, rider: Rider | None = None):
+    """Within the block, this thread's `JobQueue.dequeue_any` starts every job it takes as `taker`'s, and
+    sends `rider` with its first take."""
+    _taking.taker, _taking.rider = taker, rider
     try:
         yield
     finally:
-        del _taking.taker
+        del _taking.taker, _taking.rider
+
+
+def send(connection, rider: Rider) -> None:
+    """Send `rider` on its own (its worker takes no more jobs)."""
+    _ride(connection, [], [], rider)
+
+
+def _ride(connection, keys: list[str], take_args: list, rider: Rider | None) -> list:
+    """Call the take script with `rider` (if any) in front; return the take's answer (empty: none)."""
+    riding = [] if rider is None else [rider.unless_key]
+    commands = [] if rider is None else rider.commands
+    answer = _take_script(connection)(keys=riding + keys, args=[len(commands), *commands, *take_args])
+    if rider is not None:
+        rider.committed = bool(answer[0])
+        if answer[1]:
+            log.warning("a command of a job's finish failed: %s", as_text(answer[1]))
+    return answer[2:]
 
 
 def wake(pipe, keys: Keys, queue_name: str) -> None:
@@ -142,24 +188,22 @@ class JobQueue(Queue):
         """The first job of the first non-empty queue, started for the taker of `taking_for`; None when all
         are empty and `timeout` is None, DequeueTimeout when they stay empty for `timeout` seconds."""
         context, taker = current(), _taking.taker
-        take = _take_script(connection)
         keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             started, execution_id = now(), uuid.uuid4().hex
-            result = take(
-                keys=keys,
-                args=[
-                    RQJob.redis_job_namespace_prefix,
-                    context.keys.timeline(""),
-                    utcformat(started),
-                    taker.worker_name,
-                    execution_id,
-                    time.time() + taker.heartbeat_ttl,
-                    timeline.entry("started", worker=taker.worker_name, host=taker.host, pid=taker.pid),
-                    taker.timeline_ttl,
-                ],
-            )
+            take_args = [
+                RQJob.redis_job_namespace_prefix,
+                context.keys.timeline(""),
+                utcformat(started),
+                taker.worker_name,
+                execution_id,
+                time.time() + taker.heartbeat_ttl,
+                timeline.entry("started", worker=taker.worker_name, host=taker.host, pid=taker.pid),
+                taker.timeline_ttl,
+            ]
+            result = _ride(connection, keys, take_args, _taking.rider)
+            _taking.rider = None  # sent
             if result:
                 execution = Execution(execution_id, as_text(result[1]), connection, taker.worker_name)
                 execution.created_at = execution.last_heartbeat = started

@@ -15,8 +15,10 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
+from rq import Queue as RQQueue
 from rq.exceptions import DeserializationError
 from rq.job import Job as RQJob
 from rq.job import JobStatus, _job_stack, validate_job_id
@@ -30,7 +32,7 @@ from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import JobQueue, Taker, started_key, taking_for
+from .dequeue import JobQueue, Rider, Taker, send, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .retries import is_retryable
 
@@ -274,6 +276,16 @@ class Job(RQJob):
         _count(pipeline, context, "failed", self.job_name)
 
 
+@dataclass
+class _Finishing:
+    """A succeeded job whose end has not been written yet, and what RQ's own path needs to finish it."""
+
+    rider: Rider
+    job: Job
+    queue: RQQueue
+    registry: StartedJobRegistry
+
+
 class Scheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
     one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes),
@@ -328,6 +340,7 @@ class Worker(SimpleWorker):
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
         self._written_state: str | None = None
+        self._finishing: _Finishing | None = None  # the last job's end, to be sent with the next take
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
         self._taker = Taker(
@@ -370,9 +383,33 @@ class Worker(SimpleWorker):
 
     # --- starting and ending a job: one round trip each ------------------------------------------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """RQ's wait for a job, which the take script (dequeue.py) starts as it takes it."""
-        with taking_for(self._taker):
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        """RQ's wait for a job, which the take script (dequeue.py) starts as it takes it, sending the
+        finish of the previous job in the same round trip."""
+        with taking_for(self._taker, self._finishing and self._finishing.rider):
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            finally:
+                self._settle_finishing()
+
+    def _send_finishing(self) -> None:
+        """Send the previous job's finish on its own, if it has not gone yet (the worker takes no job now)."""
+        if self._finishing is not None:
+            send(self.connection, self._finishing.rider)
+            self._settle_finishing()
+
+    def _settle_finishing(self) -> None:
+        """Once the previous job's finish has been sent: count the job, or, if it found dependents to
+        enqueue and wrote nothing, finish it RQ's own way."""
+        finishing = self._finishing
+        if finishing is None or finishing.rider.committed is None:
+            return
+        self._finishing = None
+        if not finishing.rider.committed:
+            super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
+            return
+        self.increment_successful_job_count()
+        self.increment_total_working_time(finishing.job.ended_at - finishing.job.started_at)
+        self._execution_ended()
 
     def prepare_execution(self, job):
         """The take script has started `job` already (its execution record is the started registry's
@@ -456,6 +493,7 @@ class Worker(SimpleWorker):
         """RQ's check for `rq suspend`, at most once a second instead of once per job."""
         if time.monotonic() >= self._next_suspension_check:
             self._next_suspension_check = time.monotonic() + SUSPENSION_CHECK
+            self._send_finishing()  # a suspended worker waits here, maybe for long
             super().check_for_suspension(burst)
 
     def _wait_for_redis(self) -> None:
@@ -476,6 +514,10 @@ class Worker(SimpleWorker):
         self._heartbeats.start()
 
     def teardown(self):
+        try:
+            self._send_finishing()
+        except redis.RedisError as exc:  # the job stays started: the orphan sweep recovers it
+            log.warning("worker %s: the end of its last job not written (%s)", self.name, exc)
         self._beats.set()
         if self._heartbeats is not None:
             self._heartbeats.join(timeout=5)
@@ -529,9 +571,10 @@ class Worker(SimpleWorker):
         self._written_state, self._written_job = state, job_id
 
     def handle_job_success(self, job, queue, started_job_registry):
-        """RQ's bookkeeping of a succeeded job, in one round trip: its writes go in a script that first
-        checks, atomically, that the job has no dependents to enqueue. A job with dependents (or an
-        unusual one: kept 0 s, repeating) takes RQ's own path."""
+        """RQ's bookkeeping of a succeeded job, without a round trip of its own: its writes ride in the
+        next take's script (or go on their own when the worker takes no more jobs), which first checks,
+        atomically, that the job has no dependents to enqueue. A job with dependents (or an unusual one:
+        kept 0 s, repeating) takes RQ's own path."""
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl == 0 or job.repeats_left:
             return super().handle_job_success(job, queue, started_job_registry)
@@ -549,12 +592,8 @@ class Worker(SimpleWorker):
                 if job._dependency_ids:
                     pipe.expire(job.dependencies_key, result_ttl)
             pipe.zrem(started_key(job.origin), self.execution.composite_key)
-            committed = pipe.execute_unless_exists(job.dependents_key)
-        if committed is None:
-            return super().handle_job_success(job, queue, started_job_registry)
-        self.increment_successful_job_count()
-        self.increment_total_working_time(job.ended_at - job.started_at)
-        self._execution_ended()
+            rider = Rider(pipe.detach(), job.dependents_key)
+        self._finishing = _Finishing(rider, job, queue, started_job_registry)
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):
