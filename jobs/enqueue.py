@@ -10,6 +10,7 @@ import json
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -226,16 +227,24 @@ def enqueue_many(
         check_signature(call.spec, call.args, call.kwargs)
     context = context or current()
     ids: list[str] = []
-    for offset in range(0, len(calls), BULK_CHUNK):
-        stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
-        with context.redis.pipeline() as pipe:
+    # A thread sends each chunk while this one prepares the next; a chunk goes only once the one before
+    # it has been written, so a failure leaves the chunks before it written and the rest not.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enqueue_many") as sender:
+        sending = None
+        for offset in range(0, len(calls), BULK_CHUNK):
+            stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
+            pipe = context.redis.pipeline()
             for (spec, queue_name), run in itertools.groupby(
                 calls[offset : offset + BULK_CHUNK], key=lambda call: (call.spec, queue or call.spec.queue)
             ):
                 jobs = [(str(uuid.uuid4()), _stored(_data(call))) for call in run]
                 _write_run(context, pipe, _prototype(context, spec, queue_name), jobs, stamp, source)
                 ids.extend(job_id for job_id, _ in jobs)
-            pipe.execute()
+            if sending is not None:
+                sending.result()
+            sending = sender.submit(pipe.execute)
+        if sending is not None:
+            sending.result()
     return ids
 
 
