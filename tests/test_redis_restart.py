@@ -34,7 +34,7 @@ def started(ctx: Context) -> list[str]:
 
 
 def describe(ctx: Context, job_id: str) -> str:
-    """Where a job is: its state, its timeline, and the lists and sets (queues, claims, registries) holding it."""
+    """Where a job is: its state, its timeline, and the lists and sets (queues, registries) holding it."""
     detail = inspect.job_detail(ctx, job_id)
     events = [entry["event"] for entry in detail.timeline]
     holders = [

@@ -53,7 +53,7 @@ def fill(ctx: Context, limit: int = 20_000) -> list[str]:
 
 
 def places(ctx: Context) -> Counter:
-    """How many places (queues, claims, registries, orphans) hold each job id."""
+    """How many places (queues, registries, orphans) hold each job id."""
     redis, held = ctx.redis, Counter()
     for name in queue_names(ctx):
         queue = queue_for(ctx, name)
@@ -67,8 +67,9 @@ def places(ctx: Context) -> Counter:
             queue.canceled_job_registry,
         ):
             held.update(raw.decode().split(":")[0] for raw in redis.zrange(registry.key, 0, -1))
-    for key in (ctx.keys.claims, ctx.keys.orphans):
-        held.update(raw.decode().rsplit("|", 1)[-1].split(":")[0] for raw in redis.zrange(key, 0, -1))
+    held.update(
+        raw.decode().rsplit("|", 1)[-1].split(":")[0] for raw in redis.zrange(ctx.keys.orphans, 0, -1)
+    )
     return held
 
 
