@@ -39,21 +39,26 @@ def test_a_job_over_its_timeout_in_a_thread_fails_and_the_others_go_on(context, 
     assert all(inspect.job_detail(context, job.id).state == "finished" for job in quick)
 
 
-def test_sigterm_lets_the_jobs_running_in_threads_finish(context, processes, redis_url):
-    jobs = [sample_jobs.naps.enqueue(f"finishing-{i}", 0.5) for i in range(3)]
-    pool = processes.start("worker", "-c", "1", "--threads", "3", "--shutdown-timeout", "20s", url=redis_url)
-    wait_for(lambda: len(running(context)) == 3, what="three jobs to run at once")
+def stop_while_all_run(context, processes, redis_url, jobs, shutdown_timeout: str) -> None:
+    """Run `jobs` at once, one per thread of one worker process, and SIGTERM it; it must exit 0."""
+    threads = str(len(jobs))
+    pool = processes.start(
+        "worker", "-c", "1", "--threads", threads, "--shutdown-timeout", shutdown_timeout, url=redis_url
+    )
+    wait_for(lambda: len(running(context)) == len(jobs), what="every job to run at once")
     pool.send_signal(signal.SIGTERM)
     assert pool.wait(timeout=30) == 0
+
+
+def test_sigterm_lets_the_jobs_running_in_threads_finish(context, processes, redis_url):
+    jobs = [sample_jobs.naps.enqueue(f"finishing-{i}", 0.5) for i in range(3)]
+    stop_while_all_run(context, processes, redis_url, jobs, "20s")
     assert all(inspect.job_detail(context, job.id).state == "finished" for job in jobs)
 
 
 def test_jobs_running_in_threads_at_the_deadline_are_requeued(context, processes, redis_url):
     jobs = [sample_jobs.long_naps.enqueue(f"long-{i}", 60) for i in range(2)]
-    pool = processes.start("worker", "-c", "1", "--threads", "2", "--shutdown-timeout", "1s", url=redis_url)
-    wait_for(lambda: len(running(context)) == 2, what="both jobs to run")
-    pool.send_signal(signal.SIGTERM)
-    assert pool.wait(timeout=30) == 0
+    stop_while_all_run(context, processes, redis_url, jobs, "1s")
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in jobs)
     for job in jobs:
         assert events(context, job.id) == ["enqueued", "started", "interrupted"]
