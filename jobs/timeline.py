@@ -79,20 +79,32 @@ class Tally:
         self._counts: Counter = Counter()  # (key, field) -> increment
         self._sums: Counter = Counter()  # (key, field) -> seconds to add
         self._ttls: dict[str, int] = {}
+        self._last_buckets: tuple[int, dict[str, str]] = (-1, {})  # (epoch minute, bucket names)
+
+    def _buckets(self, at: float | None) -> dict[str, str]:
+        """The names of the minute and hour buckets of epoch time `at` (now if None), worked out once a
+        minute."""
+        minute = int((at or time.time()) // 60)
+        last, names = self._last_buckets
+        if minute != last:
+            moment = datetime.fromtimestamp(minute * 60, UTC)
+            names = {unit: moment.strftime(fmt) for unit, (fmt, _, _) in UNITS.items()}
+            self._last_buckets = minute, names
+        return names
 
     def count(self, status: str, job_name: str | None, at: float | None = None) -> None:
         """Count one `status` (succeeded|failed) of `job_name` in its minute and hour buckets."""
-        moment = datetime.fromtimestamp(at or time.time(), UTC)
+        buckets = self._buckets(at)
         with self._lock:
-            for unit, (fmt, _, ttl) in UNITS.items():
-                key = self.keys.stats(status, unit, moment.strftime(fmt))
+            for unit, (_, _, ttl) in UNITS.items():
+                key = self.keys.stats(status, unit, buckets[unit])
                 self._counts[key, job_name or "?"] += 1
                 self._ttls[key] = ttl
 
     def duration(self, job_name: str | None, seconds: float, at: float | None = None) -> None:
         """Count one successful run of `job_name` that took `seconds` in its hour's duration histogram."""
         bucket = next((str(edge) for edge in DURATION_BUCKETS if seconds <= edge), "+Inf")
-        key = self.keys.durations(datetime.fromtimestamp(at or time.time(), UTC).strftime(UNITS["hour"][0]))
+        key = self.keys.durations(self._buckets(at)["hour"])
         with self._lock:
             self._counts[key, f"{job_name or '?'}|{bucket}"] += 1
             self._sums[key, f"{job_name or '?'}|sum"] += round(seconds, 6)
