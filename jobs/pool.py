@@ -42,7 +42,7 @@ def _worker_main(settings: Settings, queues: list[str], burst: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     context = activate(Context.connect(settings, resilient=True, check=False))
     if settings.threads > 1:
-        threads.run(context, settings, queues, burst)
+        threads.run(context, queues, burst)
         return
     worker = Worker(queues, context)
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

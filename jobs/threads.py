@@ -21,7 +21,6 @@ import time
 from rq.timeouts import BaseDeathPenalty
 
 from . import bodies
-from .config import Settings
 from .connection import Context
 from .errors import WorkerInterrupted
 from .execution import INTERRUPT_SIGNAL, Worker
@@ -98,9 +97,10 @@ class ThreadTimeout(BaseDeathPenalty):
             _watchdog.release(self._token)
 
 
-def run(context: Context, settings: Settings, queues: list[str], burst: bool) -> None:
-    """Run `settings.threads` workers on `queues` in threads of this process until they have all stopped
-    (with `burst`, when the queues are empty). Call it from the main thread."""
+def run(context: Context, queues: list[str], burst: bool) -> None:
+    """Run `context.settings.threads` workers on `queues` in threads of this process until they have all
+    stopped (with `burst`, when the queues are empty). Call it from the main thread."""
+    settings = context.settings
     workers = [Worker(queues, context) for _ in range(settings.threads)]
     for worker in workers:
         worker.death_penalty_class = ThreadTimeout  # RQ's default is a signal: the main thread's only
