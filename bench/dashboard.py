@@ -240,7 +240,7 @@ def fill_jobs(context: Context, status: str, count: int, span: float, seed: int)
                     )
                 if error:
                     pipe.hset(job.key, ERROR_FIELD, error)
-                _timeline(pipe, context, job, error, ended, took, failed, remaining)
+                _timeline(pipe, context, job, error, ended, failed, remaining)
                 index.add(pipe, context.keys, status, QUEUE, name, job.ended_at, remaining, job.id)
                 counters.count("failed" if failed else "succeeded", name, at=ended)
                 if position == count // 2:
@@ -268,22 +268,16 @@ def _job(queue, settings: Settings, name: str, n: int, ended: float, took: float
     job.enqueued_at = job.started_at - timedelta(seconds=0.01 + (n % 7) * 0.3)
     job.created_at = job.enqueued_at
     job.worker_name = f"worker-{n % WORKERS}"
+    job.source = "code"
     return job
 
 
-def _timeline(pipe, context: Context, job: Job, error, ended: float, took: float, failed: bool, ttl: int):
-    """The timeline `jobs.timeline.record` would have written (enqueued, started, failed|succeeded)."""
-    start = ended - took
-    entries = [
-        {"at": round(job.enqueued_at.timestamp(), 3), "event": "enqueued", "source": "code", "queue": QUEUE},
-        {"at": round(start, 3), "event": "started", "worker": job.worker_name, "host": "bench", "pid": 1},
-        {"at": round(ended, 3), "event": "failed", "error": error}
-        if failed
-        else {"at": round(ended, 3), "event": "succeeded", "ms": round(took * 1000, 1)},
-    ]
-    key = context.keys.timeline(job.id)
-    pipe.rpush(key, *(json.dumps(entry) for entry in entries))
-    pipe.expire(key, ttl)
+def _timeline(pipe, context: Context, job: Job, error, ended: float, failed: bool, ttl: int):
+    """What a worker stores of a job's timeline besides its hash: a failure and the start of its attempt."""
+    if failed:
+        timeline.close_attempt(pipe, context.keys, job, ttl)
+        failure = {"at": round(ended, 6), "event": "failed", "error": error}
+        timeline.append(pipe, context.keys, job.id, json.dumps(failure), ttl)
 
 
 def fill_rest(context: Context, rng: random.Random) -> str:

@@ -2,10 +2,10 @@
 
 RQ pops from several queues with BLPOP and only later adds the job to the started registry: a worker
 killed in between loses the job. Here one script pops from the first non-empty queue (strict priority),
-reads the job's hash (no second round trip to fetch it) and starts the job: its state, RQ's started
-registry (entry "job id:execution id", scored with the heartbeat deadline) and the "started" event of its
-timeline. At every instant the job is in a queue or in the started registry; a worker that dies after
-the script is found by the orphan sweep when its heartbeats stop. The same script carries, in front,
+reads the job's hash (no second round trip to fetch it) and starts the job: its state (which is the
+"started" event of its timeline) and RQ's started registry (entry "job id:execution id", scored with the
+heartbeat deadline). At every instant the job is in a queue or in the started registry; a worker that
+dies after the script is found by the orphan sweep when its heartbeats stop. The same script carries, in front,
 the worker's record of the end of its previous job (a `Rider`): one round trip per job.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
@@ -34,7 +34,6 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, utcformat
 
-from . import timeline
 from .connection import Context, current
 from .errors import RedisFull
 from .keys import Keys
@@ -45,9 +44,7 @@ WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enq
 
 # KEYS: the rider's key (when it has commands), then the queue and started registry of each queue in
 # priority order. ARGV: the rider's length n and its commands (bookkeeping.flattened), then the job key
-# prefix, timeline key prefix, start time (RQ's format), worker name, execution id, heartbeat deadline,
-# timeline entry, the timeline's TTL. The timeline normally exists since the enqueue, with a TTL that
-# outlives the run. Answers {rider committed (1|0), its first error or false, [queue key, job id, job hash]}.
+# prefix, start time (RQ's format), worker name, execution id, heartbeat deadline. Answers {rider committed (1|0), its first error or false, [queue key, job id, job hash]}.
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
@@ -72,14 +69,12 @@ for i = first, #KEYS, 2 do
     local job_key = ARGV[a + 1] .. job_id
     local fields = redis.call('HGETALL', job_key)
     if #fields > 0 then
-      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[a + 3], 'last_heartbeat', ARGV[a + 3],
-        'worker_name', ARGV[a + 4])
+      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[a + 2], 'last_heartbeat', ARGV[a + 2],
+        'worker_name', ARGV[a + 3])
       for f = 1, #fields, 2 do
         if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
       end
-      redis.call('ZADD', KEYS[i + 1], ARGV[a + 6], job_id .. ':' .. ARGV[a + 5])
-      local timeline = ARGV[a + 2] .. job_id
-      if redis.call('RPUSH', timeline, ARGV[a + 7]) == 1 then redis.call('EXPIRE', timeline, ARGV[a + 8]) end
+      redis.call('ZADD', KEYS[i + 1], ARGV[a + 5], job_id .. ':' .. ARGV[a + 4])
       return {committed, failure, KEYS[i], job_id, fields}
     end
     job_id = redis.call('LPOP', KEYS[i])  -- deleted while queued: nothing to start
@@ -95,9 +90,6 @@ class Taker:
 
     worker_name: str
     heartbeat_ttl: int  # seconds a started job stays in the started registry without a heartbeat
-    timeline_ttl: int  # the TTL of a timeline the start has to create
-    host: str
-    pid: int
     stop_requested: Callable[[], bool]  # whether an idle wait should end with StopRequested
 
 
@@ -195,13 +187,10 @@ class JobQueue(Queue):
             started, execution_id = now(), uuid.uuid4().hex
             take_args = [
                 RQJob.redis_job_namespace_prefix,
-                context.keys.timeline(""),
                 utcformat(started),
                 taker.worker_name,
                 execution_id,
                 time.time() + taker.heartbeat_ttl,
-                timeline.entry("started", worker=taker.worker_name, host=taker.host, pid=taker.pid),
-                taker.timeline_ttl,
             ]
             result = _ride(connection, keys, take_args, _taking.rider)
             _taking.rider = None  # sent

@@ -1,6 +1,6 @@
 """The only caller of RQ's enqueue paths: checks that a job is catalogued and its arguments are JSON,
-then enqueues (now, later, or after its dependencies) and records `enqueued` on its timeline in the
-same transaction."""
+then enqueues (now, later, or after its dependencies) in one transaction, with who enqueued it: in the
+job's hash when it is queued at once (the hash tells its `enqueued` event), else on its timeline."""
 
 from __future__ import annotations
 
@@ -194,8 +194,9 @@ def _write(
     elif job.get_status(refresh=False) == JobStatus.DEFERRED:
         event, details = "deferred", {"after": job._dependency_ids}
     else:
+        job.source = source  # the hash tells the `enqueued` event: nothing to store
         rq_queue.enqueue_job(job, pipeline=pipe)
-        event, details = "enqueued", {}
+        return
     delay_seconds = (due - datetime.now(UTC)).total_seconds() if due else 0
     timeline.record(
         pipe,
@@ -255,7 +256,7 @@ def _enqueue_now(context: Context, call: Call, queue_name: str, source: str) -> 
     _write_run(
         context, context.redis, prototype, [(job_id, _stored(data))], utcformat(created).encode(), source
     )
-    return prototype.job(job_id, data, created)
+    return prototype.job(job_id, data, created, source)
 
 
 @dataclass(frozen=True)
@@ -269,10 +270,11 @@ class _Prototype:
     fields: tuple[bytes, ...]
     template: Job  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash again
 
-    def job(self, job_id: str, data: bytes, created: datetime) -> Job:
+    def job(self, job_id: str, data: bytes, created: datetime, source: str) -> Job:
         """The job RQ would read back from a run written with these per-job fields."""
         job = self.template.copy_of()
         job._id, job.data, job.created_at, job.enqueued_at = job_id, data, created, created
+        job.source = source
         return job
 
 
@@ -304,15 +306,13 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
 def _write_run(
     context: Context, client, prototype: _Prototype, jobs: list, stamp: bytes, source: str
 ) -> None:
-    """Write `jobs` ((id, data) pairs) as queued runs of `prototype` with their timelines, in one script
+    """Write `jobs` ((id, data) pairs) as queued runs of `prototype` enqueued by `source`, in one script
     call on `client` (a pipeline or the client itself)."""
-    entry = timeline.entry("enqueued", source=source, queue=prototype.queue)
-    head = [Job.redis_job_namespace_prefix, context.keys.timeline(""), pending_ttl(context)]
     _bulk_script(context.redis)(
         keys=[prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
         args=[
-            *head,
-            entry,
+            Job.redis_job_namespace_prefix,
+            source,
             stamp,
             len(prototype.fields),
             *prototype.fields,
@@ -329,16 +329,15 @@ def _bulk_script(connection):
 
 
 _BULK = """
-local job_prefix, timeline_prefix, ttl, entry, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local fields = tonumber(ARGV[6])
+local job_prefix, source, stamp = ARGV[1], ARGV[2], ARGV[3]
+local fields = tonumber(ARGV[4])
 local prototype = {}
-for i = 1, fields do prototype[i] = ARGV[6 + i] end
+for i = 1, fields do prototype[i] = ARGV[4 + i] end
 local ids = {}
-for i = 7 + fields, #ARGV, 2 do
+for i = 5 + fields, #ARGV, 2 do
   local id = ARGV[i]
-  redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp, unpack(prototype))
-  redis.call('RPUSH', timeline_prefix .. id, entry)
-  redis.call('EXPIRE', timeline_prefix .. id, ttl)
+  redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
+    'source', source, unpack(prototype))
   ids[#ids + 1] = id
 end
 local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids

@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,6 +108,8 @@ def _registry(kind, queue_name: str, connection, job_class):
 class Job(RQJob):
     """RQ's job, serialized as JSON, resolved through the catalog, and recording its timeline."""
 
+    source: str | None = None  # who enqueued the job, kept in its hash when it was queued at once
+
     def __init__(self, id=None, connection=None, serializer=None):
         super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
 
@@ -127,6 +130,14 @@ class Job(RQJob):
         super().restore(fields)
         for name, raw in times.items():
             setattr(self, name, _utc_time(as_text(raw)))
+        self.source = as_text(fields["source"]) if fields.get("source") else None
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict:
+        """RQ's, with the job's `source` when it has one."""
+        data = super().to_dict(include_meta, include_result)
+        if self.source:
+            data["source"] = self.source
+        return data
 
     def copy_of(self) -> Job:
         """A copy of this job that shares no list or dict with it."""
@@ -239,12 +250,8 @@ class Job(RQJob):
                 execution_ended_at=execution_ended_at,
             )
         context = current()
-        took_ms = (
-            round((self.ended_at - self.started_at).total_seconds() * 1000, 1) if self.started_at else None
-        )
-        ttl = result_ttl if result_ttl > 0 else pending_ttl(context)
-        timeline.record(pipeline, context.keys, self.id, "succeeded", ttl, ms=took_ms)
-        _count(pipeline, context, "succeeded", self.job_name, None if took_ms is None else took_ms / 1000)
+        took = (self.ended_at - self.started_at).total_seconds() if self.started_at else None
+        _count(pipeline, context, "succeeded", self.job_name, took)
         if result_ttl != 0:
             self.finished_job_registry.add(self, result_ttl, pipeline)
             index.add(
@@ -268,6 +275,7 @@ class Job(RQJob):
         # for a failed job, and the index needs the one it can read back.
         pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": utcformat(self.ended_at)})
         index.add(pipeline, context.keys, "failed", self.origin, self.job_name, self.ended_at, ttl, self.id)
+        timeline.close_attempt(pipeline, context.keys, self, ttl)
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
         _count(pipeline, context, "failed", self.job_name)
 
@@ -283,6 +291,7 @@ class Job(RQJob):
         error = getattr(self, "error", None)
         if error:
             pipeline.hset(self.key, ERROR_FIELD, error)
+        timeline.close_attempt(pipeline, context.keys, self, pending_ttl(context, delay))
         timeline.record(
             pipeline,
             context.keys,
@@ -346,6 +355,7 @@ class Worker(SimpleWorker):
     worker's job is found within the orphan timeout, and requeues its job if stopped at the deadline."""
 
     def __init__(self, queues, context: Context, **kwargs):
+        kwargs.setdefault("name", timeline.worker_name(HOST, os.getpid(), uuid.uuid4().hex[:8]))
         super().__init__(
             queues,
             connection=bookkeeping.client(context.redis),  # its transactions go through when Redis is full
@@ -363,14 +373,7 @@ class Worker(SimpleWorker):
         self._finishing: _Finishing | None = None  # the last job's end, to be sent with the next take
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
-        self._taker = Taker(
-            self.name,
-            int(context.settings.orphan_timeout),
-            pending_ttl(context),
-            HOST,
-            os.getpid(),
-            lambda: self._stop_requested,
-        )
+        self._taker = Taker(self.name, int(context.settings.orphan_timeout), lambda: self._stop_requested)
         self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
@@ -640,6 +643,7 @@ class Worker(SimpleWorker):
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe)
             queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            timeline.close_attempt(pipe, self.context.keys, job, pending_ttl(self.context))
             timeline.record(
                 pipe,
                 self.context.keys,

@@ -1,5 +1,11 @@
 """Per-job state history and succeeded/failed counters.
 
+A job's history is read from two places. Its hash (RQ's) tells the ordinary events of its latest
+attempt: enqueued (when it was queued at once), started, succeeded. The timeline key holds the rest
+(scheduled, failed, retry, orphaned, ...) and the start of every attempt that did not succeed, written out
+(`close_attempt`) before the next attempt overwrites the hash's. A job that runs once and succeeds, the
+common case, thus writes no timeline at all.
+
 Timeline writers add commands to a pipeline the caller already sends (RQ's own lifecycle pipelines), so
 recording costs no extra round trip; counters are summed in a Tally and written in batches. Timelines
 and counters expire on their own: nothing here grows without bound.
@@ -15,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from redis import exceptions as redis_errors
 from redis.client import Pipeline
+from rq.job import Job
+from rq.utils import as_text
 
 from .keys import Keys
 
@@ -30,9 +38,35 @@ def record(pipe: Pipeline, keys: Keys, job_id: str, event: str, ttl: int, **deta
 
 def entry(event: str, **details) -> str:
     """A timeline entry: `event` now, with `details` (None values left out), as JSON."""
-    data = {"at": round(time.time(), 3), "event": event}
+    return json.dumps(_event(event, time.time(), **details), default=str)
+
+
+def _event(event: str, at: float, **details) -> dict:
+    """`event` at epoch time `at` (to the microsecond, as the job hash keeps times), with `details`."""
+    data = {"at": round(at, 6), "event": event}
     data.update({key: value for key, value in details.items() if value is not None})
-    return json.dumps(data, default=str)
+    return data
+
+
+def close_attempt(pipe: Pipeline, keys: Keys, job: Job, ttl: int) -> None:
+    """Write out the start of `job`'s attempt, which ends other than in success: the next attempt
+    overwrites the hash that tells it. Call it once per such attempt."""
+    if job.started_at is not None:
+        started = _started(job.started_at.timestamp(), job.worker_name)
+        append(pipe, keys, job.id, json.dumps(started), ttl)
+
+
+def worker_name(host: str, pid: int, suffix: str) -> str:
+    """A worker's name that says where it runs ("host.pid.suffix"), so a job's start can say it too."""
+    return f"{host}.{pid}.{suffix}"
+
+
+def _started(at: float, worker: str | None) -> dict:
+    """The `started` event of an attempt started at `at` by `worker` (host and pid when its name has them)."""
+    host, _, pid = (worker or "").rpartition(".")[0].rpartition(".")
+    if not (host and pid.isdigit()):
+        return _event("started", at, worker=worker)
+    return _event("started", at, worker=worker, host=host, pid=int(pid))
 
 
 def append(pipe: Pipeline, keys: Keys, job_id: str, encoded_entry: str, ttl: int) -> None:
@@ -60,9 +94,41 @@ def durations(redis, keys: Keys, hours: int, end: float | None = None) -> dict[s
     return totals
 
 
+_HASH_FIELDS = ("status", "created_at", "source", "origin", "started_at", "ended_at", "worker_name")
+
+
 def history(redis, keys: Keys, job_id: str) -> list[dict]:
-    """The job's timeline, oldest first."""
-    return [json.loads(raw) for raw in redis.lrange(keys.timeline(job_id), 0, -1)]
+    """The job's timeline, oldest first: its stored events and those its hash tells."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.lrange(keys.timeline(job_id), 0, -1)
+        pipe.hmget(Job.key_for(job_id), _HASH_FIELDS)
+        stored, values = pipe.execute()
+    events = [json.loads(raw) for raw in stored]
+    fields = {name: as_text(value) for name, value in zip(_HASH_FIELDS, values, strict=True) if value}
+    known = {(event["event"], event["at"]) for event in events}
+    events += [event for event in latest_attempt(fields) if (event["event"], event["at"]) not in known]
+    return sorted(events, key=lambda event: event["at"])
+
+
+def latest_attempt(fields: dict[str, str]) -> list[dict]:
+    """The ordinary events a job hash's `fields` tell: enqueued (if queued at once, with its `source`),
+    the start of its latest attempt and, when that succeeded, the success."""
+    events = []
+    if "source" in fields and "created_at" in fields:
+        created = _epoch(fields["created_at"])
+        events.append(_event("enqueued", created, source=fields["source"], queue=fields.get("origin")))
+    if "started_at" in fields:
+        started = _epoch(fields["started_at"])
+        events.append(_started(started, fields.get("worker_name")))
+        if fields.get("status") == "finished" and "ended_at" in fields:
+            ended = _epoch(fields["ended_at"])
+            events.append(_event("succeeded", ended, ms=round((ended - started) * 1000, 1)))
+    return events
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of a time as RQ writes it ("2026-11-27T01:02:03.456789Z")."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 class Tally:

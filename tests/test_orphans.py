@@ -110,7 +110,7 @@ def test_a_worker_killed_right_after_taking_a_job_loses_nothing(context, redis_u
     first = sample_jobs.slow_then_ok.enqueue("taken", 0)
     second = sample_jobs.record.enqueue("behind")
     queue = queue_for(context, "default")
-    with taking_for(Taker("gone", ORPHAN_TIMEOUT, 3600, "host", 1, lambda: False)):
+    with taking_for(Taker("gone", ORPHAN_TIMEOUT, lambda: False)):
         job, _ = JobQueue.dequeue_any([queue], None, connection=context.redis, job_class=Job)
     assert job.id == first.id  # ...and here the worker dies, before running the job
     assert queue.get_job_ids() == [second.id]  # taking a job starts it: it is in a queue or started
