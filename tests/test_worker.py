@@ -80,6 +80,26 @@ def test_failing_job_is_retried_then_failed(context, redis_url):
     assert inspect.stats(context).by_name_last_day["tests.sample_jobs.always_fails"]["failed"] == 3
 
 
+def test_the_timeline_key_keeps_only_what_the_job_hash_cannot_tell(context, redis_url):
+    """A job that succeeds at once keeps its whole timeline in its hash; an attempt that does not succeed
+    writes its start out before the next attempt overwrites the hash's."""
+    once = sample_jobs.record.enqueue("once")
+    failing = sample_jobs.always_fails.enqueue("boom")
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert not context.redis.exists(context.keys.timeline(once.id))
+    stored = context.redis.lrange(context.keys.timeline(failing.id), 0, -1)
+    assert [json.loads(raw)["event"] for raw in stored] == [
+        "started",
+        "retry",
+        "started",
+        "retry",
+        "started",
+        "failed",
+    ]
+    starts = [e for e in timeline.history(context.redis, context.keys, failing.id) if e["event"] == "started"]
+    assert len({start["at"] for start in starts}) == 3 and all(start["pid"] > 0 for start in starts)
+
+
 def test_exceptions_listed_in_no_retry_on_fail_at_once(context, redis_url):
     job = sample_jobs.fails_without_retry.enqueue("k")
     jobctl("worker", "--burst", "-c", "1", url=redis_url)
