@@ -29,7 +29,7 @@ from .connection import Context, current
 from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
 from .errors import InvalidArguments
-from .execution import PENDING_STATES, Job, pending_ttl, schedule
+from .execution import PENDING_STATES, Job, Template, pending_ttl, schedule
 from .retries import rq_retry
 
 
@@ -118,12 +118,13 @@ def enqueue(
         else catalog.get(target)
     )
     args, kwargs = list(args), dict(kwargs or {})
-    check_json(args, kwargs)
+    call = Call(spec, tuple(args), kwargs)
+    data = _data(call)
     check_signature(spec, args, kwargs)
     due = _due_at(at, delay)
     context = context or current()
     if due is None and job_id is None and depends_on is None and pipeline is None and spec.unique is None:
-        return _enqueue_now(context, Call(spec, tuple(args), kwargs), queue or spec.queue, source)
+        return _enqueue_now(context, call, data, queue or spec.queue, source)
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
     if depends_on is not None:
@@ -223,8 +224,8 @@ def enqueue_many(
     BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all.
     """
     calls = list(calls)
+    data = [_data(call) for call in calls]
     for call in calls:
-        check_json(call.args, call.kwargs)
         check_signature(call.spec, call.args, call.kwargs)
     context = context or current()
     ids: list[str] = []
@@ -235,10 +236,11 @@ def enqueue_many(
         for offset in range(0, len(calls), BULK_CHUNK):
             stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
             pipe = context.redis.pipeline()
+            chunk = zip(calls[offset : offset + BULK_CHUNK], data[offset : offset + BULK_CHUNK], strict=True)
             for (spec, queue_name), run in itertools.groupby(
-                calls[offset : offset + BULK_CHUNK], key=lambda call: (call.spec, queue or call.spec.queue)
+                chunk, key=lambda pair: (pair[0].spec, queue or pair[0].spec.queue)
             ):
-                jobs = [(str(uuid.uuid4()), _stored(_data(call))) for call in run]
+                jobs = [(str(uuid.uuid4()), _stored(call_data)) for _, call_data in run]
                 _write_run(context, pipe, _prototype(context, spec, queue_name), jobs, stamp, source)
                 ids.extend(job_id for job_id, _ in jobs)
             if sending is not None:
@@ -249,10 +251,11 @@ def enqueue_many(
     return ids
 
 
-def _enqueue_now(context: Context, call: Call, queue_name: str, source: str) -> Job:
-    """Enqueue one checked call for now, in one round trip, and return its job as RQ would read it."""
+def _enqueue_now(context: Context, call: Call, data: bytes, queue_name: str, source: str) -> Job:
+    """Enqueue one checked call (its `_data`) for now, in one round trip, and return its job as RQ would
+    read it."""
     prototype = _prototype(context, call.spec, queue_name)
-    job_id, data, created = str(uuid.uuid4()), _data(call), rq_now()
+    job_id, created = str(uuid.uuid4()), rq_now()
     _write_run(
         context, context.redis, prototype, [(job_id, _stored(data))], utcformat(created).encode(), source
     )
@@ -268,11 +271,11 @@ class _Prototype:
     queue_key: str
     queues_key: str
     fields: tuple[bytes, ...]
-    template: Job  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash again
+    template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
 
     def job(self, job_id: str, data: bytes, created: datetime, source: str) -> Job:
         """The job RQ would read back from a run written with these per-job fields."""
-        job = self.template.copy_of()
+        job = self.template.copy()
         job._id, job.data, job.created_at, job.enqueued_at = job_id, data, created, created
         job.source = source
         return job
@@ -298,7 +301,7 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
         per_job_fields = {b"data": b"", b"created_at": utcformat(rq_now()).encode()}
         template.restore(dict(zip(encoded[::2], encoded[1::2], strict=True)) | per_job_fields)
         _prototypes[key] = _Prototype(
-            rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded, template
+            rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded, Template(template)
         )
     return _prototypes[key]
 
@@ -352,8 +355,15 @@ return #ids
 
 
 def _data(call: Call) -> bytes:
-    """The job's data as RQ serializes it: function name, instance, args and kwargs."""
-    return JSONSerializer.dumps((call.spec.name, None, list(call.args), dict(call.kwargs)))
+    """The job's data as RQ's JSONSerializer writes it (function name, instance, args and kwargs), or
+    InvalidArguments naming the first argument that JSON cannot carry."""
+    try:
+        return json.dumps(
+            (call.spec.name, None, list(call.args), dict(call.kwargs)), allow_nan=False
+        ).encode()
+    except (TypeError, ValueError):
+        check_json(call.args, call.kwargs)  # raises, naming the argument
+        raise
 
 
 def _stored(data: bytes) -> bytes:

@@ -94,9 +94,27 @@ def _utc_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+class Template:
+    """A job to copy many times, cheaply: a copy shares no list or dict with it. Building a job costs
+    much more (RQ checks its serializer), and so does restoring one from its hash."""
+
+    def __init__(self, job: RQJob):
+        self.job = job
+        self._mutable = tuple(name for name, value in vars(job).items() if isinstance(value, list | dict))
+
+    def copy(self):
+        """A job equal to the template's, independent of it."""
+        job = object.__new__(type(self.job))
+        state = self.job.__dict__.copy()
+        for name in self._mutable:
+            state[name] = state[name].copy()
+        job.__dict__ = state
+        return job
+
+
 @functools.cache
-def _blank_template(cls, connection) -> Job:
-    return cls(connection=connection)
+def _blank_template(cls, connection) -> Template:
+    return Template(cls(connection=connection))
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,7 +136,7 @@ class Job(RQJob):
         """`Job(job_id, connection)`, nothing read yet, made by copying a template: RQ checks the
         serializer on every construction, which costs more than the rest of it."""
         validate_job_id(job_id)
-        job = _blank_template(cls, connection).copy_of()
+        job = _blank_template(cls, connection).copy()
         job._id = job_id
         return job
 
@@ -138,15 +156,6 @@ class Job(RQJob):
         if self.source:
             data["source"] = self.source
         return data
-
-    def copy_of(self) -> Job:
-        """A copy of this job that shares no list or dict with it."""
-        job = type(self).__new__(type(self))
-        job.__dict__.update(
-            (name, value.copy() if isinstance(value, list | dict) else value)
-            for name, value in vars(self).items()
-        )
-        return job
 
     @property
     def func(self):
