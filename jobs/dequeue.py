@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
@@ -42,46 +42,71 @@ log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
-# KEYS: the rider's key (when it has commands), then the queue and started registry of each queue in
-# priority order. ARGV: the rider's length n and its commands (bookkeeping.flattened), then the job key
-# prefix, start time (RQ's format), worker name, execution id, heartbeat deadline. Answers {rider committed (1|0), its first error or false, [queue key, job id, job hash]}.
+# KEYS: the riders' keys, then the queue and started registry of each queue in priority order. ARGV: the
+# number of riders, each rider's length n and its commands (bookkeeping.flattened), then the job key
+# prefix, start time (RQ's format), worker name, execution id prefix, heartbeat deadline, and how many
+# jobs to take at most. Jobs are taken from the first non-empty queue only (strict priority); the n-th
+# gets the execution id prefix .. n. Answers {each rider committed (1|0), the first error of a rider's
+# command or false, [queue key, {job id, job hash, ...}]}, the job hashes as they were before the start.
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
-local riding, first, committed, failure = tonumber(ARGV[1]), 1, 0, false
-if riding > 0 then
-  first = 2
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    local i = 2
-    while i <= riding + 1 do
-      local count = tonumber(ARGV[i])
-      local reply = redis.pcall(unpack(ARGV, i + 1, i + count))  -- on past a failing command, as EXEC goes
+local riders, a, committed, failure = tonumber(ARGV[1]), 2, {}, false
+for r = 1, riders do
+  local stop = a + 1 + tonumber(ARGV[a])
+  a = a + 1
+  committed[r] = 0
+  if redis.call('EXISTS', KEYS[r]) == 0 then
+    while a < stop do
+      local count = tonumber(ARGV[a])
+      local reply = redis.pcall(unpack(ARGV, a + 1, a + count))  -- on past a failing command, as EXEC goes
       if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
-      i = i + count + 1
+      a = a + count + 1
     end
-    committed = 1
+    committed[r] = 1
   end
+  a = stop
 end
-local a = riding + 1
-for i = first, #KEYS, 2 do
-  local job_id = redis.call('LPOP', KEYS[i])
-  while job_id do
-    local job_key = ARGV[a + 1] .. job_id
+local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+local deadline, wanted = ARGV[a + 4], tonumber(ARGV[a + 5])
+for i = riders + 1, #KEYS, 2 do
+  local taken = {}
+  while #taken < 2 * wanted do
+    local job_id = redis.call('LPOP', KEYS[i])
+    if not job_id then break end
+    local job_key = prefix .. job_id
     local fields = redis.call('HGETALL', job_key)
-    if #fields > 0 then
-      redis.call('HSET', job_key, 'status', 'started', 'started_at', ARGV[a + 2], 'last_heartbeat', ARGV[a + 2],
-        'worker_name', ARGV[a + 3])
+    if #fields > 0 then  -- else deleted while queued: nothing to start
+      redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'last_heartbeat', started,
+        'worker_name', worker)
       for f = 1, #fields, 2 do
         if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
       end
-      redis.call('ZADD', KEYS[i + 1], ARGV[a + 5], job_id .. ':' .. ARGV[a + 4])
-      return {committed, failure, KEYS[i], job_id, fields}
+      redis.call('ZADD', KEYS[i + 1], deadline, job_id .. ':' .. execution .. (#taken / 2 + 1))
+      taken[#taken + 1] = job_id
+      taken[#taken + 1] = fields
     end
-    job_id = redis.call('LPOP', KEYS[i])  -- deleted while queued: nothing to start
   end
+  if #taken > 0 then return {committed, failure, KEYS[i], taken} end
 end
 return {committed, failure}
 """
+
+# Jobs taken but not run yet, given back to the front of their queues, each only if it is still started
+# by this worker. KEYS: per job its queue, started registry and wake list. ARGV: the job key prefix, then
+# per job its id and started-registry entry, in the order they were taken.
+_GIVE_BACK = """#!lua flags=allow-oom
+for j = #KEYS / 3, 1, -1 do
+  local job_id, entry = ARGV[2 * j], ARGV[2 * j + 1]
+  if redis.call('ZREM', KEYS[3 * j - 1], entry) == 1 then
+    redis.call('HSET', ARGV[1] .. job_id, 'status', 'queued')
+    redis.call('HDEL', ARGV[1] .. job_id, 'started_at', 'worker_name')
+    redis.call('LPUSH', KEYS[3 * j - 2], job_id)
+    redis.call('LPUSH', KEYS[3 * j], 1)
+    redis.call('LTRIM', KEYS[3 * j], 0, WAKE_TOKENS - 1)
+  end
+end
+""".replace("WAKE_TOKENS", str(WAKE_TOKENS))
 
 
 @dataclass(frozen=True)
@@ -104,35 +129,65 @@ class Rider:
     committed: bool | None = None
 
 
+@dataclass
+class Taking:
+    """What one thread's takes send and get: riders to send with the next take (and what to call once
+    they are sent), how many jobs to take at most, and the jobs taken beyond the one `dequeue_any`
+    returned (started, to be run next)."""
+
+    taker: Taker
+    riders: list[Rider]
+    sent: Callable[[], None]
+    wanted: int = 1
+    extra: list = field(default_factory=list)
+
+
 _taking = threading.local()
 
 
 @contextmanager
-def taking_for(taker: Taker, rider: Rider | None = None):
-    """Within the block, this thread's `JobQueue.dequeue_any` starts every job it takes as `taker`'s, and
-    sends `rider` with its first take."""
-    _taking.taker, _taking.rider = taker, rider
+def taking_for(
+    taker: Taker, riders: list[Rider] | None = None, sent: Callable[[], None] = lambda: None, wanted: int = 1
+):
+    """Within the block, this thread's `JobQueue.dequeue_any` starts the jobs it takes (up to `wanted` at
+    once) as `taker`'s, and sends `riders` with its first take, calling `sent` right after (before any
+    wait for a job); the block gets the `Taking`."""
+    _taking.current = Taking(taker, list(riders or ()), sent, wanted)
     try:
-        yield
+        yield _taking.current
     finally:
-        del _taking.taker, _taking.rider
+        del _taking.current
 
 
-def send(connection, rider: Rider) -> None:
-    """Send `rider` on its own (its worker takes no more jobs)."""
-    _ride(connection, [], [], rider)
+def send(connection, riders: list[Rider]) -> None:
+    """Send `riders` on their own (their worker takes no more jobs now)."""
+    _ride(connection, [], [], riders)
 
 
-def _ride(connection, keys: list[str], take_args: list, rider: Rider | None) -> list:
-    """Call the take script with `rider` (if any) in front; return the take's answer (empty: none)."""
-    riding = [] if rider is None else [rider.unless_key]
-    commands = [] if rider is None else rider.commands
-    answer = _take_script(connection)(keys=riding + keys, args=[len(commands), *commands, *take_args])
-    if rider is not None:
-        rider.committed = bool(answer[0])
-        if answer[1]:
-            log.warning("a command of a job's finish failed: %s", as_text(answer[1]))
+def _ride(connection, keys: list[str], take_args: list, riders: list[Rider]) -> list:
+    """Call the take script with `riders` in front; return the take's answer (empty: none)."""
+    riding = [part for rider in riders for part in (len(rider.commands), *rider.commands)]
+    answer = _take_script(connection)(
+        keys=[rider.unless_key for rider in riders] + keys, args=[len(riders), *riding, *take_args]
+    )
+    for rider, committed in zip(riders, answer[0], strict=True):
+        rider.committed = bool(committed)
+    if answer[1]:
+        log.warning("a command of a job's finish failed: %s", as_text(answer[1]))
     return answer[2:]
+
+
+def give_back(connection, jobs: list) -> None:
+    """Put `jobs` ((job, queue) pairs taken and started by this worker but not run) back at the front of
+    their queues, in the same order, as queued jobs; a job that is no longer started by this worker (the
+    orphan sweep recovered it) is left alone."""
+    if not jobs:
+        return
+    keys, args = [], [RQJob.redis_job_namespace_prefix]
+    for job, queue in jobs:
+        keys += [queue.key, started_key(queue.name), current().keys.wake(queue.name)]
+        args += [job.id, job.execution.composite_key]
+    _give_back_script(connection)(keys=keys, args=args)
 
 
 def wake(pipe, keys: Keys, queue_name: str) -> None:
@@ -146,6 +201,11 @@ def wake(pipe, keys: Keys, queue_name: str) -> None:
 def _take_script(connection):
     """The take script, registered once per client (a worker dequeues through one client)."""
     return connection.register_script(_TAKE)
+
+
+@functools.cache
+def _give_back_script(connection):
+    return connection.register_script(_GIVE_BACK)
 
 
 def started_key(queue_name: str) -> str:
@@ -178,28 +238,47 @@ class JobQueue(Queue):
     def dequeue_any(
         cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None
     ):
-        """The first job of the first non-empty queue, started for the taker of `taking_for`; None when all
-        are empty and `timeout` is None, DequeueTimeout when they stay empty for `timeout` seconds."""
-        context, taker = current(), _taking.taker
+        """The first job of the first non-empty queue, started for the taker of `taking_for` (with up to
+        `wanted - 1` more of the same queue, in its `extra`); None when all are empty and `timeout` is
+        None, DequeueTimeout when they stay empty for `timeout` seconds."""
+        context, taking = current(), _taking.current
+        taker = taking.taker
         keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            started, execution_id = now(), uuid.uuid4().hex
+            started, execution_prefix = now(), uuid.uuid4().hex
             take_args = [
                 RQJob.redis_job_namespace_prefix,
                 utcformat(started),
                 taker.worker_name,
-                execution_id,
+                execution_prefix,
                 time.time() + taker.heartbeat_ttl,
+                taking.wanted,
             ]
-            result = _ride(connection, keys, take_args, _taking.rider)
-            _taking.rider = None  # sent
+            result = _ride(connection, keys, take_args, taking.riders)
+            if taking.riders:
+                taking.riders = []
+                taking.sent()
             if result:
-                execution = Execution(execution_id, as_text(result[1]), connection, taker.worker_name)
-                execution.created_at = execution.last_heartbeat = started
-                found = _restore(context, queues, result, execution, job_class)
-                if found:
-                    return found
+                queue = next(queue for queue in queues if queue.key == as_text(result[0]))
+                taken = result[1]
+                jobs = [
+                    _restore(
+                        context,
+                        queue,
+                        taken[2 * n],
+                        taken[2 * n + 1],
+                        job_class,
+                        taker,
+                        started,
+                        f"{execution_prefix}{n + 1}",
+                    )
+                    for n in range(len(taken) // 2)
+                ]
+                jobs = [(job, queue) for job in jobs if job is not None]
+                if jobs:
+                    taking.extra = jobs[1:]
+                    return jobs[0]
                 continue
             if deadline is None:
                 return None
@@ -212,23 +291,23 @@ class JobQueue(Queue):
             connection.blpop(wake_keys, timeout=max(0.01, min(IDLE_WAIT, left)))
 
 
-def _restore(context: Context, queues, taken, execution: Execution, job_class):
-    """The (job, queue) of a take script's answer: queue key, job id and the job hash's fields as they
-    were before the start, read as a `job_class` (jobs.execution.Job) carrying its `execution`. None when
-    the hash is not an RQ job: it is filed as failed."""
-    queue_key, job_id, fields = as_text(taken[0]), execution.job_id, taken[2]
-    queue = next(queue for queue in queues if queue.key == queue_key)
+def _restore(context: Context, queue, job_id, fields, job_class, taker: Taker, started, execution_id):
+    """The job a take script started: its id and its hash's fields as they were before the start, read
+    as a `job_class` (jobs.execution.Job) carrying its execution. None when the hash is not an RQ job:
+    it is filed as failed."""
+    execution = Execution(execution_id, as_text(job_id), queue.connection, taker.worker_name)
+    execution.created_at = execution.last_heartbeat = started
     try:
-        job = job_class.blank(job_id, context.redis)
+        job = job_class.blank(execution.job_id, context.redis)
         job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
     except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
         _quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
         return None
     job._status = JobStatus.STARTED
-    job.started_at = job.last_heartbeat = execution.created_at
-    job.worker_name = execution.worker_name
+    job.started_at = job.last_heartbeat = started
+    job.worker_name = taker.worker_name
     job.execution = execution
-    return job, queue
+    return job
 
 
 def _quarantine(context: Context, queue: Queue, execution: Execution, reason: str) -> None:

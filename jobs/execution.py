@@ -28,14 +28,16 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.suspension import is_suspended
 from rq.utils import as_text, now, utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import JobQueue, Rider, Taker, send, started_key, taking_for
+from .dequeue import JobQueue, Rider, Taker, give_back, send, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
+from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
 
 log = logging.getLogger("jobs.worker")
@@ -379,7 +381,8 @@ class Worker(SimpleWorker):
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
         self._written_state: str | None = None
-        self._finishing: _Finishing | None = None  # the last job's end, to be sent with the next take
+        self._finishing: list[_Finishing] = []  # ends of jobs run since the last take, sent with the next
+        self._prefetched = Prefetched()
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
         self._taker = Taker(self.name, int(context.settings.orphan_timeout), lambda: self._stop_requested)
@@ -413,35 +416,43 @@ class Worker(SimpleWorker):
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.context.settings.orphan_timeout)
 
-    # --- starting and ending a job: one round trip each ------------------------------------------------
+    # --- starting and ending jobs: one round trip for each, or for several short ones ---------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """RQ's wait for a job, which the take script (dequeue.py) starts as it takes it, sending the
-        finish of the previous job in the same round trip."""
-        with taking_for(self._taker, self._finishing and self._finishing.rider):
-            try:
-                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            finally:
-                self._settle_finishing()
+        """The next job taken ahead (prefetch.py), else RQ's wait for a job, which the take script
+        (dequeue.py) starts as it takes it, sending the ends of the jobs run since the last take in the
+        same round trip."""
+        ahead = self._prefetched.next()
+        if ahead is not None:
+            return ahead
+        riders = [finishing.rider for finishing in self._finishing]
+        with taking_for(self._taker, riders, self._settle_finishing, self._prefetched.wanted()) as taking:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            for job, _ in taking.extra:
+                job.redis_server_version = self.get_redis_server_version()
+            self._prefetched.fill(taking.extra)
+        return result
 
-    def _send_finishing(self) -> None:
-        """Send the previous job's finish on its own, if it has not gone yet (the worker takes no job now)."""
-        if self._finishing is not None:
-            send(self.connection, self._finishing.rider)
+    def _let_go(self) -> None:
+        """Send the ends of the jobs run, and give back the jobs taken ahead: the worker runs no job now."""
+        give_back(self.connection, self._prefetched.release())
+        if self._finishing:
+            send(self.connection, [finishing.rider for finishing in self._finishing])
             self._settle_finishing()
 
     def _settle_finishing(self) -> None:
-        """Once the previous job's finish has been sent: count the job, or, if it found dependents to
-        enqueue and wrote nothing, finish it RQ's own way."""
-        finishing = self._finishing
-        if finishing is None or finishing.rider.committed is None:
-            return
-        self._finishing = None
-        if not finishing.rider.committed:
-            super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
-            return
-        self.increment_successful_job_count()
-        self.increment_total_working_time(finishing.job.ended_at - finishing.job.started_at)
-        self._execution_ended()
+        """For each end sent: count the job, or, if it found dependents to enqueue and wrote nothing,
+        finish it RQ's own way. Ends not sent yet stay."""
+        unsent = [finishing for finishing in self._finishing if finishing.rider.committed is None]
+        for finishing in self._finishing:
+            if finishing.rider.committed is False:
+                self.execution = finishing.job.execution  # RQ's path ends `self.execution`
+                super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
+            elif finishing.rider.committed:
+                self.increment_successful_job_count()
+                self.increment_total_working_time(finishing.job.ended_at - finishing.job.started_at)
+        if len(unsent) < len(self._finishing):
+            self._execution_ended()
+        self._finishing = unsent
 
     def prepare_execution(self, job):
         """The take script has started `job` already (its execution record is the started registry's
@@ -490,14 +501,18 @@ class Worker(SimpleWorker):
         try:
             super().execute_job(job, queue)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Redis went away as the job started or ended. The job stays claimed or started and its
-            # heartbeats stop, so the orphan sweep recovers it; this worker waits for Redis and goes on.
+            # Redis went away as the job started or ended. The job stays started and its heartbeats stop,
+            # so the orphan sweep recovers it, with the jobs taken ahead; this worker waits for Redis
+            # and goes on.
             log.warning(
                 "worker %s: Redis lost around job %s (%s); it will be recovered", self.name, job.id, exc
             )
+            self._prefetched.release()
             self._wait_for_redis()
         finally:
             self._running = None
+            if job.started_at and job.ended_at:
+                self._prefetched.ran((job.ended_at - job.started_at).total_seconds())
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat when it rides in a pipeline. RQ also beats on its own three times per job
@@ -525,8 +540,9 @@ class Worker(SimpleWorker):
         """RQ's check for `rq suspend`, at most once a second instead of once per job."""
         if time.monotonic() >= self._next_suspension_check:
             self._next_suspension_check = time.monotonic() + SUSPENSION_CHECK
-            self._send_finishing()  # a suspended worker waits here, maybe for long
-            super().check_for_suspension(burst)
+            if is_suspended(self.connection, self):
+                self._let_go()  # a suspended worker waits here, maybe for long
+                super().check_for_suspension(burst)
 
     def _wait_for_redis(self) -> None:
         delay = 0.5
@@ -547,9 +563,9 @@ class Worker(SimpleWorker):
 
     def teardown(self):
         try:
-            self._send_finishing()
-        except redis.RedisError as exc:  # the job stays started: the orphan sweep recovers it
-            log.warning("worker %s: the end of its last job not written (%s)", self.name, exc)
+            self._let_go()
+        except redis.RedisError as exc:  # the jobs stay started: the orphan sweep recovers them
+            log.warning("worker %s: the end of its last jobs not written (%s)", self.name, exc)
         self._beats.set()
         if self._heartbeats is not None:
             self._heartbeats.join(timeout=5)
@@ -560,19 +576,26 @@ class Worker(SimpleWorker):
         super().teardown()
 
     def _heartbeat_loop(self) -> None:
-        """Every TALLY_INTERVAL write the counters and state, and every quarter of the orphan timeout beat."""
+        """Every TALLY_INTERVAL write the counters and state and give back the jobs taken ahead that wait
+        too long, and every quarter of the orphan timeout beat."""
         ttl = int(self.context.settings.orphan_timeout)
         every = max(0.2, ttl / 4)
-        next_beat = time.monotonic() + every
+        last_beat = time.monotonic()
+        next_beat = last_beat + every
         while not self._beats.wait(min(TALLY_INTERVAL, every)):
             beat = time.monotonic() >= next_beat
             try:
+                give_back(self.connection, self._prefetched.release(waited=HOLD))
                 self._tick(ttl if beat else None)
                 if beat:
-                    next_beat = time.monotonic() + every
+                    last_beat = time.monotonic()
+                    next_beat = last_beat + every
                 self._beat_outage.succeeded()
             except redis.RedisError as exc:
                 self._beat_outage.failed(exc)
+                if time.monotonic() - last_beat > ttl / 2:
+                    # their heartbeat deadline may pass: they are the orphan sweep's, never run here
+                    self._prefetched.release()
 
     def _tick(self, beat_ttl: int | None) -> None:
         """In one round trip (none when there is nothing to say): the counters summed since the last
@@ -590,11 +613,14 @@ class Worker(SimpleWorker):
                     self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
                 )
                 pipe.expire(self.key, self.worker_ttl + 60)
+                deadline = time.time() + beat_ttl
                 running = self._running
                 if running is not None:
                     registry_key, execution = running
                     # XX: a job that ended meanwhile must not be put back
-                    pipe.zadd(registry_key, {execution.composite_key: time.time() + beat_ttl}, xx=True)
+                    pipe.zadd(registry_key, {execution.composite_key: deadline}, xx=True)
+                for queue_name, entry in self._prefetched.entries():
+                    pipe.zadd(started_key(queue_name), {entry: deadline}, xx=True)
             try:
                 pipe.execute()
             except redis.RedisError:
@@ -625,7 +651,7 @@ class Worker(SimpleWorker):
                     pipe.expire(job.dependencies_key, result_ttl)
             pipe.zrem(started_key(job.origin), self.execution.composite_key)
             rider = Rider(pipe.detach(), job.dependents_key)
-        self._finishing = _Finishing(rider, job, queue, started_job_registry)
+        self._finishing.append(_Finishing(rider, job, queue, started_job_registry))
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

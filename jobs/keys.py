@@ -2,8 +2,10 @@
 
 All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
 
-    {p}timeline:{job_id}                 list    the job's state history, one JSON object per event
-                                                 ({"at": epoch, "event": ..., details}); expires with the job
+    {p}timeline:{job_id}                 list    the job's state history that its hash cannot tell (the timeline
+                                                 module), one JSON object per event ({"at": epoch, "event": ...,
+                                                 details}); none for a job that succeeds at once; expires with
+                                                 the job
     {p}stats:{status}:{unit}:{stamp}     hash    job name -> count of `status` (succeeded|failed) in that
                                                  minute (unit "minute", stamp YYYYmmddHHMM, kept 2 days) or hour
                                                  (unit "hour", stamp YYYYmmddHH, kept 8 days); totals are sums

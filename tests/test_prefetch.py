@@ -1,0 +1,76 @@
+"""Short jobs taken several at a time: each is started (in RQ's started registry) from its take to its end,
+runs once, and goes back to the front of its queue, as a queued job, when its worker stops first or when
+it waits too long behind a slow job."""
+
+from jobs import inspect, prefetch, timeline
+from jobs.enqueue import queue_for
+from jobs.execution import Worker
+from tests import sample_jobs
+from tests.conftest import jobctl, wait_for
+
+
+def events(context, job_id):
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def take_ahead(context) -> tuple[Worker, list]:
+    """A worker whose last job was short, after one take: the job it returned and those it holds."""
+    worker = Worker([queue_for(context, "default")], context)
+    worker._prefetched.ran(0.0)
+    first, _ = worker.dequeue_job_and_maintain_ttl(timeout=None)
+    held = [job for job, _ in worker._prefetched.release()]
+    worker._prefetched.fill([(job, queue_for(context, "default")) for job in held])
+    return worker, [first, *held]
+
+
+def test_after_short_jobs_a_take_starts_several_jobs_of_the_queue_in_order(context):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH + 2)]
+    worker, taken = take_ahead(context)
+    assert [job.id for job in taken] == [job.id for job in jobs[: prefetch.PREFETCH]]
+    queue = queue_for(context, "default")
+    assert sorted(queue.started_job_registry.get_job_ids()) == sorted(job.id for job in taken)
+    assert queue.get_job_ids() == [job.id for job in jobs[prefetch.PREFETCH :]]
+    assert {inspect.job_detail(context, job.id).worker for job in taken} == {worker.name}
+    assert all(inspect.job_detail(context, job.id).state == "started" for job in taken)
+
+
+def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_stops(context):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH + 2)]
+    worker, taken = take_ahead(context)
+    worker._let_go()  # as its teardown does: the first job is the one it ran
+    queue = queue_for(context, "default")
+    assert queue.get_job_ids() == [job.id for job in jobs[1:]]
+    assert queue.started_job_registry.get_job_ids() == [taken[0].id]
+    back = inspect.job_detail(context, taken[1].id)
+    assert back.state == "queued" and back.worker is None
+    assert events(context, taken[1].id) == ["enqueued"]
+
+
+def test_a_worker_runs_many_short_jobs_each_once_in_order(context, redis_url):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(60)]
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    ran = [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
+    assert ran == [f"job-{i}" for i in range(60)]
+    assert all(events(context, job.id) == ["enqueued", "started", "succeeded"] for job in jobs)
+    assert queue_for(context, "default").started_job_registry.get_job_ids() == []
+
+
+def test_jobs_waiting_behind_a_slow_one_are_given_back_to_another_worker(context, processes, redis_url):
+    # takes of 1 (nothing ran yet), then of 8: the fourth takes the last 3 warm-ups, the slow one and 4 more
+    for i in range(20):
+        sample_jobs.record.enqueue(f"warm-{i}")
+    slow = sample_jobs.sleep_then_record.enqueue("slow", 5)
+    behind = [sample_jobs.record.enqueue(f"behind-{i}") for i in range(prefetch.PREFETCH)]
+    processes.start("worker", "-c", "1", url=redis_url)
+
+    def state(job) -> str:
+        return inspect.job_detail(context, job.id).state
+
+    wait_for(lambda: state(slow) == "started", what="the slow job to start")
+    assert [state(job) for job in behind[:4]] == ["started"] * 4  # taken with it, waiting behind it
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: all(state(job) == "finished" for job in behind), what="the jobs behind it to run")
+    assert state(slow) == "started"  # they did not wait for it
+    wait_for(lambda: inspect.job_detail(context, slow.id).state == "finished", what="the slow job")
+    ran = [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
+    assert sorted(ran) == sorted([*(f"warm-{i}" for i in range(20)), "slow", *(j.args[0] for j in behind)])
