@@ -279,15 +279,24 @@ def measure_enqueue_bulk(context: Context, count: int) -> tuple[float, float]:
     return ours, rq
 
 
-def measure_enqueue_one_by_one(context: Context, count: int) -> float:
-    """Jobs per second enqueueing `count` no-op jobs one at a time through `jobs.enqueue.enqueue`."""
-    context.redis.flushdb()
-    started = time.perf_counter()
-    for _ in range(count):
-        enqueue(noop, context=context)
-    seconds = time.perf_counter() - started
-    _check_queued(context, count)
-    return count / seconds
+def measure_enqueue_one_by_one(context: Context, count: int) -> tuple[float, float, float]:
+    """Per second, enqueueing `count` no-op jobs one at a time: ours (`jobs.enqueue.enqueue`), RQ's
+    `Queue.enqueue` (JSON), and the floor of one round trip through redis-py (a bare LPUSH)."""
+    rq_queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
+    rates = []
+    for enqueue_one in (
+        lambda: enqueue(noop, context=context),
+        lambda: rq_queue.enqueue("jobs.builtin.noop"),
+        lambda: context.redis.lpush(rq_queue.key, "x"),
+    ):
+        context.redis.flushdb()
+        started = time.perf_counter()
+        for _ in range(count):
+            enqueue_one()
+        rates.append(count / (time.perf_counter() - started))
+        _check_queued(context, count)
+    ours, rq, lpush = rates
+    return ours, rq, lpush
 
 
 def _check_queued(context: Context, count: int) -> None:
@@ -329,7 +338,9 @@ def print_worker_table(results: dict, jobs: int, fork_jobs: int, url: str) -> No
         )
 
 
-def print_enqueue_table(bulk: tuple[float, float], one_by_one: float, count: int) -> None:
+def print_enqueue_table(
+    bulk: tuple[float, float], one_by_one: tuple[float, float, float], count: int
+) -> None:
     """The enqueue throughput table, target in the header."""
     ours, rq = bulk
     print()
@@ -337,7 +348,10 @@ def print_enqueue_table(bulk: tuple[float, float], one_by_one: float, count: int
     verdict = "ok" if ours >= TARGET_BULK_ENQUEUE else "LOW"
     print(f"{'pipelined, ours (jobs.enqueue_many)':<45} {ours:>9,.0f}  {verdict}  {ours / rq:.2f}x RQ's")
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
-    print(f"{'one by one (jobs.enqueue.enqueue)':<45} {one_by_one:>9,.0f}")
+    ours, rq, lpush = one_by_one
+    print(f"{'one by one, ours (jobs.enqueue.enqueue)':<45} {ours:>9,.0f}  {ours / rq:.2f}x RQ's")
+    print(f"{'one by one, RQ (Queue.enqueue)':<45} {rq:>9,.0f}")
+    print(f"{'one by one, a bare LPUSH through redis-py':<45} {lpush:>9,.0f}  (ours: {ours / lpush:.2f}x)")
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:

@@ -12,7 +12,7 @@ command that fails. The script costs the server two to three times the CPU of a 
 kept for when it is needed.
 
 The price: Redis may go past maxmemory by what draining costs, as a finished job kept for its result
-TTL takes more than a queued one (a no-op job: about 1.9 KB against 0.7 KB) until it expires. A job's
+TTL takes more than a queued one (a no-op job: about 1.3 KB against 0.45 KB) until it expires. A job's
 own writes are not bookkeeping: they go through the ordinary client, and a full Redis refuses them.
 """
 
