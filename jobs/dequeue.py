@@ -77,8 +77,7 @@ for i = riders + 1, #KEYS, 2 do
     local job_key = prefix .. job_id
     local fields = redis.call('HGETALL', job_key)
     if #fields > 0 then  -- else deleted while queued: nothing to start
-      redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'last_heartbeat', started,
-        'worker_name', worker)
+      redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'worker_name', worker)
       for f = 1, #fields, 2 do
         if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
       end
@@ -246,7 +245,8 @@ class JobQueue(Queue):
         keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            started, execution_prefix = now(), uuid.uuid4().hex
+            # an execution id only tells apart the runs of one job: 48 random bits are plenty
+            started, execution_prefix = now(), uuid.uuid4().hex[:12]
             take_args = [
                 RQJob.redis_job_namespace_prefix,
                 utcformat(started),
