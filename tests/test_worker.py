@@ -64,18 +64,13 @@ def test_a_job_over_its_timeout_fails_with_a_timeout(context, redis_url):
     assert events(context, job.id)[-1] == "failed"
 
 
+THREE_FAILED_ATTEMPTS = ["started", "retry", "started", "retry", "started", "failed"]
+
+
 def test_failing_job_is_retried_then_failed(context, redis_url):
     job = sample_jobs.always_fails.enqueue("boom")
     jobctl("worker", "--burst", "-c", "1", url=redis_url)
-    assert events(context, job.id) == [
-        "enqueued",
-        "started",
-        "retry",
-        "started",
-        "retry",
-        "started",
-        "failed",
-    ]
+    assert events(context, job.id) == ["enqueued", *THREE_FAILED_ATTEMPTS]
     history = timeline.history(context.redis, context.keys, job.id)
     assert history[2]["error"] == "ValueError: boom" and history[2]["retries_left"] == 1
     assert history[-1]["error"] == "ValueError: boom"
@@ -92,14 +87,7 @@ def test_the_timeline_key_keeps_only_what_the_job_hash_cannot_tell(context, redi
     jobctl("worker", "--burst", "-c", "1", url=redis_url)
     assert not context.redis.exists(context.keys.timeline(once.id))
     stored = context.redis.lrange(context.keys.timeline(failing.id), 0, -1)
-    assert [json.loads(raw)["event"] for raw in stored] == [
-        "started",
-        "retry",
-        "started",
-        "retry",
-        "started",
-        "failed",
-    ]
+    assert [json.loads(raw)["event"] for raw in stored] == THREE_FAILED_ATTEMPTS
     starts = [e for e in timeline.history(context.redis, context.keys, failing.id) if e["event"] == "started"]
     assert len({start["at"] for start in starts}) == 3 and all(start["pid"] > 0 for start in starts)
 
