@@ -5,8 +5,9 @@ killed in between loses the job. Here one script pops from the first non-empty q
 reads the job's hash (no second round trip to fetch it) and starts the job: its state (which is the
 "started" event of its timeline) and RQ's started registry (entry "job id:execution id", scored with the
 heartbeat deadline). At every instant the job is in a queue or in the started registry; a worker that
-dies after the script is found by the orphan sweep when its heartbeats stop. The same script carries, in front,
-the worker's record of the end of its previous job (a `Rider`): one round trip per job.
+dies after the script is found by the orphan sweep when its heartbeats stop. While jobs are short, one
+take starts several (jobs.prefetch). The same script carries, in front, the worker's records of the ends
+of the jobs it ran since its last take (`Rider`s): one round trip per take.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
 queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a
