@@ -224,6 +224,12 @@ class JobQueue(Queue):
         except RedisFull:
             return True
 
+    @functools.cached_property
+    def started_job_registry(self) -> StartedJobRegistry:
+        """RQ's, made once per queue: RQ builds it again (and checks its serializer) on every use, as a
+        worker does for every job."""
+        return super().started_job_registry
+
     def push_job_id(self, job_id, pipeline=None, at_front=False):
         """RQ's push of a job id on the queue, with a wake token in the same pipeline."""
         if pipeline is None:
@@ -299,8 +305,9 @@ def _restore(context: Context, queue, job_id, fields, job_class, taker: Taker, s
     execution = Execution(execution_id, as_text(job_id), queue.connection, taker.worker_name)
     execution.created_at = execution.last_heartbeat = started
     try:
-        job = job_class.blank(execution.job_id, context.redis)
-        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        job = job_class.read(
+            execution.job_id, dict(zip(fields[::2], fields[1::2], strict=True)), context.redis
+        )
     except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
         _quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
         return None

@@ -1,0 +1,60 @@
+"""Reading job hashes as a worker takes them (Job.read): a job copied from the template of its shape reads
+exactly as RQ's own restore reads it, shares nothing mutable with other jobs, and a hash that is not a
+job is refused however familiar its shape."""
+
+import pytest
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+
+from jobs.enqueue import enqueue
+from jobs.execution import Job
+from tests import sample_jobs
+
+
+def raw_hash(context, job_id: str) -> dict:
+    return context.redis.hgetall(Job.key_for(job_id))
+
+
+def test_jobs_of_one_shape_read_as_rq_reads_each_of_them(context):
+    jobs = [
+        sample_jobs.record.enqueue("first"),
+        sample_jobs.record.enqueue("second, a longer argument"),
+        enqueue(sample_jobs.add, [1, 2], source="cli"),
+        enqueue(sample_jobs.add, [3, 4], source="dashboard"),
+        sample_jobs.record.enqueue_in(60, "delayed"),
+    ]
+    context.redis.hset(Job.key_for(jobs[1].id), mapping={"status": "started", "worker_name": "w.1.abc"})
+    context.redis.hset(Job.key_for(jobs[1].id), "started_at", "2026-11-27T01:02:03.456789Z")
+    for job in jobs * 2:  # the second time round every shape is known
+        raw = raw_hash(context, job.id)
+        read = Job.read(job.id, raw, context.redis)
+        by_rq = RQJob.fetch(job.id, connection=context.redis, serializer=JSONSerializer)
+        assert read.source == (raw[b"source"].decode() if b"source" in raw else None)
+        assert {k: v for k, v in read.to_dict().items() if k != "source"} == by_rq.to_dict()
+        assert (read.id, read.args, read.get_status(refresh=False)) == (
+            job.id,
+            by_rq.args,
+            by_rq.get_status(),
+        )
+
+
+def test_jobs_copied_from_one_template_share_nothing_mutable(context):
+    first, second = sample_jobs.record.enqueue("a"), sample_jobs.record.enqueue("b")
+    for job in (first, second):
+        context.redis.hset(Job.key_for(job.id), "meta", JSONSerializer.dumps({"tags": ["x"]}))
+    one = Job.read(first.id, raw_hash(context, first.id), context.redis)
+    other = Job.read(second.id, raw_hash(context, second.id), context.redis)
+    one.meta["tags"].append("changed")
+    one.meta["new"] = 1
+    again = Job.read(second.id, raw_hash(context, second.id), context.redis)
+    assert other.meta == again.meta == {"tags": ["x"]}
+
+
+def test_a_hash_without_data_is_refused_even_in_a_known_shape(context):
+    job = sample_jobs.record.enqueue("known")
+    raw = raw_hash(context, job.id)
+    Job.read(job.id, raw, context.redis)
+    without_data = {name: value for name, value in raw.items() if name != b"data"}
+    with pytest.raises(NoSuchJobError):
+        Job.read(job.id, without_data, context.redis)
