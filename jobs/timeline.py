@@ -13,6 +13,7 @@ and counters expire on their own: nothing here grows without bound.
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ from .keys import Keys
 
 MINUTE_BUCKETS_TTL = 2 * 86400
 HOUR_BUCKETS_TTL = 8 * 86400
+STATUSES = ("succeeded", "failed")  # the outcomes a Tally counts
 UNITS = {"minute": ("%Y%m%d%H%M", 60, MINUTE_BUCKETS_TTL), "hour": ("%Y%m%d%H", 3600, HOUR_BUCKETS_TTL)}
 
 
@@ -145,36 +147,43 @@ class Tally:
         self._counts: Counter = Counter()  # (key, field) -> increment
         self._sums: Counter = Counter()  # (key, field) -> seconds to add
         self._ttls: dict[str, int] = {}
-        self._last_buckets: tuple[int, dict[str, str]] = (-1, {})  # (epoch minute, bucket names)
+        self._minute = -1  # the epoch minute that _targets are for
+        self._targets: dict[str, tuple[tuple[str, int], ...]] = {}  # status -> (key, ttl) per unit
 
-    def _buckets(self, at: float | None) -> dict[str, str]:
-        """The names of the minute and hour buckets of epoch time `at` (now if None), worked out once a
-        minute."""
+    def _targets_at(self, at: float | None) -> dict[str, tuple[tuple[str, int], ...]]:
+        """For each status and for "durations", the keys (and their ttls) that count epoch time `at` (now
+        if None), worked out once a minute."""
         minute = int((at or time.time()) // 60)
-        last, names = self._last_buckets
-        if minute != last:
+        if minute != self._minute:
             moment = datetime.fromtimestamp(minute * 60, UTC)
-            names = {unit: moment.strftime(fmt) for unit, (fmt, _, _) in UNITS.items()}
-            self._last_buckets = minute, names
-        return names
+            stamps = {unit: moment.strftime(fmt) for unit, (fmt, _, _) in UNITS.items()}
+            targets = {
+                status: tuple(
+                    (self.keys.stats(status, unit, stamps[unit]), ttl) for unit, (_, _, ttl) in UNITS.items()
+                )
+                for status in STATUSES
+            }
+            targets["durations"] = ((self.keys.durations(stamps["hour"]), HOUR_BUCKETS_TTL),)
+            self._minute, self._targets = minute, targets
+        return self._targets
 
     def count(self, status: str, job_name: str | None, at: float | None = None) -> None:
         """Count one `status` (succeeded|failed) of `job_name` in its minute and hour buckets."""
-        buckets = self._buckets(at)
+        targets, name = self._targets_at(at)[status], job_name or "?"
         with self._lock:
-            for unit, (_, _, ttl) in UNITS.items():
-                key = self.keys.stats(status, unit, buckets[unit])
-                self._counts[key, job_name or "?"] += 1
+            for key, ttl in targets:
+                self._counts[key, name] += 1
                 self._ttls[key] = ttl
 
     def duration(self, job_name: str | None, seconds: float, at: float | None = None) -> None:
         """Count one successful run of `job_name` that took `seconds` in its hour's duration histogram."""
-        bucket = next((str(edge) for edge in DURATION_BUCKETS if seconds <= edge), "+Inf")
-        key = self.keys.durations(self._buckets(at)["hour"])
+        (key, ttl), name = self._targets_at(at)["durations"][0], job_name or "?"
+        edge = bisect.bisect_left(DURATION_BUCKETS, seconds)
+        bucket = str(DURATION_BUCKETS[edge]) if edge < len(DURATION_BUCKETS) else "+Inf"
         with self._lock:
-            self._counts[key, f"{job_name or '?'}|{bucket}"] += 1
-            self._sums[key, f"{job_name or '?'}|sum"] += round(seconds, 6)
-            self._ttls[key] = HOUR_BUCKETS_TTL
+            self._counts[key, f"{name}|{bucket}"] += 1
+            self._sums[key, f"{name}|sum"] += round(seconds, 6)
+            self._ttls[key] = ttl
 
     def add(self, key: str, field: str, amount: float) -> None:
         """Add `amount` to the hash field `field` of `key` (a key that manages its own expiry)."""
