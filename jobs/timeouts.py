@@ -4,6 +4,7 @@ process for jobs run in worker threads (it stops Python code; a blocking call en
 
 from __future__ import annotations
 
+import _signal
 import functools
 import signal
 import threading
@@ -29,7 +30,9 @@ class _Alarm:
     def watch(self, seconds: float, exception: BaseException) -> None:
         """Raise `exception` in the main thread (the caller) in `seconds` unless `release`d first."""
         deadline = time.monotonic() + seconds
-        if signal.getsignal(signal.SIGALRM) != self._ring:  # first use, or someone else's handler since
+        # _signal's getsignal: signal's tries to turn a handler into an enum member first, and a method
+        # fails (an exception raised and caught for every job)
+        if _signal.getsignal(signal.SIGALRM) != self._ring:  # first use, or someone else's handler since
             signal.signal(signal.SIGALRM, self._ring)
             self._rings_at = 0.0
         self._running = (deadline, exception)
