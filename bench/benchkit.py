@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import subprocess
 import tempfile
@@ -26,6 +27,14 @@ def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer
             yield server, Path(tempdir)
         finally:
             server.stop()
+
+
+def compile_sources() -> None:
+    """Compile our package and the benchmark's job modules to bytecode, as pip compiled the peers when it
+    installed them. Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every worker process
+    would otherwise compile ours from source as it starts, about 0.1 s that no peer spends."""
+    for folder in (ROOT / "jobs", ROOT / "bench" / "peer_tasks"):
+        compileall.compile_dir(folder, quiet=1)
 
 
 def spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen:

@@ -40,7 +40,8 @@ finished registry, arq and huey keep results, Dramatiq and Celery (without a res
 nothing, and adding a result backend to them would add work to their jobs alone. So our "no-op" job here is
 one Redis round trip more than `jobs.builtin.noop`, and so is every peer's: the same job for everyone
 (`bench/peer_tasks/`). The clock includes each worker's startup (as in `bench/throughput.py`); the
-"1st job" column shows how much of it that is.
+"1st job" column shows how much of it that is. Our package is compiled to bytecode first, as pip
+compiled the peers' (`benchkit.compile_sources`).
 
 Measurements run in alternating order (frameworks forward, then backward, ...), `--repeat` times (3),
 with a FLUSHALL of the private server before each; the table gives medians. Ratios are the framework's
@@ -67,7 +68,7 @@ from typing import IO
 import peer_tasks
 import peer_tasks.rq_tasks  # noqa: F401  (catalogues the benchmark jobs, which `enqueue_bulk` looks up)
 import redis
-from benchkit import ROOT, private_server, spawn
+from benchkit import ROOT, compile_sources, private_server, spawn
 from throughput import (
     BenchError,
     Workload,
@@ -528,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the table; exit code 1 if a run failed, 2 if the peers' venv is
     missing, 130 when interrupted."""
     args = parse_args(argv)
+    compile_sources()
     peers = None
     if any(framework.peer for framework in args.frameworks):
         peers = peer_versions_or_none()

@@ -11,9 +11,10 @@ stops it at the end. With `--redis-url` it uses that server instead, and FLUSHDB
 between measurements (never FLUSHALL): point it at a DB that holds nothing you want to keep.
 
 For each workload (no-op jobs, 1-ms sleep jobs) and each process count (1, 2), the jobs are enqueued
-first; then the clock starts as the workers are started and stops when the finished registry holds every
-job. Three workers run the same function (`jobs.builtin.noop` / `jobs.builtin.sleep`), enqueued by name
-on the same queue with the JSON serializer:
+first; then the clock starts as the workers are started (our package compiled to bytecode beforehand,
+as pip compiles RQ's) and stops when the finished registry holds every job. Three workers run the same
+function (`jobs.builtin.noop` / `jobs.builtin.sleep`), enqueued by name on the same queue with the JSON
+serializer:
 
 - ours: `python -m jobs worker --burst -c N` (the pool supervisor and N in-process workers);
 - SimpleWorker: N processes of `rq worker --burst -w rq.worker.SimpleWorker`;
@@ -41,7 +42,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from benchkit import private_server, spawn
+from benchkit import compile_sources, private_server, spawn
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
@@ -378,6 +379,7 @@ def run_worker_benchmarks(context: Context, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the tables; exit code 1 if a measurement failed."""
     args = parse_args(argv)
+    compile_sources()
     with job_store(args.redis_url) as context:
         print(
             f"server {context.url}; {args.jobs:,} jobs per measurement; {os.cpu_count()} CPU(s)", flush=True
