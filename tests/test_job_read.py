@@ -7,6 +7,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
+from jobs import execution
 from jobs.enqueue import enqueue
 from jobs.execution import Job
 from tests import sample_jobs
@@ -58,3 +59,11 @@ def test_a_hash_without_data_is_refused_even_in_a_known_shape(context):
     without_data = {name: value for name, value in raw.items() if name != b"data"}
     with pytest.raises(NoSuchJobError):
         Job.read(job.id, without_data, context.redis)
+
+
+def test_templates_keep_no_job_data(context):
+    """A template per shape is kept for the worker's life: it must not hold the first job's arguments."""
+    job = enqueue(sample_jobs.record, ["x" * 100_000])
+    read = Job.read(job.id, raw_hash(context, job.id), context.redis)
+    assert read.args == ["x" * 100_000]
+    assert all(template.copy().data == b"" for template in execution._shapes.values())
