@@ -128,7 +128,7 @@ class Template:
 def _flat(container: list | dict) -> bool:
     """Whether `container` holds only immutable scalars (a shallow copy of it is a full copy)."""
     items = [*container.keys(), *container.values()] if isinstance(container, dict) else container
-    return all(isinstance(item, str | bytes | int | float | bool | None) for item in items)
+    return all(isinstance(item, str | bytes | int | float | None) for item in items)
 
 
 @functools.cache
@@ -142,9 +142,14 @@ def _registry(kind, queue_name: str, connection, job_class):
     return kind(queue_name, connection=connection, job_class=job_class, serializer=JSONSerializer)
 
 
-_PER_JOB = frozenset(("data", "status", "worker_name", "source", *_TIMES))  # fields Job.read reads per job
+_PER_JOB = frozenset(("data", "status", "worker_name", "source", *_TIMES))  # fields read per job
 SHAPES = 256  # job shapes Job.read keeps a template of
 _shapes: dict[tuple, Template] = {}
+
+
+def _shape(fields: dict) -> tuple:
+    """A job hash's fields but the per-job ones: what its template is restored from."""
+    return tuple(item for item in fields.items() if item[0] not in _PER_JOB)
 
 
 class Job(RQJob):
@@ -170,27 +175,27 @@ class Job(RQJob):
         has no `data`, ValueError when a field is not RQ's). Most jobs share a shape (the same fields and
         values but for the per-job ones): each job is copied from a template of its shape, restored
         once, and given its own per-job fields, which costs less than a restore."""
+        validate_job_id(job_id)
         fields = {as_text(name): value for name, value in raw.items()}
-        shape = (cls, connection, tuple(item for item in fields.items() if item[0] not in _PER_JOB))
+        shape = (cls, connection, _shape(fields))
         template = _shapes.get(shape)
         if template is None:
-            model = cls.blank(job_id, connection)
-            model.restore(dict(shape[2]) | {"data": b""})  # no job's data: templates stay small
+            model = _blank_template(cls, connection).copy()
+            model.restore(dict(shape[2]) | {"data": b""})  # no job's id or data: templates stay small
             template = Template(model)
             if len(_shapes) >= SHAPES:
                 _shapes.clear()
             _shapes[shape] = template
-        validate_job_id(job_id)
         job = template.copy()
         job._id = job_id
         job._read_per_job(fields)
         return job
 
     def restore(self, raw_data):
-        """RQ's, reading its times with `datetime.fromisoformat`: RQ's strptime of them costs as much as
-        the rest of a restore."""
+        """RQ's, but for the per-job fields, which `_read_per_job` reads (times with
+        `datetime.fromisoformat`: RQ's strptime of them costs as much as the rest of a restore)."""
         fields = {as_text(name): value for name, value in raw_data.items()}
-        super().restore({name: value for name, value in fields.items() if name not in _TIMES})
+        super().restore(dict(_shape(fields)) | {"data": b""})
         self._read_per_job(fields)
 
     def _read_per_job(self, fields: dict) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs import catalog
+from jobs import catalog, timeline
 from jobs.config import Settings
 from jobs.connection import Context, activate
 from jobs.embedded import EmbeddedServer
@@ -123,6 +123,16 @@ LOG_PID = re.compile(r"^\S+ \S+ (\d+) ")  # the platform's log format: date time
 def per_process(lines: Iterable[str]) -> Counter:
     """How many of `lines` (log lines of platform processes) each process wrote, by pid."""
     return Counter(int(m.group(1)) for line in lines if (m := LOG_PID.match(line)))
+
+
+def events(context: Context, job_id: str) -> list[str]:
+    """The events of a job's timeline, oldest first."""
+    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+
+
+def ran(context: Context) -> list[str]:
+    """The tags the sample jobs recorded (`test:ran`), in the order they ran."""
+    return [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
 
 
 def wait_for(

@@ -12,7 +12,7 @@ from jobs import inspect, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
+from tests.conftest import events, jobctl, wait_for
 
 UNREACHABLE = "redis://127.0.0.1:1/1"
 
@@ -33,10 +33,6 @@ def user_error(result) -> str:
     assert lines[0].startswith("error: ")
     assert result.stdout == ""
     return lines[0]
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
 
 
 def failed_ids(context, queue="default"):

@@ -11,7 +11,7 @@ from jobs import InvalidArguments, UnknownJob, enqueue, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
+from tests.conftest import jobctl, ran, wait_for
 
 
 def test_decorated_job_is_catalogued_and_still_callable(context):
@@ -94,7 +94,7 @@ def test_a_dependent_added_while_its_dependency_runs_is_enqueued_when_it_succeed
     child = sample_jobs.record.enqueue("child", depends_on=parent)
     assert child.get_status(refresh=True) in ("deferred", "queued")  # queued if the parent just ended
     wait_for(lambda: child.get_status(refresh=True) == "finished", what="the child to run after it")
-    assert context.redis.lrange("test:ran", 0, -1) == [b"parent", b"child"]
+    assert ran(context) == ["parent", "child"]
 
 
 def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, redis_url):

@@ -16,11 +16,7 @@ from jobs.catalog import job
 from jobs.enqueue import queue_for
 from jobs.errors import ConfigError, LockUnavailable
 from tests import sample_jobs
-from tests.conftest import jobctl, process_env, wait_for
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+from tests.conftest import events, jobctl, process_env, ran, wait_for
 
 
 def test_a_lock_is_exclusive_names_its_holder_and_fences_grow(context):
@@ -126,7 +122,7 @@ def test_a_locked_job_keeps_its_lock_for_three_ttls_and_a_second_run_is_skipped(
     ][0]
     assert skipped["holder"] == first.id and "exclusive:inv" in skipped["reason"]
     wait_for(lambda: inspect.job_detail(context, first.id).state == "finished", what="the first run")
-    assert [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)] == ["inv"]
+    assert ran(context) == ["inv"]
     assert context.redis.get(context.keys.lock("exclusive:inv")) is None  # released when the job ended
 
 

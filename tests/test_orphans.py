@@ -13,11 +13,16 @@ from jobs.enqueue import queue_for
 from jobs.execution import Job
 from jobs.maintenance import claim_orphans, sweep_orphans
 from tests import sample_jobs
-from tests.conftest import ORPHAN_TIMEOUT, alive, descendants, family_of, jobctl, make_settings, wait_for
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+from tests.conftest import (
+    ORPHAN_TIMEOUT,
+    alive,
+    descendants,
+    events,
+    family_of,
+    jobctl,
+    make_settings,
+    wait_for,
+)
 
 
 def running_pid(context):

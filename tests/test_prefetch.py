@@ -2,15 +2,11 @@
 runs once, and goes back to the front of its queue, as a queued job, when its worker stops first or when
 it waits too long behind a slow job."""
 
-from jobs import inspect, prefetch, timeline
+from jobs import inspect, prefetch
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+from tests.conftest import events, jobctl, ran, wait_for
 
 
 def take_ahead(context) -> tuple[Worker, list]:
@@ -49,8 +45,7 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_st
 def test_a_worker_runs_many_short_jobs_each_once_in_order(context, redis_url):
     jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(60)]
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
-    ran = [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
-    assert ran == [f"job-{i}" for i in range(60)]
+    assert ran(context) == [f"job-{i}" for i in range(60)]
     assert all(events(context, job.id) == ["enqueued", "started", "succeeded"] for job in jobs)
     assert queue_for(context, "default").started_job_registry.get_job_ids() == []
 
@@ -71,6 +66,7 @@ def test_jobs_waiting_behind_a_slow_one_are_given_back_to_another_worker(context
     processes.start("worker", "-c", "1", url=redis_url)
     wait_for(lambda: all(state(job) == "finished" for job in behind), what="the jobs behind it to run")
     assert state(slow) == "started"  # they did not wait for it
-    wait_for(lambda: inspect.job_detail(context, slow.id).state == "finished", what="the slow job")
-    ran = [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
-    assert sorted(ran) == sorted([*(f"warm-{i}" for i in range(20)), "slow", *(j.args[0] for j in behind)])
+    wait_for(lambda: state(slow) == "finished", what="the slow job")
+    assert sorted(ran(context)) == sorted(
+        [*(f"warm-{i}" for i in range(20)), "slow", *(j.args[0] for j in behind)]
+    )

@@ -15,17 +15,13 @@ import pytest
 from jobs import inspect
 from jobs.connection import Context
 from tests import sample_jobs
-from tests.conftest import Output, alive, children, per_process, wait_for
+from tests.conftest import Output, alive, children, per_process, ran, wait_for
 
 JOBS = 30
 CONCURRENCY = 2
 JOB_SECONDS = 0.5  # long enough that the kill lands while jobs run, short enough for a quick test
 DOWN_FOR = 15.0  # seconds: well past the clients' retry budget (about 5 s), like a restart on a busy host
 OUTAGE_LINE = re.compile(r"could not connect to Redis|cannot reach Redis")
-
-
-def ran(ctx: Context) -> list[str]:
-    return [raw.decode() for raw in ctx.redis.lrange("test:ran", 0, -1)]
 
 
 def started(ctx: Context) -> list[str]:

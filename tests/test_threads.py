@@ -3,14 +3,10 @@ stops and the shutdown deadline working as they do in a process of one worker.""
 
 import signal
 
-from jobs import inspect, timeline
+from jobs import inspect
 from jobs.enqueue import queue_for
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
+from tests.conftest import events, jobctl, wait_for
 
 
 def running(context):

@@ -14,15 +14,7 @@ from jobs import inspect, timeline
 from jobs.builtin import noop
 from jobs.enqueue import enqueue
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
-
-
-def events(context, job_id):
-    return [entry["event"] for entry in timeline.history(context.redis, context.keys, job_id)]
-
-
-def ran(context):
-    return [raw.decode() for raw in context.redis.lrange("test:ran", 0, -1)]
+from tests.conftest import events, jobctl, ran, wait_for
 
 
 def finished(context, job_id) -> bool:
