@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
@@ -35,6 +36,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, utcformat
 
+from . import index
 from .connection import Context, current
 from .errors import RedisFull
 from .keys import Keys
@@ -43,30 +45,61 @@ log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
 WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enqueues wakes at once
 
+
+class Finish(NamedTuple):
+    """A succeeded job's end as the take script writes it: what RQ's path writes (`Job._handle_success`,
+    then the job's cleanup and its started entry's removal), sent as these values rather than as the
+    commands, which cost the worker more to pack and send than the script takes to build them."""
+
+    job_key: str
+    job_id: str
+    ended: str  # `ended_at` as RQ writes it
+    ttl: int  # seconds the finished job is kept (negative: forever)
+    score: int | str  # its finished-registry score: the epoch second it expires, or +inf
+    expiry: str  # its index expiry (index.expiry)
+    name: str  # its name as indexed (index.indexed_name)
+    finished_key: str  # its queue's finished registry
+    index_key: str  # its queue's index of finished jobs
+    started_key: str  # its queue's started registry
+    entry: str  # its entry there
+
+
 # KEYS: the riders' keys, then the queue and started registry of each queue in priority order. ARGV: the
-# number of riders, each rider's length n and its commands (bookkeeping.flattened), then the job key
-# prefix, start time (RQ's format), worker name, execution id prefix, heartbeat deadline, and how many
-# jobs to take at most. Jobs are taken from the first non-empty queue only (strict priority); the n-th
-# gets the execution id prefix .. n. Answers {each rider committed (1|0), the first error of a rider's
-# command or false, [queue key, {job id, job hash, ...}]}, the job hashes as they were before the start.
+# number of riders, each rider's length n, its commands (n values: bookkeeping.flattened) and its Finish
+# (FINISH_FIELDS values), then the job key prefix, start time (RQ's format), worker name,
+# execution id prefix, heartbeat deadline, and how many jobs to take at most. Jobs are taken from the
+# first non-empty queue only (strict priority); the n-th gets the execution id prefix .. n. Answers {each
+# rider committed (1|0), the first error of a rider's command or false, [queue key, {job id, job hash,
+# ...}]}, the job hashes as they were before the start.
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
 local riders, a, committed, failure = tonumber(ARGV[1]), 2, {}, false
+local function note(reply)  -- on past a failing command, as EXEC goes, answering the first error
+  if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
+end
+INDEX_ADD
+local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished, index, started, entry)
+  note(redis.pcall('HSET', job_key, 'status', 'finished', 'ended_at', ended))
+  note(redis.pcall('ZADD', finished, score, job_id))
+  note(index_add(index, name, ended, expiry, job_id))
+  if tonumber(ttl) > 0 then note(redis.pcall('EXPIRE', job_key, ttl)) end
+  note(redis.pcall('ZREM', started, entry))
+end
 for r = 1, riders do
-  local stop = a + 1 + tonumber(ARGV[a])
+  local finish_at = a + 1 + tonumber(ARGV[a])
   a = a + 1
   committed[r] = 0
   if redis.call('EXISTS', KEYS[r]) == 0 then
-    while a < stop do
+    while a < finish_at do
       local count = tonumber(ARGV[a])
-      local reply = redis.pcall(unpack(ARGV, a + 1, a + count))  -- on past a failing command, as EXEC goes
-      if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
+      note(redis.pcall(unpack(ARGV, a + 1, a + count)))
       a = a + count + 1
     end
+    finish(unpack(ARGV, finish_at, finish_at + FINISH_FIELDS - 1))
     committed[r] = 1
   end
-  a = stop
+  a = finish_at + FINISH_FIELDS
 end
 local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 local deadline, wanted = ARGV[a + 4], tonumber(ARGV[a + 5])
@@ -90,7 +123,7 @@ for i = riders + 1, #KEYS, 2 do
   if #taken > 0 then return {committed, failure, KEYS[i], taken} end
 end
 return {committed, failure}
-"""
+""".replace("INDEX_ADD", index.ADD_LUA).replace("FINISH_FIELDS", str(len(Finish._fields)))
 
 # Jobs taken but not run yet, given back to the front of their queues, each only if it is still started
 # by this worker. KEYS: per job its queue, started registry and wake list. ARGV: the job key prefix, then
@@ -120,11 +153,12 @@ class Taker:
 
 @dataclass
 class Rider:
-    """Commands that ride in the next take's script, before the take: a worker's finish of the job it ran
-    last, one round trip saved per job. They run (atomically, like a MULTI/EXEC) unless `unless_key`
-    exists; `committed` says whether they ran, once sent."""
+    """A worker's finish of a job it ran, riding in the next take's script before the take: one round
+    trip saved per job. It is written (atomically, like a MULTI/EXEC) unless `unless_key` exists;
+    `committed` says whether it was, once sent."""
 
-    commands: list  # bookkeeping.flattened
+    finish: Finish
+    commands: list  # what else the finish writes (bookkeeping.flattened), before the Finish
     unless_key: str
     committed: bool | None = None
 
@@ -166,7 +200,7 @@ def send(connection, riders: list[Rider]) -> None:
 
 def _ride(connection, keys: list[str], take_args: list, riders: list[Rider]) -> list:
     """Call the take script with `riders` in front; return the take's answer (empty: none)."""
-    riding = [part for rider in riders for part in (len(rider.commands), *rider.commands)]
+    riding = [part for rider in riders for part in (len(rider.commands), *rider.commands, *rider.finish)]
     answer = _take_script(connection)(
         keys=[rider.unless_key for rider in riders] + keys, args=[len(riders), *riding, *take_args]
     )
@@ -263,9 +297,12 @@ class JobQueue(Queue):
                 taking.wanted,
             ]
             result = _ride(connection, keys, take_args, taking.riders)
+            finished_by_rq = any(not rider.committed for rider in taking.riders)
             if taking.riders:
                 taking.riders = []
                 taking.sent()
+            if not result and finished_by_rq:
+                continue  # RQ's finish may just have queued dependents, after this take looked
             if result:
                 queue = next(queue for queue in queues if queue.key == as_text(result[0]))
                 taken = result[1]

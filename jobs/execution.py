@@ -37,7 +37,7 @@ from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import JobQueue, Rider, Taker, give_back, send, started_key, taking_for
+from .dequeue import Finish, JobQueue, Rider, Taker, give_back, send, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
@@ -303,13 +303,29 @@ class Job(RQJob):
         execution_ended_at=None,
     ):
         """RQ's, except that only the fields a run changes are written (RQ saves the whole hash again; the
-        job's `last_heartbeat`, which nothing reads, is not written at all), and that a job returning None
-        keeps no result stream: RQ reads a missing result as None, and a stream
-        of one entry costs over 4 KB (Redis preallocates its first node), two thirds of what a finished
-        job keeps."""
+        job's `last_heartbeat`, which nothing reads, is not written at all). A worker finishes most jobs
+        by a `Finish` instead, which writes the same. (RQ's `execution_ended_at` is the job's `ended_at`.)"""
         self._status = JobStatus.FINISHED
         ended = utcformat(self.ended_at)
         pipeline.hset(self.key, mapping={"status": self._status, "ended_at": ended})
+        self._record_success(result_ttl, pipeline, worker_name, execution_id, execution_started_at)
+        if result_ttl != 0:
+            self.finished_job_registry.add(self, result_ttl, pipeline)
+            index.add(
+                pipeline,
+                current().keys,
+                "finished",
+                self.origin,
+                self.job_name,
+                self.ended_at,
+                result_ttl,
+                self.id,
+            )
+
+    def _record_success(self, result_ttl, pipeline, worker_name, execution_id, execution_started_at) -> None:
+        """Write a success's result, and count it. A job returning None keeps no result stream: RQ reads
+        a missing result as None, and a stream of one entry costs over 4 KB (Redis preallocates its
+        first node), two thirds of what a finished job keeps."""
         if self._result is not None:
             Result.create(
                 self,
@@ -320,23 +336,10 @@ class Job(RQJob):
                 pipeline=pipeline,
                 execution_id=execution_id,
                 execution_started_at=execution_started_at,
-                execution_ended_at=execution_ended_at,
+                execution_ended_at=self.ended_at,
             )
-        context = current()
         took = (self.ended_at - self.started_at).total_seconds() if self.started_at else None
-        _count(pipeline, context, "succeeded", self.job_name, took)
-        if result_ttl != 0:
-            self.finished_job_registry.add(self, result_ttl, pipeline)
-            index.add(
-                pipeline,
-                context.keys,
-                "finished",
-                self.origin,
-                self.job_name,
-                self.ended_at,
-                result_ttl,
-                self.id,
-            )
+        _count(pipeline, current(), "succeeded", self.job_name, took)
 
     def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)
@@ -700,22 +703,30 @@ class Worker(SimpleWorker):
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl == 0 or job.repeats_left:
             return super().handle_job_success(job, queue, started_job_registry)
+        job._status = JobStatus.FINISHED
         with self.connection.pipeline() as pipe:
-            job._handle_success(
-                result_ttl,
-                pipeline=pipe,
-                worker_name=self.name,
-                execution_id=self.execution.id,
-                execution_started_at=self.execution.created_at,
-                execution_ended_at=job.ended_at,
-            )
-            if result_ttl > 0:  # RQ's job.cleanup, minus the dependents key the script checks is absent
-                pipe.expire(job.key, result_ttl)
-                if job._dependency_ids:
-                    pipe.expire(job.dependencies_key, result_ttl)
-            pipe.zrem(started_key(job.origin), self.execution.composite_key)
-            rider = Rider(pipe.detach(), job.dependents_key)
+            job._record_success(result_ttl, pipe, self.name, self.execution.id, self.execution.created_at)
+            if result_ttl > 0 and job._dependency_ids:  # RQ's job.cleanup; the dependents key is absent
+                pipe.expire(job.dependencies_key, result_ttl)
+            commands = pipe.detach()
+        rider = Rider(self._finish(job, result_ttl), commands, job.dependents_key)
         self._finishing.append(_Finishing(rider, job, queue, started_job_registry))
+
+    def _finish(self, job: Job, result_ttl: int) -> Finish:
+        expiry = index.expiry(result_ttl)
+        return Finish(
+            job.key,
+            job.id,
+            utcformat(job.ended_at),
+            result_ttl,
+            int(expiry) if result_ttl >= 0 else "+inf" if result_ttl == -1 else result_ttl,  # as RQ scores
+            expiry,
+            index.indexed_name(job.job_name),
+            FinishedJobRegistry.key_template.format(job.origin),
+            self.context.keys.index("finished", job.origin),
+            started_key(job.origin),
+            self.execution.composite_key,
+        )
 
     # --- failures, retries, interruption -----------------------------------------------------------
     def handle_exception(self, job, *exc_info):

@@ -42,9 +42,24 @@ return #due
 """
 
 
-def _name(name: str | None) -> str:
+# `add` for scripts that index a job as they move it into its state: index_add(key, name, ended, expiry,
+# job id), with `indexed_name(name)` and `expiry(ttl)`; returns the ZADD's reply (pcall: an error reply).
+ADD_LUA = """
+local function index_add(key, name, ended, expiry, job_id)
+  local named = 'n|' .. name .. '|' .. ended .. '|' .. job_id
+  return redis.pcall('ZADD', key, 0, 't|' .. ended .. '|' .. job_id, 0, named, 0, 'x|' .. expiry .. '|' .. named)
+end
+"""
+
+
+def indexed_name(name: str | None) -> str:
     """A job name as indexed: `|` separates fields, and no catalogued name contains one."""
     return (name or "?").replace("|", "/")
+
+
+def expiry(ttl: int) -> str:
+    """The expiry member field of a job kept `ttl` seconds from now (negative: forever)."""
+    return NEVER if ttl < 0 else f"{int(time.time()) + ttl:012d}"
 
 
 def _moment(at: datetime) -> str:
@@ -54,7 +69,7 @@ def _moment(at: datetime) -> str:
 
 def _members(name: str | None, ended: datetime, job_id: str) -> tuple[str, str]:
     moment = _moment(ended)
-    return f"t|{moment}|{job_id}", f"n|{_name(name)}|{moment}|{job_id}"
+    return f"t|{moment}|{job_id}", f"n|{indexed_name(name)}|{moment}|{job_id}"
 
 
 def add(
@@ -69,8 +84,7 @@ def add(
 ) -> None:
     """Index a job that ended at `ended` and entered `state`, kept `ttl` seconds (negative: forever)."""
     timed, named = _members(name, ended, job_id)
-    expiry = NEVER if ttl < 0 else f"{int(time.time()) + ttl:012d}"
-    pipe.zadd(keys.index(state, queue), {timed: 0, named: 0, f"x|{expiry}|{named}": 0})
+    pipe.zadd(keys.index(state, queue), {timed: 0, named: 0, f"x|{expiry(ttl)}|{named}": 0})
 
 
 def remove(
@@ -118,7 +132,7 @@ def range_of(
     keys: Keys, state: str, queue: str, name: str | None, since: datetime | None, until: datetime | None
 ) -> Range:
     """The index range of `state` in `queue` holding jobs of `name` (None: any) ended in [since, until)."""
-    prefix = f"n|{_name(name)}|" if name is not None else "t|"
+    prefix = f"n|{indexed_name(name)}|" if name is not None else "t|"
     low = f"[{prefix}{_moment(since)}" if since else f"[{prefix}"
     high = f"({prefix}{_moment(until)}" if until else f"({prefix}\xff"
     return Range(keys.index(state, queue), low, high, name is not None)

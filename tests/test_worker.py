@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import time
 import zlib
 
 import pytest
@@ -186,6 +187,40 @@ def test_rq_reads_the_state_a_run_leaves_as_its_own_worker_would_leave_it(contex
     assert (worker[b"successful_job_count"], worker[b"failed_job_count"]) == (b"1", b"3")
     assert float(worker[b"total_working_time"]) > 0 and b"current_job" not in worker
     assert not list(context.redis.scan_iter(match="rq:execution*"))  # no records nobody reads
+
+
+def _finished_state(context, job_id: str) -> tuple:
+    """What a finished job left, with its id, end time and expiry second replaced by placeholders."""
+    fields = context.redis.hgetall(f"rq:job:{job_id}")
+    ended = fields[b"ended_at"].decode()
+    score = context.redis.zscore("rq:finished:default", job_id)
+    members = context.redis.zrangebylex(context.keys.index("finished", "default"), "-", "+")
+    mine = sorted(
+        member.decode().replace(job_id, "ID").replace(ended, "ENDED").replace(f"{score:012.0f}", "EXPIRY")
+        for member in members
+        if job_id.encode() in member
+    )
+    ttl = context.redis.ttl(f"rq:job:{job_id}")
+    return sorted(fields), fields[b"status"], round(score - time.time(), -1), mine, round(ttl, -1)
+
+
+def test_a_finish_sent_with_the_next_take_writes_what_rqs_own_path_writes(context, redis_url):
+    # A job with dependents is finished RQ's way (its dependents are enqueued in the same transaction);
+    # any other by the `Finish` that rides in the worker's next take.
+    plain = sample_jobs.record.enqueue("plain")
+    parent = sample_jobs.record.enqueue("parent")
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["plain", "parent", "child"]
+    assert _finished_state(context, plain.id) == _finished_state(context, parent.id)
+    fields, status, expires_in, members, ttl = _finished_state(context, plain.id)
+    assert status == b"finished" and expires_in == ttl == round(context.settings.succeeded_ttl, -1)
+    assert members == [
+        "n|tests.sample_jobs.record|ENDED|ID",
+        "t|ENDED|ID",
+        "x|EXPIRY|n|tests.sample_jobs.record|ENDED|ID",
+    ]
+    assert context.redis.zcard("rq:wip:default") == 0 and child.get_status(refresh=True) == "finished"
 
 
 class _Exploit:
