@@ -11,7 +11,7 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from jobs import inspect, timeline
+from jobs import index, inspect, timeline
 from jobs.builtin import noop
 from jobs.enqueue import enqueue
 from tests import sample_jobs
@@ -221,6 +221,20 @@ def test_a_finish_sent_with_the_next_take_writes_what_rqs_own_path_writes(contex
         "x|EXPIRY|n|tests.sample_jobs.record|ENDED|ID",
     ]
     assert context.redis.zcard("rq:wip:default") == 0 and child.get_status(refresh=True) == "finished"
+
+
+def test_a_finish_of_a_job_kept_forever_writes_what_rqs_own_path_writes(context, redis_url):
+    # result_ttl=-1 cannot be catalogued; RQ's own Queue.enqueue can ask for it
+    queue = Queue("default", connection=context.redis, serializer=JSONSerializer)
+    plain = queue.enqueue("tests.sample_jobs.record", "plain", result_ttl=-1)
+    parent = queue.enqueue("tests.sample_jobs.record", "parent", result_ttl=-1)
+    queue.enqueue("tests.sample_jobs.record", "child", depends_on=parent)
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["plain", "parent", "child"]
+    assert _finished_state(context, plain.id) == _finished_state(context, parent.id)
+    _, status, expires_in, members, ttl = _finished_state(context, plain.id)
+    assert (status, expires_in, ttl) == (b"finished", float("inf"), 0)  # -1 rounds to 0: no expiry
+    assert f"x|{index.NEVER}|n|tests.sample_jobs.record|ENDED|ID" in members
 
 
 class _Exploit:
