@@ -6,8 +6,9 @@ reads the job's hash (no second round trip to fetch it) and starts the job: its 
 "started" event of its timeline) and RQ's started registry (entry "job id:execution id", scored with the
 heartbeat deadline). At every instant the job is in a queue or in the started registry; a worker that
 dies after the script is found by the orphan sweep when its heartbeats stop. While jobs are short, one
-take starts several (jobs.prefetch). The same script carries, in front, the worker's records of the ends
-of the jobs it ran since its last take (`Rider`s): one round trip per take.
+take starts several (jobs.prefetch), and the next take is sent before the worker needs it (`Ahead`).
+The same script carries, in front, the worker's records of the ends of the jobs it ran since its last
+take (`Rider`s, each a `Finish`): one round trip per take.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
 queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a
@@ -25,8 +26,10 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
+import redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
 from rq.executions import Execution
@@ -195,20 +198,105 @@ def taking_for(
 
 def send(connection, riders: list[Rider]) -> None:
     """Send `riders` on their own (their worker takes no more jobs now)."""
-    _ride(connection, [], [], riders)
+    keys, args = _script_call(riders, None)
+    _answered(riders, _take_script(connection)(keys=keys, args=args))
 
 
-def _ride(connection, keys: list[str], take_args: list, riders: list[Rider]) -> list:
-    """Call the take script with `riders` in front; return the take's answer (empty: none)."""
+@dataclass(frozen=True)
+class _Take:
+    """One take's request: its keys and arguments, and the start its jobs get."""
+
+    keys: list[str]
+    args: list
+    started: datetime
+    execution_prefix: str
+
+
+def _request(queues, taker: Taker, wanted: int) -> _Take:
+    # an execution id only tells apart the runs of one job: 48 random bits are plenty
+    started, execution_prefix = now(), uuid.uuid4().hex[:12]
+    keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
+    deadline = time.time() + taker.heartbeat_ttl
+    args = [RQJob.redis_job_namespace_prefix, utcformat(started), taker.worker_name, execution_prefix]
+    return _Take(keys, [*args, deadline, wanted], started, execution_prefix)
+
+
+def _script_call(riders: list[Rider], take: _Take | None) -> tuple[list, list]:
+    """The take script's keys and arguments for `riders` in front of `take` (None: no take)."""
     riding = [part for rider in riders for part in (len(rider.commands), *rider.commands, *rider.finish)]
-    answer = _take_script(connection)(
-        keys=[rider.unless_key for rider in riders] + keys, args=[len(riders), *riding, *take_args]
-    )
+    keys = [rider.unless_key for rider in riders] + (take.keys if take else [])
+    return keys, [len(riders), *riding, *(take.args if take else ())]
+
+
+def _answered(riders: list[Rider], answer: list) -> list:
+    """Note in `riders` whether each was written; return the take's part of `answer` (empty: none)."""
     for rider, committed in zip(riders, answer[0], strict=True):
         rider.committed = bool(committed)
     if answer[1]:
         log.warning("a command of a job's finish failed: %s", as_text(answer[1]))
     return answer[2:]
+
+
+def _taken(context: Context, queues, take: _Take, result: list, job_class, taker: Taker) -> list:
+    """The jobs (job, queue) that `take` started, from its part of the script's answer."""
+    if not result:
+        return []
+    queue = next(queue for queue in queues if queue.key == as_text(result[0]))
+    taken, prefix = result[1], take.execution_prefix
+    jobs = [
+        _restore(
+            context, queue, taken[n], taken[n + 1], job_class, taker, take.started, f"{prefix}{n // 2 + 1}"
+        )
+        for n in range(0, len(taken), 2)
+    ]
+    return [(job, queue) for job in jobs if job is not None]
+
+
+class Ahead:
+    """A take sent before its worker needs the jobs, read when it does: the server runs it while the
+    worker runs the jobs it holds. Its riders and jobs are those of any take: the riders are written and
+    the jobs started when the server runs it, atomically. Until its answer is read nothing beats for its
+    jobs, so it is read by whoever comes first: the worker when it runs out of jobs, or its heartbeat
+    thread at the next beat (which then holds the jobs for the worker, or gives them back)."""
+
+    def __init__(self, connection, queues, taker: Taker, riders: list[Rider], wanted: int):
+        self.riders = riders
+        self._queues, self._taker = queues, taker
+        self._take = _request(queues, taker, wanted)
+        self._pool = connection.connection_pool
+        self._connection = None
+        self._lock = threading.Lock()
+        self._read = False
+        keys, args = _script_call(riders, self._take)
+        try:
+            self._connection = self._pool.get_connection()
+            self._connection.send_command("EVALSHA", _take_script(connection).sha, len(keys), *keys, *args)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def read(self, context: Context, job_class, hold: Callable[[list], None]) -> None:
+        """Read the answer, once whoever calls: note in the riders whether each was written, and pass
+        the jobs taken to `hold`. On an error the riders stay unsent (so are sent again, as a retried
+        take would send them) and any job the take started is left to the orphan sweep."""
+        with self._lock:
+            if self._read:
+                return
+            self._read = True
+            try:
+                answer = self._connection.read_response()
+            except redis.RedisError as exc:
+                return self._fail(exc)
+            self._pool.release(self._connection)
+            result = _answered(self.riders, answer)
+            hold(_taken(context, self._queues, self._take, result, job_class, self._taker))
+
+    def _fail(self, exc: redis.RedisError) -> None:
+        self._read = True
+        if self._connection is not None:
+            self._connection.disconnect()
+            self._pool.release(self._connection)
+        if not isinstance(exc, redis.exceptions.NoScriptError):  # after a restart: the next take loads it
+            log.warning("a take sent ahead failed: %s", exc)
 
 
 def give_back(connection, jobs: list) -> None:
@@ -282,21 +370,11 @@ class JobQueue(Queue):
         `wanted - 1` more of the same queue, in its `extra`); None when all are empty and `timeout` is
         None, DequeueTimeout when they stay empty for `timeout` seconds."""
         context, taking = current(), _taking.current
-        taker = taking.taker
-        keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            # an execution id only tells apart the runs of one job: 48 random bits are plenty
-            started, execution_prefix = now(), uuid.uuid4().hex[:12]
-            take_args = [
-                RQJob.redis_job_namespace_prefix,
-                utcformat(started),
-                taker.worker_name,
-                execution_prefix,
-                time.time() + taker.heartbeat_ttl,
-                taking.wanted,
-            ]
-            result = _ride(connection, keys, take_args, taking.riders)
+            take = _request(queues, taking.taker, taking.wanted)
+            keys, args = _script_call(taking.riders, take)
+            result = _answered(taking.riders, _take_script(connection)(keys=keys, args=args))
             finished_by_rq = any(not rider.committed for rider in taking.riders)
             if taking.riders:
                 taking.riders = []
@@ -304,29 +382,14 @@ class JobQueue(Queue):
             if not result and finished_by_rq:
                 continue  # RQ's finish may just have queued dependents, after this take looked
             if result:
-                queue = next(queue for queue in queues if queue.key == as_text(result[0]))
-                taken = result[1]
-                jobs = [
-                    _restore(
-                        context,
-                        queue,
-                        taken[2 * n],
-                        taken[2 * n + 1],
-                        job_class,
-                        taker,
-                        started,
-                        f"{execution_prefix}{n + 1}",
-                    )
-                    for n in range(len(taken) // 2)
-                ]
-                jobs = [(job, queue) for job in jobs if job is not None]
+                jobs = _taken(context, queues, take, result, job_class, taking.taker)
                 if jobs:
                     taking.extra = jobs[1:]
                     return jobs[0]
                 continue
             if deadline is None:
                 return None
-            if taker.stop_requested():  # asked from another thread: no signal handler raises it here
+            if taking.taker.stop_requested():  # asked from another thread: no signal handler raises it here
                 raise StopRequested()
             left = deadline - time.monotonic()
             if left <= 0:

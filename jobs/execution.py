@@ -37,7 +37,7 @@ from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import Finish, JobQueue, Rider, Taker, give_back, send, started_key, taking_for
+from .dequeue import Ahead, Finish, JobQueue, Rider, Taker, give_back, send, started_key, taking_for
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
@@ -450,6 +450,7 @@ class Worker(SimpleWorker):
         self._written_state: str | None = None
         self._finishing: list[_Finishing] = []  # ends of jobs run since the last take, sent with the next
         self._prefetched = Prefetched()
+        self._ahead: Ahead | None = None  # a take sent before this worker needs its jobs
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
         self._taker = Taker(self.name, int(context.settings.orphan_timeout), lambda: self._stop_requested)
@@ -488,19 +489,42 @@ class Worker(SimpleWorker):
         """The next job taken ahead (prefetch.py), else RQ's wait for a job, which the take script
         (dequeue.py) starts as it takes it, sending the ends of the jobs run since the last take in the
         same round trip."""
-        ahead = self._prefetched.next()
-        if ahead is not None:
-            return ahead
+        held = self._prefetched.next()
+        if held is None and self._ahead is not None:
+            self._read_ahead()
+            held = self._prefetched.next()
+        if held is not None:
+            self._take_ahead()
+            return held
         riders = [finishing.rider for finishing in self._finishing]
         with taking_for(self._taker, riders, self._settle_finishing, self._prefetched.wanted()) as taking:
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            for job, _ in taking.extra:
-                job.redis_server_version = self.get_redis_server_version()
-            self._prefetched.fill(taking.extra)
+            self._hold(taking.extra)
         return result
+
+    def _take_ahead(self) -> None:
+        """While jobs are short, keep one take in flight, with the ends of the jobs run so far: the server
+        runs it while this worker runs the jobs it holds."""
+        if self._ahead is None and self._prefetched.wanted() > 1 and not self._stop_requested:
+            riders = [finishing.rider for finishing in self._finishing]
+            wanted = self._prefetched.wanted()
+            self._ahead = Ahead(self.connection, self._ordered_queues, self._taker, riders, wanted)
+
+    def _read_ahead(self) -> None:
+        """Read the take sent ahead (unless the heartbeat thread did), and settle the ends it carried."""
+        ahead, self._ahead = self._ahead, None
+        ahead.read(self.context, self.job_class, self._hold)
+        self._settle_finishing()
+
+    def _hold(self, jobs: list) -> None:
+        for job, _ in jobs:
+            job.redis_server_version = self.get_redis_server_version()
+        self._prefetched.fill(jobs)
 
     def _let_go(self) -> None:
         """Send the ends of the jobs run, and give back the jobs taken ahead: the worker runs no job now."""
+        if self._ahead is not None:
+            self._read_ahead()
         give_back(self.connection, self._prefetched.release())
         if self._finishing:
             send(self.connection, [finishing.rider for finishing in self._finishing])
@@ -652,6 +676,8 @@ class Worker(SimpleWorker):
         while not self._beats.wait(min(TALLY_INTERVAL, every)):
             beat = time.monotonic() >= next_beat
             try:
+                if (ahead := self._ahead) is not None:
+                    ahead.read(self.context, self.job_class, self._hold)  # its jobs need heartbeats
                 give_back(self.connection, self._prefetched.release(waited=HOLD))
                 self._tick(ttl if beat else None)
                 if beat:

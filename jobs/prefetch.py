@@ -2,12 +2,14 @@
 
 While a worker's jobs run quickly (under FAST_JOB), it takes up to PREFETCH jobs per take from the first
 non-empty queue, all started at once (in the started registry, with their heartbeat deadline), and runs
-them one after the other; their finishes ride together in the next take. A job taken ahead keeps every
-guarantee of a job taken alone: it is in the started registry from its take to its finish, its worker's
-heartbeats keep it there, and a killed worker's jobs are recovered by the orphan sweep. The price is
-bounded: a job queued meanwhile on a higher-priority queue, or an idle worker elsewhere, waits for at
-most PREFETCH short jobs; and jobs left waiting behind one that turned out slow are given back to the
-front of their queue within about HOLD seconds.
+them one after the other; their finishes ride together in the next take, which it sends as soon as it
+runs the first of them (dequeue.Ahead), so that the server runs it while the worker runs the rest. A
+job taken ahead keeps every guarantee of a job taken alone: it is in the started registry from its take
+to its finish, its worker's heartbeats keep it there, and a killed worker's jobs are recovered by the
+orphan sweep. The price is bounded: a job queued meanwhile on a higher-priority queue, or an idle
+worker elsewhere, waits for at most 2 x PREFETCH short jobs (those held and those in flight); and jobs
+left waiting behind one that turned out slow are given back to the front of their queue within about
+HOLD seconds.
 """
 
 from __future__ import annotations

@@ -70,3 +70,42 @@ def test_jobs_waiting_behind_a_slow_one_are_given_back_to_another_worker(context
     assert sorted(ran(context)) == sorted(
         [*(f"warm-{i}" for i in range(20)), "slow", *(j.args[0] for j in behind)]
     )
+
+
+def test_while_jobs_are_short_the_next_take_is_in_flight_as_the_worker_runs_those_it_holds(context):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(3 * prefetch.PREFETCH)]
+    worker, taken = take_ahead(context)
+    second, _ = worker.dequeue_job_and_maintain_ttl(timeout=None)  # sends the next take ahead
+    assert second.id == taken[1].id and worker._ahead is not None
+    worker._ahead.read(context, worker.job_class, worker._hold)  # as the heartbeat thread would
+    held = [job.id for job, _ in worker._prefetched.release()]
+    assert held == [job.id for job in jobs[2 : 2 * prefetch.PREFETCH]]  # in queue order, none twice
+    queue = queue_for(context, "default")
+    assert len(queue.started_job_registry.get_job_ids()) == 2 * prefetch.PREFETCH
+    assert queue.get_job_ids() == [job.id for job in jobs[2 * prefetch.PREFETCH :]]
+    assert {inspect.job_detail(context, job_id).worker for job_id in held} == {worker.name}
+
+
+def test_jobs_of_a_take_in_flight_go_back_to_the_front_of_their_queue_when_the_worker_stops(context):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(3 * prefetch.PREFETCH)]
+    worker, taken = take_ahead(context)
+    worker.dequeue_job_and_maintain_ttl(timeout=None)  # the second job: the next take goes ahead
+    worker._let_go()
+    queue = queue_for(context, "default")
+    assert queue.get_job_ids() == [job.id for job in jobs[2:]]
+    assert sorted(queue.started_job_registry.get_job_ids()) == sorted(job.id for job in taken[:2])
+    assert all(events(context, job.id) == ["enqueued"] for job in jobs[2:])
+
+
+def test_a_redis_that_forgets_its_scripts_mid_stream_still_runs_every_job_once(context, processes, redis_url):
+    # SCRIPT FLUSH (as a restart does) makes takes in flight fail (NOSCRIPT): their finishes go again
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(600)]
+    processes.start("worker", "-c", "1", url=redis_url, JOBS_LOG_LEVEL="WARNING")  # no pipe to fill
+    for done in (100, 300):
+        wait_for(lambda done=done: len(ran(context)) >= done, what=f"{done} jobs to run")
+        context.redis.script_flush()
+    wait_for(lambda: len(ran(context)) == len(jobs), what="every job to run")
+    wait_for(lambda: all(inspect.job_detail(context, job.id).state == "finished" for job in jobs[-20:]))
+    assert ran(context) == [f"job-{i}" for i in range(600)]
+    finished = queue_for(context, "default").finished_job_registry.get_job_ids()
+    assert sorted(finished) == sorted(job.id for job in jobs)
