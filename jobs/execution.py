@@ -486,9 +486,9 @@ class Worker(SimpleWorker):
 
     # --- starting and ending jobs: one round trip for each, or for several short ones ---------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """The next job taken ahead (prefetch.py), else RQ's wait for a job, which the take script
-        (dequeue.py) starts as it takes it, sending the ends of the jobs run since the last take in the
-        same round trip."""
+        """The next job taken ahead (prefetch.py; when none is left, those of the take in flight), else
+        RQ's wait for a job, which the take script (dequeue.py) starts as it takes it, sending the ends
+        of the jobs run since the last take in the same round trip."""
         held = self._prefetched.next()
         if held is None and self._ahead is not None:
             self._read_ahead()
