@@ -285,7 +285,8 @@ class Ahead:
             try:
                 answer = self._connection.read_response()
             except redis.RedisError as exc:
-                return self._fail(exc)
+                self._fail(exc)
+                return
             self._pool.release(self._connection)
             result = _answered(self.riders, answer)
             hold(_taken(context, self._queues, self._take, result, job_class, self._taker))

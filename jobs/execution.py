@@ -505,9 +505,9 @@ class Worker(SimpleWorker):
     def _take_ahead(self) -> None:
         """While jobs are short, keep one take in flight, with the ends of the jobs run so far: the server
         runs it while this worker runs the jobs it holds."""
-        if self._ahead is None and self._prefetched.wanted() > 1 and not self._stop_requested:
+        wanted = self._prefetched.wanted()
+        if self._ahead is None and wanted > 1 and not self._stop_requested:
             riders = [finishing.rider for finishing in self._finishing]
-            wanted = self._prefetched.wanted()
             self._ahead = Ahead(self.connection, self._ordered_queues, self._taker, riders, wanted)
 
     def _read_ahead(self) -> None:

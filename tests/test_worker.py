@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import time
 import zlib
 
@@ -195,8 +196,12 @@ def _finished_state(context, job_id: str) -> tuple:
     ended = fields[b"ended_at"].decode()
     score = context.redis.zscore("rq:finished:default", job_id)
     members = context.redis.zrangebylex(context.keys.index("finished", "default"), "-", "+")
+
+    def expiry(match: re.Match) -> str:  # RQ's path reads the clock twice: score and expiry may be 1 s apart
+        return "EXPIRY" if abs(int(match[0]) - score) <= 1 else match[0]
+
     mine = sorted(
-        member.decode().replace(job_id, "ID").replace(ended, "ENDED").replace(f"{score:012.0f}", "EXPIRY")
+        re.sub(r"(?<=^x\|)\d{12}", expiry, member.decode().replace(job_id, "ID").replace(ended, "ENDED"))
         for member in members
         if job_id.encode() in member
     )
