@@ -74,6 +74,8 @@ class Finish(NamedTuple):
 # first non-empty queue only (strict priority); the n-th gets the execution id prefix .. n. Answers {each
 # rider committed (1|0), the first error of a rider's command or false, [queue key, {job id, job hash,
 # ...}]}, the job hashes as they were before the start.
+# A call from a script costs the server about as much again as the command it runs, so what the jobs of
+# one take write to one sorted set (a registry, an index) goes in one call per set, as does the pop.
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
@@ -81,19 +83,30 @@ local riders, a, committed, failure = tonumber(ARGV[1]), 2, {}, false
 local function note(reply)  -- on past a failing command, as EXEC goes, answering the first error
   if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
 end
-INDEX_ADD
+local batches, batched = {}, {}  -- per command and key, the arguments so far, sent in one call
+local function batch(command, key, ...)
+  local id = command .. ' ' .. key  -- a command name has no space
+  local args = batches[id]
+  if not args then
+    args = {command, key}
+    batches[id], batched[#batched + 1] = args, id
+  end
+  for i = 1, select('#', ...) do args[#args + 1] = (select(i, ...)) end
+end
+INDEX_MEMBERS
 local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished, index, started, entry)
   note(redis.pcall('HSET', job_key, 'status', 'finished', 'ended_at', ended))
-  note(redis.pcall('ZADD', finished, score, job_id))
-  note(index_add(index, name, ended, expiry, job_id))
   if tonumber(ttl) > 0 then note(redis.pcall('EXPIRE', job_key, ttl)) end
-  note(redis.pcall('ZREM', started, entry))
+  batch('ZADD', finished, score, job_id)
+  batch('ZADD', index, index_members(name, ended, expiry, job_id))
+  batch('ZREM', started, entry)
 end
+local any_unless = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
 for r = 1, riders do
   local finish_at = a + 1 + tonumber(ARGV[a])
   a = a + 1
   committed[r] = 0
-  if redis.call('EXISTS', KEYS[r]) == 0 then
+  if not any_unless or redis.call('EXISTS', KEYS[r]) == 0 then
     while a < finish_at do
       local count = tonumber(ARGV[a])
       note(redis.pcall(unpack(ARGV, a + 1, a + count)))
@@ -104,29 +117,36 @@ for r = 1, riders do
   end
   a = finish_at + FINISH_FIELDS
 end
+for _, id in ipairs(batched) do note(redis.pcall(unpack(batches[id]))) end
 local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 local deadline, wanted = ARGV[a + 4], tonumber(ARGV[a + 5])
 for i = riders + 1, #KEYS, 2 do
-  local taken = {}
+  local taken, entries = {}, {}
   while #taken < 2 * wanted do
-    local job_id = redis.call('LPOP', KEYS[i])
-    if not job_id then break end
-    local job_key = prefix .. job_id
-    local fields = redis.call('HGETALL', job_key)
-    if #fields > 0 then  -- else deleted while queued: nothing to start
-      redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'worker_name', worker)
-      for f = 1, #fields, 2 do
-        if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
+    local popped = redis.call('LPOP', KEYS[i], wanted - #taken / 2)
+    if not popped then break end
+    for _, job_id in ipairs(popped) do
+      local job_key = prefix .. job_id
+      local fields = redis.call('HGETALL', job_key)
+      if #fields > 0 then  -- else deleted while queued: nothing to start
+        redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'worker_name', worker)
+        for f = 1, #fields, 2 do
+          if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
+        end
+        entries[#entries + 1] = deadline
+        entries[#entries + 1] = job_id .. ':' .. execution .. (#taken / 2 + 1)
+        taken[#taken + 1] = job_id
+        taken[#taken + 1] = fields
       end
-      redis.call('ZADD', KEYS[i + 1], deadline, job_id .. ':' .. execution .. (#taken / 2 + 1))
-      taken[#taken + 1] = job_id
-      taken[#taken + 1] = fields
     end
   end
-  if #taken > 0 then return {committed, failure, KEYS[i], taken} end
+  if #taken > 0 then
+    redis.call('ZADD', KEYS[i + 1], unpack(entries))
+    return {committed, failure, KEYS[i], taken}
+  end
 end
 return {committed, failure}
-""".replace("INDEX_ADD", index.ADD_LUA).replace("FINISH_FIELDS", str(len(Finish._fields)))
+""".replace("INDEX_MEMBERS", index.MEMBERS_LUA).replace("FINISH_FIELDS", str(len(Finish._fields)))
 
 # Jobs taken but not run yet, given back to the front of their queues, each only if it is still started
 # by this worker. KEYS: per job its queue, started registry and wake list. ARGV: the job key prefix, then

@@ -42,12 +42,12 @@ return #due
 """
 
 
-# `add` for scripts that index a job as they move it into its state: index_add(key, name, ended, expiry,
-# job id), with `indexed_name(name)` and `expiry(ttl)`; returns the ZADD's reply (pcall: an error reply).
-ADD_LUA = """
-local function index_add(key, name, ended, expiry, job_id)
+# `add` for scripts that index a job as they move it into its state: index_members(name, ended, expiry,
+# job id), with `indexed_name(name)` and `expiry(ttl)`, returns the ZADD arguments (score, member, ...).
+MEMBERS_LUA = """
+local function index_members(name, ended, expiry, job_id)
   local named = 'n|' .. name .. '|' .. ended .. '|' .. job_id
-  return redis.pcall('ZADD', key, 0, 't|' .. ended .. '|' .. job_id, 0, named, 0, 'x|' .. expiry .. '|' .. named)
+  return 0, 't|' .. ended .. '|' .. job_id, 0, named, 0, 'x|' .. expiry .. '|' .. named
 end
 """
 

@@ -2,7 +2,7 @@
 runs once, and goes back to the front of its queue, as a queued job, when its worker stops first or when
 it waits too long behind a slow job."""
 
-from jobs import inspect, prefetch
+from jobs import execution, inspect, prefetch, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
 from tests import sample_jobs
@@ -109,3 +109,27 @@ def test_a_redis_that_forgets_its_scripts_mid_stream_still_runs_every_job_once(c
     assert ran(context) == [f"job-{i}" for i in range(600)]
     finished = queue_for(context, "default").finished_job_registry.get_job_ids()
     assert sorted(finished) == sorted(job.id for job in jobs)
+
+
+def test_the_finishes_of_jobs_of_two_queues_sent_together_land_in_each_queues_registries(
+    context, monkeypatch
+):
+    # as when a failed take's finishes go again with the next ones (the script writes each sorted set once)
+    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    jobs = [sample_jobs.record_critical.enqueue("critical"), sample_jobs.record_low.enqueue("low")]
+    worker = Worker([queue_for(context, name) for name in ("critical", "low")], context)
+    held_back = []
+    for _ in jobs:
+        worker._finishing, held_back = [], held_back + worker._finishing  # none goes with the next take
+        worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
+    worker._finishing = held_back + worker._finishing
+    assert {finishing.queue.name for finishing in worker._finishing} == {"critical", "low"}
+    worker._let_go()  # sends both ends in one script
+    for job in jobs:
+        queue = queue_for(context, job.origin)
+        assert queue.finished_job_registry.get_job_ids() == [job.id]
+        assert queue.started_job_registry.get_job_ids() == []
+        index = context.redis.zrangebylex(context.keys.index("finished", job.origin), "[t|", "(t}")
+        assert [member.decode().rsplit("|", 1)[1] for member in index] == [job.id]
+        assert job.get_status(refresh=True) == "finished" and job.return_value() == job.args[0]
+        assert events(context, job.id) == ["enqueued", "started", "succeeded"]
