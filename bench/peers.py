@@ -45,6 +45,11 @@ the Python calls per command of redis-py 5, which would make the same job body d
 "1st job" column shows how much of it that is. Our package is compiled to bytecode first, as pip
 compiled the peers' (`benchkit.compile_sources`).
 
+Where the time goes: each run also reports the CPU per job of the workers and of the server, from the
+run's start to its last job (startup included, as in the rate): the server's from INFO cpu, the workers'
+as the whole machine's (/proc/stat) less the server's and this script's. On a quiet machine that is the
+workers'; anything else running counts as theirs.
+
 Measurements run in alternating order (frameworks forward, then backward, ...), `--repeat` times (3),
 with a FLUSHALL of the private server before each; the table gives medians. Ratios are the framework's
 rate over ours, and over RQ SimpleWorker's, for the same workload. Absolute numbers depend on the machine
@@ -137,10 +142,13 @@ _started: list[subprocess.Popen] = []  # every process started and not yet stopp
 
 @dataclass(frozen=True)
 class Sample:
-    """One measurement: jobs per second, and the seconds until the first job had run."""
+    """One measurement: jobs per second, the seconds until the first job had run, and the CPU per job
+    (µs) of the workers and of the server (None where the machine has no /proc/stat)."""
 
     rate: float
     first_job: float
+    workers_cpu: float | None
+    server_cpu: float | None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -346,10 +354,12 @@ def run_workers(
 ) -> Sample:
     """Start the workers; time until `count` jobs have run; stop them (burst workers get to exit first)."""
     with tempfile.TemporaryFile() as log:
+        cpu_before = cpu_spent(client)
         started = time.perf_counter()
         processes = [start(command, env, log) for command in command_lines]
         try:
             elapsed, first_job = _wait_counted(client, processes, count, started, args)
+            workers_cpu, server_cpu = _per_job(cpu_before, cpu_spent(client), count)
             if not framework.peer:
                 _wait_exit(processes, BURST_EXIT_WAIT)
         except BenchError as exc:
@@ -359,7 +369,29 @@ def run_workers(
     done = counted(client)
     if done != count:
         raise BenchError(f"{done:,} jobs ran, {count:,} were enqueued")
-    return Sample(count / elapsed, first_job)
+    return Sample(count / elapsed, first_job, workers_cpu, server_cpu)
+
+
+def cpu_spent(client: redis.Redis) -> tuple[float, float, float] | None:
+    """CPU seconds spent so far by the whole machine (from /proc/stat, steal left out), by the server
+    (INFO cpu) and by this script; None without /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    except (OSError, ValueError):
+        return None
+    info = client.info("cpu")
+    machine = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return machine, float(info["used_cpu_user"]) + float(info["used_cpu_sys"]), time.process_time()
+
+
+def _per_job(before, after, count: int) -> tuple[float | None, float | None]:
+    """(workers, server) CPU µs per job between two `cpu_spent`: the workers' is the machine's less the
+    server's and this script's (so it holds whatever else the machine ran, little on a quiet one)."""
+    if before is None or after is None:
+        return None, None
+    machine, server, own = (late - early for late, early in zip(after, before, strict=True))
+    return (machine - server - own) * 1e6 / count, server * 1e6 / count
 
 
 def _wait_counted(
@@ -462,7 +494,13 @@ def print_table(results: dict, args, server: str) -> None:
         f" {args.processes} worker processes each; {server}; {os.cpu_count()} CPU(s)"
     )
     print("x ours / x SimpleWorker: the framework's median rate over ours / RQ SimpleWorker's, same workload")
-    header = f"{'framework':<21} {'workload':<9} {'jobs/s':>8} {'min-max':>15} {'1st job':>8} {'x ours':>7} {'x SimpleWorker':>15}"
+    print(
+        "CPU/job: median CPU per job of the workers and of the server, in µs (whole machine from /proc/stat)"
+    )
+    header = (
+        f"{'framework':<21} {'workload':<9} {'jobs/s':>8} {'min-max':>15} {'1st job':>8} {'x ours':>7}"
+        f" {'x SimpleWorker':>15} {'CPU/job workers':>16} {'server':>7}"
+    )
     print(header)
     print("-" * len(header))
     for workload in WORKLOADS:
@@ -485,8 +523,14 @@ def _row(
     failed = f"  ({len(samples) - len(good)} run(s) failed)" if len(good) < len(samples) else ""
     return (
         f"{framework.label:<21} {workload.label:<9} {rate:>8,.0f} {spread:>15} {first:>7.2f}s"
-        f" {_ratio(rate, ours):>7} {_ratio(rate, simple):>15}{failed}"
+        f" {_ratio(rate, ours):>7} {_ratio(rate, simple):>15}"
+        f" {_median_cpu(s.workers_cpu for s in good):>16} {_median_cpu(s.server_cpu for s in good):>7}{failed}"
     )
+
+
+def _median_cpu(values) -> str:
+    known = [value for value in values if value is not None]
+    return f"{statistics.median(known):,.0f}" if known else "-"
 
 
 def our_code() -> tuple[str, str]:
