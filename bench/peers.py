@@ -37,13 +37,14 @@ How completion is seen, the same way for every framework: every job body, ours a
 with one INCR of a counter key on the benchmark server (`peer_tasks.count_done`), and this script polls
 that counter every 10 ms. Each framework's own completion signal would be uneven: ours and RQ have a
 finished registry, arq and huey keep results, Dramatiq and Celery (without a result backend) record
-nothing, and adding a result backend to them would add work to their jobs alone. So our "no-op" job here is
-one Redis round trip more than `jobs.builtin.noop`, and so is every peer's: the same job for everyone
-(`bench/peer_tasks/`). The INCR goes out as plain RESP on a socket of the job's own, not through redis-py:
-the two venvs hold different redis-py versions (arq holds the peers' below 6), and redis-py 8 spends twice
-the Python calls per command of redis-py 5, which would make the same job body dearer in one venv. The clock includes each worker's startup (as in `bench/throughput.py`); the
-"1st job" column shows how much of it that is. Our package is compiled to bytecode first, as pip
-compiled the peers' (`benchkit.compile_sources`).
+nothing, and adding a result backend to them would add work to their jobs alone. So our "no-op" job here
+is one Redis round trip more than `jobs.builtin.noop`, and so is every peer's: the same job for everyone
+(`bench/peer_tasks/`). The INCR goes out as plain RESP on a socket of the job's own, not through
+redis-py: the two venvs hold different redis-py versions (arq holds the peers' below 6), and redis-py 8
+spends twice the Python calls per command of redis-py 5, which would make the same job body dearer in one
+venv. The clock includes each worker's startup (as in `bench/throughput.py`); the "1st job" column shows
+how much of it that is. Our package is compiled to bytecode first, as pip compiled the peers'
+(`benchkit.compile_sources`).
 
 Where the time goes: each run also reports the CPU per job of the workers and of the server, from the
 run's start to its last job (startup included, as in the rate): the server's from INFO cpu, the workers'

@@ -218,8 +218,7 @@ def taking_for(
 
 def send(connection, riders: list[Rider]) -> None:
     """Send `riders` on their own (their worker takes no more jobs now)."""
-    keys, args = _script_call(riders, None)
-    _answered(riders, _take_script(connection)(keys=keys, args=args))
+    _call(connection, riders, None)
 
 
 @dataclass(frozen=True)
@@ -246,6 +245,12 @@ def _script_call(riders: list[Rider], take: _Take | None) -> tuple[list, list]:
     riding = [part for rider in riders for part in (len(rider.commands), *rider.commands, *rider.finish)]
     keys = [rider.unless_key for rider in riders] + (take.keys if take else [])
     return keys, [len(riders), *riding, *(take.args if take else ())]
+
+
+def _call(connection, riders: list[Rider], take: _Take | None) -> list:
+    """Run the take script with `riders` in front of `take`; return the take's answer (empty: none)."""
+    keys, args = _script_call(riders, take)
+    return _answered(riders, _take_script(connection)(keys=keys, args=args))
 
 
 def _answered(riders: list[Rider], answer: list) -> list:
@@ -394,8 +399,7 @@ class JobQueue(Queue):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             take = _request(queues, taking.taker, taking.wanted)
-            keys, args = _script_call(taking.riders, take)
-            result = _answered(taking.riders, _take_script(connection)(keys=keys, args=args))
+            result = _call(connection, taking.riders, take)
             finished_by_rq = any(not rider.committed for rider in taking.riders)
             if taking.riders:
                 taking.riders = []
