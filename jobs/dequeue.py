@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -84,22 +85,29 @@ local function note(reply)  -- on past a failing command, as EXEC goes, answerin
   if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
 end
 local batches, batched = {}, {}  -- per command and key, the arguments so far, sent in one call
-local function batch(command, key, ...)
-  local id = command .. ' ' .. key  -- a command name has no space
-  local args = batches[id]
+local function batch(command, key)  -- the arguments so far of `command` on `key`, to append to
+  local per_key = batches[command]
+  if not per_key then
+    per_key = {}
+    batches[command] = per_key
+  end
+  local args = per_key[key]
   if not args then
     args = {command, key}
-    batches[id], batched[#batched + 1] = args, id
+    per_key[key], batched[#batched + 1] = args, args
   end
-  for i = 1, select('#', ...) do args[#args + 1] = (select(i, ...)) end
+  return args
 end
 INDEX_MEMBERS
 local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished, index, started, entry)
   note(redis.pcall('HSET', job_key, 'status', 'finished', 'ended_at', ended))
   if tonumber(ttl) > 0 then note(redis.pcall('EXPIRE', job_key, ttl)) end
-  batch('ZADD', finished, score, job_id)
-  batch('ZADD', index, index_members(name, ended, expiry, job_id))
-  batch('ZREM', started, entry)
+  local args = batch('ZADD', finished)
+  local n = #args
+  args[n + 1], args[n + 2] = score, job_id
+  add_index_members(batch('ZADD', index), name, ended, expiry, job_id)
+  args = batch('ZREM', started)
+  args[#args + 1] = entry
 end
 local any_unless = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
 for r = 1, riders do
@@ -117,7 +125,7 @@ for r = 1, riders do
   end
   a = finish_at + FINISH_FIELDS
 end
-for _, id in ipairs(batched) do note(redis.pcall(unpack(batches[id]))) end
+for _, args in ipairs(batched) do note(redis.pcall(unpack(args))) end
 local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 local deadline, wanted = ARGV[a + 4], tonumber(ARGV[a + 5])
 for i = riders + 1, #KEYS, 2 do
@@ -235,9 +243,8 @@ def _request(queues, taker: Taker, wanted: int) -> _Take:
     # an execution id only tells apart the runs of one job: 48 random bits are plenty
     started, execution_prefix = now(), uuid.uuid4().hex[:12]
     keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
-    deadline = time.time() + taker.heartbeat_ttl
     args = [RQJob.redis_job_namespace_prefix, utcformat(started), taker.worker_name, execution_prefix]
-    return _Take(keys, [*args, deadline, wanted], started, execution_prefix)
+    return _Take(keys, [*args, heartbeat_deadline(taker.heartbeat_ttl), wanted], started, execution_prefix)
 
 
 def _script_call(riders: list[Rider], take: _Take | None) -> tuple[list, list]:
@@ -354,6 +361,13 @@ def _take_script(connection):
 @functools.cache
 def _give_back_script(connection):
     return connection.register_script(_GIVE_BACK)
+
+
+def heartbeat_deadline(ttl: int) -> int:
+    """The started-registry score of a job whose heartbeat holds for `ttl` seconds from now, never less.
+    Whole seconds, as RQ scores its registries: a small sorted set stores an integer score as an integer,
+    where a fractional one costs the server a float parse for every entry an insert walks past."""
+    return math.ceil(time.time()) + ttl
 
 
 def started_key(queue_name: str) -> str:

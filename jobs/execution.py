@@ -37,7 +37,18 @@ from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
-from .dequeue import Ahead, Finish, JobQueue, Rider, Taker, give_back, send, started_key, taking_for
+from .dequeue import (
+    Ahead,
+    Finish,
+    JobQueue,
+    Rider,
+    Taker,
+    give_back,
+    heartbeat_deadline,
+    send,
+    started_key,
+    taking_for,
+)
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
@@ -706,7 +717,7 @@ class Worker(SimpleWorker):
                     self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
                 )
                 pipe.expire(self.key, self.worker_ttl + 60)
-                deadline = time.time() + beat_ttl
+                deadline = heartbeat_deadline(beat_ttl)
                 running = self._running
                 if running is not None:
                     registry_key, execution = running

@@ -42,12 +42,14 @@ return #due
 """
 
 
-# `add` for scripts that index a job as they move it into its state: index_members(name, ended, expiry,
-# job id), with `indexed_name(name)` and `expiry(ttl)`, returns the ZADD arguments (score, member, ...).
+# `add` for scripts that index a job as they move it into its state: add_index_members(args, name, ended,
+# expiry, job id), with `indexed_name(name)` and `expiry(ttl)`, appends the ZADD arguments (score, member,
+# ...) to `args`. The scores are strings: Lua would format a number with sprintf, for every member.
 MEMBERS_LUA = """
-local function index_members(name, ended, expiry, job_id)
-  local named = 'n|' .. name .. '|' .. ended .. '|' .. job_id
-  return 0, 't|' .. ended .. '|' .. job_id, 0, named, 0, 'x|' .. expiry .. '|' .. named
+local function add_index_members(args, name, ended, expiry, job_id)
+  local n, named = #args, 'n|' .. name .. '|' .. ended .. '|' .. job_id
+  args[n + 1], args[n + 2], args[n + 3], args[n + 4] = '0', 't|' .. ended .. '|' .. job_id, '0', named
+  args[n + 5], args[n + 6] = '0', 'x|' .. expiry .. '|' .. named
 end
 """
 

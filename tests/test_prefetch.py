@@ -2,6 +2,8 @@
 runs once, and goes back to the front of its queue, as a queued job, when its worker stops first or when
 it waits too long behind a slow job."""
 
+import time
+
 from jobs import execution, inspect, prefetch, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
@@ -21,6 +23,7 @@ def take_ahead(context) -> tuple[Worker, list]:
 
 def test_after_short_jobs_a_take_starts_several_jobs_of_the_queue_in_order(context):
     jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH + 2)]
+    taken_at = time.time()
     worker, taken = take_ahead(context)
     assert [job.id for job in taken] == [job.id for job in jobs[: prefetch.PREFETCH]]
     queue = queue_for(context, "default")
@@ -28,6 +31,11 @@ def test_after_short_jobs_a_take_starts_several_jobs_of_the_queue_in_order(conte
     assert queue.get_job_ids() == [job.id for job in jobs[prefetch.PREFETCH :]]
     assert {inspect.job_detail(context, job.id).worker for job in taken} == {worker.name}
     assert all(inspect.job_detail(context, job.id).state == "started" for job in taken)
+    # heartbeat deadlines in whole seconds, as RQ scores its registries, never before the timeout
+    deadlines = [
+        score for _, score in context.redis.zrange(queue.started_job_registry.key, 0, -1, withscores=True)
+    ]
+    assert all(score == int(score) >= taken_at + context.settings.orphan_timeout for score in deadlines)
 
 
 def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_stops(context):
