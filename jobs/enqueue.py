@@ -333,14 +333,12 @@ def _bulk_script(connection):
 
 _BULK = """
 local job_prefix, source, stamp = ARGV[1], ARGV[2], ARGV[3]
-local fields = tonumber(ARGV[4])
-local prototype = {}
-for i = 1, fields do prototype[i] = ARGV[4 + i] end
+local last_field = 4 + tonumber(ARGV[4])
 local ids = {}
-for i = 5 + fields, #ARGV, 2 do
+for i = last_field + 1, #ARGV, 2 do
   local id = ARGV[i]
   redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
-    'source', source, unpack(prototype))
+    'source', source, unpack(ARGV, 5, last_field))
   ids[#ids + 1] = id
 end
 local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids
