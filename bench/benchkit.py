@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from jobs.embedded import EmbeddedServer
+from jobs.embedded import EmbeddedServer, server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,62 @@ def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer
             yield server, Path(tempdir)
         finally:
             server.stop()
+
+
+class CountedServer(EmbeddedServer):
+    """A private server run under callgrind, which counts the instructions it executes: unlike CPU time,
+    the same work gives the same count on any machine, whatever else runs on it (system calls, which
+    callgrind does not see, excepted). Several times slower than the plain server."""
+
+    def __init__(self, data_dir: Path, binary: str | None = None):
+        super().__init__(data_dir)
+        self.binary = binary or server_binary()
+        self.profile = data_dir / "callgrind.out"
+
+    def command(self) -> list[str]:
+        """The server's command under callgrind, counting nothing until asked; cron at 1 Hz, so that the
+        server's housekeeping adds little to what a phase counts however long it takes."""
+        valgrind = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={self.profile}",
+            f"--log-file={self.data_dir / 'valgrind.log'}",
+        ]
+        return [*valgrind, self.binary, *super().command()[1:], "--hz", "1"]
+
+    def instructions(self, phase: Callable[[], object]) -> int:
+        """The instructions the server executed while `phase()` ran."""
+        self._control("--zero")
+        self._control("--instr=on")
+        try:
+            phase()
+        finally:
+            self._control("--instr=off")
+        dumps = set(self.profile.parent.glob(f"{self.profile.name}*"))
+        self._control("--dump")
+        (dump,) = set(self.profile.parent.glob(f"{self.profile.name}*")) - dumps
+        totals = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
+        dump.unlink()
+        return int(totals.split()[1])
+
+    def _control(self, option: str) -> None:
+        subprocess.run(["callgrind_control", option, str(self.pid)], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def counted_server(binary: str | None = None) -> Iterator[CountedServer]:
+    """A started CountedServer (of `binary`, else the embedded one) in a temporary directory; both are gone
+    on the way out. Exits with a message when valgrind is not installed."""
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        raise SystemExit("counting instructions needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="jobs-bench-callgrind-") as tempdir:
+        server = CountedServer(Path(tempdir), binary)
+        try:
+            server.start(timeout=120.0)
+            yield server
+        finally:
+            server.stop(timeout=60.0)
 
 
 def compile_sources() -> None:
@@ -46,13 +103,19 @@ def spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess
 
 
 def job_count_options(
-    doc: str, default: int, quick: int, minimum: int, argv: list[str] | None = None
+    doc: str,
+    default: int,
+    quick: int,
+    minimum: int,
+    argv: list[str] | None = None,
+    more: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
 ) -> argparse.Namespace:
-    """Parse `--jobs N` (default `default`, at least `minimum`) and `--quick` (`--jobs quick`) for a
-    benchmark described by the docstring `doc`."""
+    """Parse `--jobs N` (default `default`, at least `minimum`) and `--quick` (`--jobs quick`), and the
+    options that `more` adds, for a benchmark described by the docstring `doc`."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=default, help=f"jobs per measurement ({default})")
     parser.add_argument("--quick", action="store_true", help=f"small run: --jobs {quick}")
+    more(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs = quick

@@ -20,15 +20,27 @@ the enqueue, the worker's dequeue, start, finish and heartbeats, and its RQ sche
   answering, what actually bounds a server. The commandstats time is shown per command as well.
 - ceiling: 1 / (server CPU per job): the jobs/s at which one Redis core is saturated, whatever the number
   of workers. Size Redis with it: N workers at r jobs/s each need N * r below the ceiling.
+
+CPU time per job moves from one day to the next on a shared VM (2-5x here, mostly in system calls), so
+`--instructions` counts instead the instructions the server executes per job, running it under valgrind's
+callgrind (a few times slower; needs valgrind): the same work gives the same count (to about 1 %) on
+any machine and any day, a measure to compare a change with the one before. It leaves out the system
+calls of the round trips, which the round-trip count stands for. `--server PATH` measures another
+server binary (say the machine's redis-server) instead of the embedded one:
+
+    .venv/bin/python bench/redis_cost.py --quick --instructions
+    .venv/bin/python bench/redis_cost.py --quick --instructions --server /usr/bin/redis-server
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchkit import job_count_options, private_server, spawn
+from benchkit import counted_server, job_count_options, private_server, spawn
 from rq import Queue
 from rq.serializers import JSONSerializer
 from throughput import QUEUE, queue_for_kind, worker_commands, worker_env
@@ -58,6 +70,7 @@ class Cost:
     usec: dict[str, int]
     cpu_seconds: float
     memory: int = 0
+    instructions: int = 0  # counted under callgrind (--instructions), else 0
 
     def per_job(self, jobs: int) -> tuple[float, float]:
         """(commands, server CPU µs) per job."""
@@ -70,12 +83,20 @@ class Cost:
             {n: self.usec.get(n, 0) + other.usec.get(n, 0) for n in names},
             self.cpu_seconds + other.cpu_seconds,
             self.memory + other.memory,
+            self.instructions + other.instructions,
         )
 
 
 def parse_args(argv: list[str] | None = None):
     """Command-line options."""
-    return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv)
+
+    def more(parser) -> None:
+        parser.add_argument(
+            "--instructions", action="store_true", help="count the server's instructions (callgrind)"
+        )
+        parser.add_argument("--server", help="with --instructions: the server binary to measure")
+
+    return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv, more)
 
 
 def _cpu(context: Context) -> float:
@@ -87,11 +108,19 @@ def _memory(context: Context) -> int:
     return int(context.redis.info("memory")["used_memory"])
 
 
-def measured(context: Context, phase) -> Cost:
-    """Run `phase()` and return what it cost the server (the statistics are reset first)."""
+Counter = Callable[[Callable[[], object]], int]  # runs a phase, returns the server's instructions
+
+
+def measured(context: Context, phase, counter: Counter | None) -> Cost:
+    """Run `phase()` (through `counter`, if any) and return what it cost the server (the statistics are
+    reset first)."""
     context.redis.config_resetstat()
     before, memory = _cpu(context), _memory(context)
-    phase()
+    if counter:
+        instructions = counter(phase)
+    else:
+        phase()
+        instructions = 0
     cpu = _cpu(context) - before
     memory = _memory(context) - memory
     stats = context.redis.info("commandstats")
@@ -100,7 +129,7 @@ def measured(context: Context, phase) -> Cost:
     # the statistics calls of this script itself
     for name in ("config|resetstat", "info"):
         calls.pop(name, None), usec.pop(name, None)
-    return Cost(calls, usec, cpu, memory)
+    return Cost(calls, usec, cpu, memory, instructions)
 
 
 def enqueue_phase(context: Context, kind: str, count: int):
@@ -124,11 +153,13 @@ def work_phase(context: Context, kind: str):
     return run
 
 
-def measure(context: Context, kind: str, count: int) -> tuple[Cost, Cost, dict[str, int]]:
+def measure(
+    context: Context, kind: str, count: int, counter: Counter | None
+) -> tuple[Cost, Cost, dict[str, int]]:
     """(enqueue cost, run cost, bytes by key pattern) of `count` no-op jobs for `kind`."""
     context.redis.execute_command("FLUSHDB", "SYNC")  # an asynchronous flush would free memory mid-measure
-    enqueued = measured(context, enqueue_phase(context, kind, count))
-    ran = measured(context, work_phase(context, kind))
+    enqueued = measured(context, enqueue_phase(context, kind, count), counter)
+    ran = measured(context, work_phase(context, kind), counter)
     finished = queue_for_kind(context, kind).finished_job_registry.count
     if finished != count:
         raise SystemExit(f"{KINDS[kind]}: {finished} of {count} jobs finished")
@@ -150,63 +181,98 @@ def key_sizes(context: Context) -> dict[str, int]:
 
 
 def print_report(results: dict[str, tuple[Cost, Cost, dict[str, int]]], count: int) -> None:
-    """Per kind: commands, CPU and memory per job by phase, the ceiling, the busiest commands and the
-    biggest keys; then the ratios."""
-    sizes = {kind: result[2] for kind, result in results.items()}
-    for kind, (enqueued, ran, _) in results.items():
+    """Per kind: commands, server work and memory per job by phase, the ceiling, the busiest commands and
+    the biggest keys; then the ratios. Server work is CPU time, or instructions when they were counted:
+    under callgrind the server's CPU time and memory (valgrind's allocator) are not its own."""
+    counted = any(result[1].instructions for result in results.values())
+    for kind, (enqueued, ran, sizes) in results.items():
         total = enqueued + ran
-        commands, cpu = total.per_job(count)
         print(f"\n{KINDS[kind]}: {count:,} no-op jobs")
         for label, cost in (("enqueue", enqueued), ("run", ran), ("whole life", total)):
-            per_commands, per_cpu = cost.per_job(count)
-            print(f"  {label:<11} {per_commands:6.1f} commands/job  {per_cpu:6.1f} µs server CPU/job")
-        print(f"  ceiling of one Redis core: {1e6 / cpu:,.0f} jobs/s")
-        print(
-            f"  memory: {enqueued.memory / count:,.0f} B per queued job,"
-            f" {total.memory / count:,.0f} B per finished job kept"
-        )
-        for pattern, size in sizes[kind].items():
-            if size / count >= 1:
-                print(f"    {pattern:<36} {size / count:7,.0f} B per job")
-        print(f"  {'command':<24} {'per job':>8} {'µs/job':>8}")
+            print(f"  {label:<11} {cost.per_job(count)[0]:6.1f} commands/job  {_work(cost, count, counted)}")
+        if not counted:
+            _print_memory(total, enqueued, sizes, count)
+        print(f"  {'command':<24} {'per job':>8} {'' if counted else 'µs/job':>8}")
         for name, calls in sorted(total.calls.items(), key=lambda item: -item[1]):
             if calls / count >= 0.05:
-                print(f"  {name:<24} {calls / count:8.2f} {total.usec[name] / count:8.2f}")
-    ours = (results["ours"][0] + results["ours"][1]).per_job(count)
-    rq = (results["simple"][0] + results["simple"][1]).per_job(count)
-    memory = {kind: (result[0] + result[1]).memory / count for kind, result in results.items()}
+                usec = "" if counted else f"{total.usec[name] / count:8.2f}"
+                print(f"  {name:<24} {calls / count:8.2f} {usec}")
+    ours, rq = (results[kind][0] + results[kind][1] for kind in ("ours", "simple"))
+    print_targets(ours, rq, count, counted)
+
+
+def _print_memory(total: Cost, enqueued: Cost, sizes: dict[str, int], count: int) -> None:
+    print(f"  ceiling of one Redis core: {1e6 / total.per_job(count)[1]:,.0f} jobs/s")
+    print(
+        f"  memory: {enqueued.memory / count:,.0f} B per queued job,"
+        f" {total.memory / count:,.0f} B per finished job kept"
+    )
+    for pattern, size in sizes.items():
+        if size / count >= 1:
+            print(f"    {pattern:<36} {size / count:7,.0f} B per job")
+
+
+def _work(cost: Cost, count: int, counted: bool) -> str:
+    if counted:
+        return f"{cost.instructions / count / 1000:7.1f} k server instructions/job"
+    return f"{cost.per_job(count)[1]:6.1f} µs server CPU/job"
+
+
+def print_targets(ours: Cost, rq: Cost, count: int, counted: bool) -> None:
+    """Ours against the targets and against RQ (whole life, per job)."""
     print(f"\ntargets: <= {TARGET_COMMANDS} commands and <= {TARGET_MICROSECONDS:g} µs server CPU per job")
-    for label, value, baseline, target in (
-        ("commands/job", ours[0], rq[0], TARGET_COMMANDS),
-        ("server CPU µs/job", ours[1], rq[1], TARGET_MICROSECONDS),
-    ):
-        verdict = "ok" if value <= target else "OVER"
+    (commands, cpu), (rq_commands, rq_cpu) = ours.per_job(count), rq.per_job(count)
+    verdict = "ok" if commands <= TARGET_COMMANDS else "OVER"
+    ratio = commands / rq_commands
+    print(
+        f"  commands/job       ours {commands:6.1f} {verdict:<5} RQ {rq_commands:6.1f}  ours/RQ {ratio:.2f}x"
+    )
+    if counted:
+        share = ours.instructions / rq.instructions
         print(
-            f"  {label:<18} ours {value:6.1f} {verdict:<5} RQ {baseline:6.1f}  ours/RQ {value / baseline:.2f}x"
+            f"  server instructions/job: ours {ours.instructions / count / 1000:,.1f} k, RQ"
+            f" {rq.instructions / count / 1000:,.1f} k, ours/RQ {share:.2f}x (the CPU target is a"
+            f" {TARGET_RQ_SHARE:.2f}x share of RQ's CPU, system calls included, which instructions leave out)"
         )
-    print(
-        f"  server CPU as a share of RQ's: ours {ours[1] / rq[1]:.2f}x, target {TARGET_RQ_SHARE:.2f}x"
-        f" ({'ok' if ours[1] / rq[1] <= TARGET_RQ_SHARE else 'OVER'}; the target machine's RQ cost 125 µs,"
-        f" this one's {rq[1]:,.0f} µs)"
-    )
-    print(
-        f"  ceiling ratio: ours {1e6 / ours[1]:,.0f} jobs/s vs RQ {1e6 / rq[1]:,.0f} ({rq[1] / ours[1]:.2f}x)"
-    )
-    print(
-        f"  memory per finished job: ours {memory['ours']:,.0f} B, RQ {memory['simple']:,.0f} B"
-        f" ({memory['ours'] / memory['simple']:.2f}x)"
-    )
+    else:
+        verdict = "ok" if cpu <= TARGET_MICROSECONDS else "OVER"
+        print(
+            f"  server CPU µs/job  ours {cpu:6.1f} {verdict:<5} RQ {rq_cpu:6.1f}  ours/RQ {cpu / rq_cpu:.2f}x"
+        )
+        print(
+            f"  server CPU as a share of RQ's: ours {cpu / rq_cpu:.2f}x, target {TARGET_RQ_SHARE:.2f}x"
+            f" ({'ok' if cpu / rq_cpu <= TARGET_RQ_SHARE else 'OVER'}; the target machine's RQ cost 125 µs,"
+            f" this one's {rq_cpu:,.0f} µs)"
+        )
+        print(
+            f"  ceiling ratio: ours {1e6 / cpu:,.0f} jobs/s vs RQ {1e6 / rq_cpu:,.0f} ({rq_cpu / cpu:.2f}x)"
+        )
+        print(
+            f"  memory per finished job: ours {ours.memory / count:,.0f} B, RQ {rq.memory / count:,.0f} B"
+            f" ({ours.memory / rq.memory:.2f}x)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure both kinds and print the report."""
     args = parse_args(argv)
-    with private_server("jobs-bench-cost-") as (server, _):
-        context = Context.connect(Settings(redis_url=server.url))
-        results = {kind: measure(context, kind, args.jobs) for kind in KINDS}
+    with _server(args) as (url, counter):
+        context = Context.connect(Settings(redis_url=url))
+        results = {kind: measure(context, kind, args.jobs, counter) for kind in KINDS}
         context.redis.close()
     print_report(results, args.jobs)
     return 0
+
+
+@contextlib.contextmanager
+def _server(args):
+    """(URL, instruction counter or None) of the private server to measure."""
+    if args.instructions:
+        with counted_server(args.server) as server:
+            yield server.url, server.instructions
+    else:
+        with private_server("jobs-bench-cost-") as (server, _):
+            yield server.url, None
 
 
 if __name__ == "__main__":

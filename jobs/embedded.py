@@ -126,19 +126,7 @@ class EmbeddedServer:
             return self.url
         self._kill_stale()
         self.port = self.port or free_port()
-        command = [
-            server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", self.appendfsync,
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
-            "--logfile", "server.log",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self.process.pid
         deadline = time.monotonic() + timeout
         while not answers(self.port):
@@ -155,6 +143,21 @@ class EmbeddedServer:
             time.sleep(0.02)
         (self.data_dir / STATE_FILE).write_text(json.dumps({"pid": self.pid, "port": self.port}))
         return self.url
+
+    def command(self) -> list[str]:
+        """The command line that starts the server (once its port is chosen)."""
+        return [
+            server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--daemonize", "no",
+            "--logfile", "server.log",
+        ]  # fmt: skip
 
     def _kill_stale(self) -> None:
         """A left-over server that no longer answers is stopped so its port and files are free."""
