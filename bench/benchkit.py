@@ -32,8 +32,9 @@ def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer
 
 class CountedServer(EmbeddedServer):
     """A private server run under callgrind, which counts the instructions it executes: unlike CPU time,
-    the same work gives the same count on any machine, whatever else runs on it (system calls, which
-    callgrind does not see, excepted). Several times slower than the plain server."""
+    the same work on the same binary gives the same count whatever else the machine is doing and on
+    any day (system calls, which callgrind does not see, excepted). Several times slower than the
+    plain server."""
 
     def __init__(self, data_dir: Path, binary: str | None = None):
         super().__init__(data_dir)

@@ -23,10 +23,11 @@ the enqueue, the worker's dequeue, start, finish and heartbeats, and its RQ sche
 
 CPU time per job moves from one day to the next on a shared VM (2-5x here, mostly in system calls), so
 `--instructions` counts instead the instructions the server executes per job, running it under valgrind's
-callgrind (a few times slower; needs valgrind): the same work gives the same count (to about 1 %) on
-any machine and any day, a measure to compare a change with the one before. It leaves out the system
-calls of the round trips, which the round-trip count stands for. `--server PATH` measures another
-server binary (say the machine's redis-server) instead of the embedded one:
+callgrind (a few times slower; needs valgrind): the same work on the same binary gives the same count
+(to about 1 %) whatever else the machine is doing and on any day, a measure to compare a change with
+the one before. It leaves out the system calls of the round trips, which the round-trip count stands
+for. `--server PATH` measures another server binary (say the machine's redis-server) instead of the
+embedded one:
 
     .venv/bin/python bench/redis_cost.py --quick --instructions
     .venv/bin/python bench/redis_cost.py --quick --instructions --server /usr/bin/redis-server
@@ -96,7 +97,10 @@ def parse_args(argv: list[str] | None = None):
         )
         parser.add_argument("--server", help="with --instructions: the server binary to measure")
 
-    return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv, more)
+    args = job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv, more)
+    if args.server and not args.instructions:
+        raise SystemExit("--server goes with --instructions")
+    return args
 
 
 def _cpu(context: Context) -> float:
