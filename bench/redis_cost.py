@@ -21,7 +21,7 @@ the enqueue, the worker's dequeue, start, finish and heartbeats, and its RQ sche
 - ceiling: 1 / (server CPU per job): the jobs/s at which one Redis core is saturated, whatever the number
   of workers. Size Redis with it: N workers at r jobs/s each need N * r below the ceiling.
 
-CPU time per job moves from one day to the next on a shared VM (2-5x here, mostly in system calls), so
+CPU time per job moves within hours on a shared VM (2-5x here, mostly in system calls), so
 `--instructions` counts instead the instructions the server executes per job, running it under valgrind's
 callgrind (a few times slower; needs valgrind): the same work on the same binary gives the same count
 (to about 1 %) whatever else the machine is doing and on any day, a measure to compare a change with
