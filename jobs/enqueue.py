@@ -4,7 +4,6 @@ job's hash when it is queued at once (the hash tells its `enqueued` event), else
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -264,13 +264,13 @@ def _enqueue_now(context: Context, call: Call, data: bytes, queue_name: str, sou
 
 @dataclass(frozen=True)
 class _Prototype:
-    """Where runs of one job on one queue go, and RQ's hash of such a queued job without its per-job
-    fields (id, data, times), as encoded field/value pairs."""
+    """Where runs of one job on one queue go, the script that writes them, and RQ's reading of such a
+    queued job."""
 
     queue: str
     queue_key: str
     queues_key: str
-    fields: tuple[bytes, ...]
+    script: Script  # `_BULK` with the job's fields that no run changes written in as literals
     template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
 
     def job(self, job_id: str, data: bytes, created: datetime, source: str) -> Job:
@@ -293,15 +293,19 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
         rq_queue = queue_for(context, queue_name)
         job = _create(context, rq_queue, spec, [], {}, None, None)
         rq_queue._prepare_for_queue(job)
-        per_job = ("data", "created_at", "enqueued_at")
-        fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_job}
+        per_run = ("data", "created_at", "enqueued_at", "origin")  # origin: the script's argument
+        fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_run}
         encode = context.redis.get_encoder().encode
-        encoded = tuple(encode(item) for pair in fields.items() for item in pair)
+        encoded = {encode(k): encode(v) for k, v in fields.items()}
         template = Job(job.id, connection=context.redis)
         per_job_fields = {b"data": b"", b"created_at": utcformat(rq_now()).encode()}
-        template.restore(dict(zip(encoded[::2], encoded[1::2], strict=True)) | per_job_fields)
+        template.restore(encoded | {b"origin": encode(rq_queue.name)} | per_job_fields)
         _prototypes[key] = _Prototype(
-            rq_queue.name, rq_queue.key, rq_queue.redis_queues_keys, encoded, Template(template)
+            rq_queue.name,
+            rq_queue.key,
+            rq_queue.redis_queues_keys,
+            _bulk_script(context.redis, encoded),
+            Template(template),
         )
     return _prototypes[key]
 
@@ -311,34 +315,39 @@ def _write_run(
 ) -> None:
     """Write `jobs` ((id, data) pairs) as queued runs of `prototype` enqueued by `source`, in one script
     call on `client` (a pipeline or the client itself)."""
-    _bulk_script(context.redis)(
+    prototype.script(
         keys=[prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
-        args=[
-            Job.redis_job_namespace_prefix,
-            source,
-            stamp,
-            len(prototype.fields),
-            *prototype.fields,
-            *(v for job in jobs for v in job),
-        ],
+        args=[source, stamp, prototype.queue, *(v for job in jobs for v in job)],
         client=client,
     )
 
 
-@functools.cache
-def _bulk_script(connection):
-    """The bulk-enqueue script, registered once per client."""
-    return connection.register_script(_BULK)
+def _bulk_script(connection, fields: dict[bytes, bytes]) -> Script:
+    """The bulk-enqueue script for jobs with `fields` (besides their own), registered on `connection`.
+    The fields are literals in its source: arguments would cost the server a conversion each, per run.
+    One script per catalogued job and settings, whatever the queue (its name is an argument)."""
+    literals = ", ".join(_lua_string(item) for pair in fields.items() for item in pair)
+    source = _BULK.replace("JOB_PREFIX", _lua_string(Job.redis_job_namespace_prefix.encode()))
+    return connection.register_script(source.replace("FIELDS", literals))
+
+
+_LUA_PLAIN = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/()[]{}=+*!?@#%&"
+)
+
+
+def _lua_string(value: bytes) -> str:
+    """A Lua literal of the string `value`, any byte that is not plain ASCII as a decimal escape."""
+    return "'" + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in value) + "'"
 
 
 _BULK = """
-local job_prefix, source, stamp = ARGV[1], ARGV[2], ARGV[3]
-local last_field = 4 + tonumber(ARGV[4])
+local source, stamp, origin = ARGV[1], ARGV[2], ARGV[3]
 local ids = {}
-for i = last_field + 1, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
-  redis.call('HSET', job_prefix .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
-    'source', source, unpack(ARGV, 5, last_field))
+  redis.call('HSET', JOB_PREFIX .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
+    'source', source, 'origin', origin, FIELDS)
   ids[#ids + 1] = id
 end
 local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids

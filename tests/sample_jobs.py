@@ -135,3 +135,10 @@ def _naps(tag: str, seconds: float) -> str:
         redis.decr("test:naps-running")
     _record("ran", tag)
     return tag
+
+
+@job(retries=2, backoff=[1, 5], description='it\'s "quoted", \\escaped\\ ]] -- 100% \r\n\x0012 über')
+def described(tag: str) -> str:
+    """A job whose description holds what a Lua or Redis string could get wrong."""
+    _record("ran", tag)
+    return tag

@@ -120,6 +120,26 @@ def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, 
     assert context.redis.llen("test:ran") == 2501
 
 
+def test_every_path_writes_the_hash_rq_writes_whatever_the_description_holds(context, redis_url):
+    per_run = {b"data", b"created_at", b"enqueued_at"}
+
+    def common_fields(job_id: str) -> dict[bytes, bytes]:
+        fields = context.redis.hgetall(Job.key_for(job_id))
+        return {k: v for k, v in fields.items() if k not in per_run and v != b""}  # RQ reads "" as absent
+
+    by_rq = enqueue(sample_jobs.described, ["rq"], job_id="written-by-rq", queue="low")  # RQ's own path
+    one = enqueue(sample_jobs.described, ["one"], queue="low")
+    (bulk,) = jobs_api.enqueue_many([sample_jobs.described.call("bulk")], queue="low")
+    expected = common_fields(by_rq.id)
+    assert expected[b"description"] == sample_jobs.described.spec.description.encode()
+    assert common_fields(one.id) == common_fields(bulk) == expected
+    elsewhere = enqueue(sample_jobs.described, ["elsewhere"])  # the same job's script, another queue
+    assert common_fields(elsewhere.id) == expected | {b"origin": b"default"}
+    assert Job.fetch(one.id, connection=context.redis).description == sample_jobs.described.spec.description
+    assert jobctl("worker", "--burst", "--queues", "low,default", url=redis_url).returncode == 0
+    assert sorted(ran(context)) == ["bulk", "elsewhere", "one", "rq"]
+
+
 def test_enqueue_many_checks_every_call_before_writing_anything(context):
     calls = [sample_jobs.record.call("fine"), sample_jobs.record.call(object())]
     with pytest.raises(InvalidArguments, match="argument 1"):
