@@ -51,6 +51,13 @@ run's start to its last job (startup included, as in the rate): the server's fro
 as the whole machine's (/proc/stat) less the server's and this script's. On a quiet machine that is the
 workers'; anything else running counts as theirs.
 
+One-by-one enqueue: each framework's own enqueue call for a no-op job, `--enqueue-jobs` (5,000) times in a
+row, each waiting for its reply (arq's too, which the fill above runs 200 at a time): ours is
+`noop.enqueue()`, RQ's `Queue.enqueue` (JSON), the peers' their usual call (from the peers' venv, in a
+process of their own). The clock runs around those calls only, after one more that imports and connects;
+the same repetitions, alternating order and medians. `--enqueue-only` measures that alone (a minute or
+two), `--enqueue-jobs 0` skips it.
+
 Measurements run in alternating order (frameworks forward, then backward, ...), `--repeat` times (3),
 with a FLUSHALL of the private server before each; the table gives medians. Ratios are the framework's
 rate over ours, and over RQ SimpleWorker's, for the same workload. Absolute numbers depend on the machine
@@ -101,6 +108,8 @@ DEFAULT_JOBS = 20_000
 DEFAULT_FORK_JOBS = 2_000
 QUICK_JOBS = 2_000
 QUICK_FORK_JOBS = 300
+DEFAULT_ENQUEUE_JOBS = 5_000
+QUICK_ENQUEUE_JOBS = 1_000
 POLL_INTERVAL = 0.01  # seconds between reads of the counter
 BURST_EXIT_WAIT = 30.0  # seconds a burst worker (ours, RQ) gets to exit once its jobs are done
 ENQUEUE_TIMEOUT = 600.0
@@ -135,6 +144,7 @@ WORKLOADS = (
     Workload("no-op", "peer_tasks.rq_tasks.noop"),
     Workload("sleep 1ms", "peer_tasks.rq_tasks.sleep1ms"),
 )
+SAME_ENQUEUE = ("ours-threads", "rq-fork")  # enqueue as ours and RQ SimpleWorker do
 MAIN_PACKAGES = ("techbirdsfly-jobs", "rq", "redis", "hiredis")
 PEER_PACKAGES = ("celery", "kombu", "dramatiq", "huey", "arq", "redis", "hiredis")
 
@@ -165,6 +175,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per framework and workload (3)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes per framework (2)")
+    parser.add_argument(
+        "--enqueue-jobs",
+        type=int,
+        help=f"jobs per one-by-one enqueue run ({DEFAULT_ENQUEUE_JOBS:,}; 0: none)",
+    )
+    parser.add_argument("--enqueue-only", action="store_true", help="measure one-by-one enqueue only")
     parser.add_argument("--only", help=f"comma-separated frameworks to measure, of: {names}")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on one run after this (600 s)")
     parser.add_argument(
@@ -174,9 +190,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.jobs = QUICK_JOBS
         args.fork_jobs = args.fork_jobs or QUICK_FORK_JOBS
+        args.enqueue_jobs = QUICK_ENQUEUE_JOBS if args.enqueue_jobs is None else args.enqueue_jobs
     args.fork_jobs = args.fork_jobs or min(DEFAULT_FORK_JOBS, args.jobs)
+    args.enqueue_jobs = DEFAULT_ENQUEUE_JOBS if args.enqueue_jobs is None else args.enqueue_jobs
     if min(args.jobs, args.fork_jobs, args.repeat, args.processes) < 1:
         parser.error("--jobs, --fork-jobs, --repeat and --processes must be at least 1")
+    if args.enqueue_jobs < 0 or (args.enqueue_only and args.enqueue_jobs == 0):
+        parser.error("--enqueue-jobs must be at least 0, and at least 1 with --enqueue-only")
     args.frameworks = _selected(parser, args.only)
     return args
 
@@ -318,16 +338,14 @@ def enqueue(
         queue = queue_for_kind(context, RQ_KINDS[framework.name])
         enqueue_bulk(queue, workload, count, context.settings)
         return
-    command = [
-        PEERS_BIN / "python",
-        "-m",
-        "peer_tasks.enqueue",
-        framework.name,
-        job_key(workload),
-        str(count),
-    ]
+    run_enqueuer(PEERS_BIN / "python", [framework.name, job_key(workload), str(count)], env)
+
+
+def run_enqueuer(python, arguments: list[str], env: dict[str, str]) -> str:
+    """Run `python -m peer_tasks.enqueue ARGUMENTS` to its end and return its output; BenchError if it
+    fails or takes longer than ENQUEUE_TIMEOUT."""
     with tempfile.TemporaryFile() as log:
-        process = start(command, env, log)
+        process = start([python, "-m", "peer_tasks.enqueue", *arguments], env, log)
         try:
             code = process.wait(timeout=ENQUEUE_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -338,6 +356,8 @@ def enqueue(
             raise BenchError(
                 f"enqueueing failed ({'timed out' if code is None else f'exit {code}'}){_log_tail(log)}"
             )
+        log.seek(0)
+        return log.read().decode(errors="replace")
 
 
 def counted(client: redis.Redis) -> int:
@@ -443,6 +463,16 @@ def measure(context: Context, framework: Framework, workload: Workload, args) ->
     return sample, enqueue_seconds
 
 
+def enqueue_rate(context: Context, framework: Framework, count: int, env: dict[str, str]) -> float:
+    """Jobs per second of `framework`'s enqueue of `count` no-op jobs one at a time, on an emptied server,
+    timed by `peer_tasks.enqueue` in a process of its own."""
+    context.redis.flushall()
+    python = PEERS_BIN / "python" if framework.peer else sys.executable
+    enqueuer = {"rq-simple": "rq"}.get(framework.name, framework.name)
+    output = run_enqueuer(python, [enqueuer, "noop", str(count), "--one-by-one"], env)
+    return float(output.split()[-1])
+
+
 # --- all measurements and the table --------------------------------------------------------------------
 
 
@@ -476,10 +506,61 @@ def run_all(context: Context, args) -> dict[tuple[str, str], list[Sample | None]
     return results
 
 
+def run_enqueue_all(context: Context, args) -> dict[str, list[float | None]]:
+    """Every repetition x framework with an enqueue of its own, in alternating order; returns {framework
+    name: [jobs/s, or None when the run failed]}."""
+    frameworks = [framework for framework in args.frameworks if framework.name not in SAME_ENQUEUE]
+    env = process_env(context.url)
+    results: dict[str, list[float | None]] = {}
+    for repetition in range(args.repeat):
+        for framework in frameworks if repetition % 2 == 0 else frameworks[::-1]:
+            print(
+                f"  [{repetition + 1}/{args.repeat}] enqueue one by one {framework.label:<21}"
+                f" {args.enqueue_jobs:>6,} jobs ...",
+                end=" ",
+                flush=True,
+            )
+            rates = results.setdefault(framework.name, [])
+            try:
+                rates.append(enqueue_rate(context, framework, args.enqueue_jobs, env))
+            except BenchError as exc:
+                rates.append(None)
+                print(f"FAILED: {exc}", flush=True)
+                continue
+            print(f"{rates[-1]:>8,.0f} jobs/s", flush=True)
+    return results
+
+
+def print_enqueue_table(results: dict[str, list[float | None]], args, server: str) -> None:
+    """The one-by-one enqueue table: median jobs/s, spread, and the ratio to ours."""
+    print()
+    print(
+        f"One-by-one enqueue: {args.enqueue_jobs:,} no-op jobs per run, each call waiting for its reply;"
+        f" median of {args.repeat} run(s); {server}"
+    )
+    header = f"{'framework':<21} {'jobs/s':>8} {'min-max':>15} {'x ours':>7}"
+    print(header)
+    print("-" * len(header))
+    ours = _median([rate for rate in results.get("ours", []) if rate])
+    for framework in args.frameworks:
+        if framework.name not in results:
+            continue
+        rates = [rate for rate in results[framework.name] if rate]
+        label = "RQ" if framework.name == "rq-simple" else framework.label.split(" (")[0]  # not the worker's
+        if not rates:
+            print(f"{label:<21} {'failed':>8}")
+            continue
+        spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
+        print(f"{label:<21} {_median(rates):>8,.0f} {spread:>15} {_ratio(_median(rates), ours):>7}")
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def median_rate(samples: list[Sample | None]) -> float | None:
     """The median rate of the runs that succeeded; None if none did."""
-    rates = [sample.rate for sample in samples if sample]
-    return statistics.median(rates) if rates else None
+    return _median([sample.rate for sample in samples if sample])
 
 
 def _ratio(value: float | None, reference: float | None) -> str:
@@ -593,19 +674,24 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 server_name = f"{server_version(context.redis)} on 127.0.0.1:{server.port} (private)"
                 print(f"{server_name}; {os.cpu_count()} CPU(s)", flush=True)
-                results = run_all(context, args)
+                results = {} if args.enqueue_only else run_all(context, args)
+                enqueued = run_enqueue_all(context, args) if args.enqueue_jobs else {}
             finally:
                 stop(list(_started))
                 context.redis.close()
     except KeyboardInterrupt:
         print("\ninterrupted: every process started has been stopped", file=sys.stderr)
         return 130
-    print_table(results, args, server_name)
+    if results:
+        print_table(results, args, server_name)
+    if enqueued:
+        print_enqueue_table(enqueued, args, server_name)
     print()
     print_versions(main_versions, peers, server_name, code)
     if our_code()[1] != digest:
         print("WARNING: jobs/ changed during the run: ours was measured on more than one version of the code")
-    return 1 if any(sample is None for samples in results.values() for sample in samples) else 0
+    failed = [*(sample for samples in results.values() for sample in samples), *sum(enqueued.values(), [])]
+    return 1 if any(outcome is None for outcome in failed) else 0
 
 
 if __name__ == "__main__":
