@@ -140,6 +140,17 @@ def test_every_path_writes_the_hash_rq_writes_whatever_the_description_holds(con
     assert sorted(ran(context)) == ["bulk", "elsewhere", "one", "rq"]
 
 
+def test_more_queues_for_a_job_add_no_script_to_the_server(context):
+    def enqueue_on(queue: str) -> int:
+        enqueue(sample_jobs.described, [queue], queue=queue)
+        jobs_api.enqueue_many([sample_jobs.described.call(queue)], queue=queue)
+        return context.redis.info("memory")["number_of_cached_scripts"]
+
+    scripts = enqueue_on("tenant-0")
+    assert [enqueue_on(f"tenant-{n}") for n in range(1, 5)] == [scripts] * 4
+    assert queue_for(context, "tenant-4").count == 2
+
+
 def test_enqueue_many_checks_every_call_before_writing_anything(context):
     calls = [sample_jobs.record.call("fine"), sample_jobs.record.call(object())]
     with pytest.raises(InvalidArguments, match="argument 1"):
