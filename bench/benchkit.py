@@ -87,6 +87,14 @@ def counted_server(binary: str | None = None) -> Iterator[CountedServer]:
             server.stop(timeout=60.0)
 
 
+def server_version(client) -> str:
+    """The server's name and version, from INFO."""
+    info = client.info("server")
+    if "valkey_version" in info:
+        return f"valkey {info['valkey_version']}"
+    return f"redis {info.get('redis_version', '?')}"
+
+
 def compile_sources() -> None:
     """Compile our package and the benchmark's job modules to bytecode, as pip compiled the peers when it
     installed them. Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every worker process

@@ -83,7 +83,7 @@ from typing import IO
 import peer_tasks
 import peer_tasks.rq_tasks  # noqa: F401  (catalogues the benchmark jobs, which `enqueue_bulk` looks up)
 import redis
-from benchkit import ROOT, compile_sources, private_server, spawn
+from benchkit import ROOT, compile_sources, private_server, server_version, spawn
 from throughput import (
     BenchError,
     Workload,
@@ -643,14 +643,6 @@ def print_versions(
         print(f"ours (.venv):               {versions} ({code})")
     if peers:
         print("peers (bench/.venv-peers):  " + ", ".join(f"{k} {v}" for k, v in peers.items()))
-
-
-def server_version(client: redis.Redis) -> str:
-    """The server's name and version, from INFO."""
-    info = client.info("server")
-    if "valkey_version" in info:
-        return f"valkey {info['valkey_version']}"
-    return f"redis {info.get('redis_version', '?')}"
 
 
 def main(argv: list[str] | None = None) -> int:
