@@ -682,8 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     print_versions(main_versions, peers, server_name, code)
     if our_code()[1] != digest:
         print("WARNING: jobs/ changed during the run: ours was measured on more than one version of the code")
-    failed = [*(sample for samples in results.values() for sample in samples), *sum(enqueued.values(), [])]
-    return 1 if any(outcome is None for outcome in failed) else 0
+    outcomes = [*results.values(), *enqueued.values()]
+    return 1 if any(None in runs for runs in outcomes) else 0
 
 
 if __name__ == "__main__":
