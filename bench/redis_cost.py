@@ -32,9 +32,9 @@ embedded one:
     .venv/bin/python bench/redis_cost.py --quick --instructions
     .venv/bin/python bench/redis_cost.py --quick --instructions --server /usr/bin/redis-server
 
-The private server keeps an append-only file, as `jobctl up` runs it; logging every write costs the
-server about a seventh of its work, and RQ, with more writes, more. `--no-aof` turns it off, as on a
-Redis that keeps nothing on disk.
+The private server keeps an append-only file, as `jobctl up` runs it; logging every write is a fifth of
+the server's work for our jobs and a third for RQ's (Redis 7, by instructions). `--no-aof` turns it off,
+as on a Redis that keeps nothing on disk.
 """
 
 from __future__ import annotations
