@@ -154,7 +154,7 @@ def test_more_queues_for_a_job_add_no_script_to_the_server(context):
 def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
     sample_jobs.record.enqueue("before")
     jobs_api.enqueue_many([sample_jobs.record.call("before, bulk")])
-    context.redis.script_flush()  # as a restart of a server without persistence of scripts does
+    context.redis.script_flush()  # as every restart of the server does: it keeps no scripts
     one = sample_jobs.record.enqueue("after")
     (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("after, bulk")])
     assert queue_for(context, "default").get_job_ids()[-2:] == [one.id, bulk]
