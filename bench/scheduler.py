@@ -469,7 +469,7 @@ def measure_idle_tick(server: Server, ticks: int = IDLE_TICKS, rounds: int = 10)
     for round_number in range(rounds + 1):  # round 0 warms up (and sends the first heartbeats)
         for count, scheduler in schedulers.items():
             started = time.perf_counter()
-            fired = sum(len(scheduler.tick()) for _ in range(ticks // rounds))
+            fired = sum(scheduler.tick() for _ in range(ticks // rounds))
             if fired:
                 raise BenchError(f"{fired} schedule(s) fired during the idle-tick measurement")
             if round_number:
