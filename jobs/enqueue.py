@@ -259,7 +259,7 @@ def _enqueue_now(context: Context, call: Call, data: bytes, queue_name: str, sou
     _write_run(
         context, context.redis, prototype, [(job_id, _stored(data))], utcformat(created).encode(), source
     )
-    return prototype.job(job_id, data, created, source)
+    return prototype.job(context.redis, job_id, data, created, source)
 
 
 @dataclass(frozen=True)
@@ -273,10 +273,12 @@ class _Prototype:
     script: Script  # `_BULK` with the job's fields that no run changes written in as literals
     template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
 
-    def job(self, job_id: str, data: bytes, created: datetime, source: str) -> Job:
-        """The job RQ would read back from a run written with these per-job fields."""
+    def job(self, connection, job_id: str, data: bytes, created: datetime, source: str) -> Job:
+        """The job RQ would read back through `connection` from a run written with these per-job fields
+        (prototypes are shared by every connection of the process)."""
         job = self.template.copy()
-        job._id, job.data, job.created_at, job.enqueued_at = job_id, data, created, created
+        job.connection, job._id, job.data = connection, job_id, data
+        job.created_at = job.enqueued_at = created
         job.source = source
         return job
 

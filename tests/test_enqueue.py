@@ -8,10 +8,11 @@ import pytest
 
 import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, enqueue, timeline
+from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
-from tests.conftest import jobctl, ran, wait_for
+from tests.conftest import jobctl, make_settings, ran, wait_for
 
 
 def test_decorated_job_is_catalogued_and_still_callable(context):
@@ -159,6 +160,17 @@ def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
     (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("after, bulk")])
     assert queue_for(context, "default").get_job_ids()[-2:] == [one.id, bulk]
     assert Job.fetch(bulk, connection=context.redis).args == ["after, bulk"]
+
+
+def test_a_job_enqueued_through_a_second_store_reads_that_store(context, private_server):
+    first = sample_jobs.record.enqueue("first store")
+    other = Context.connect(make_settings(private_server.url))
+    job = enqueue(sample_jobs.record, ["second store"], context=other)
+    assert job.connection is other.redis
+    assert job.get_status(refresh=True) == "queued"
+    assert first.get_status(refresh=True) == "queued"
+    assert queue_for(other, "default").get_job_ids() == [job.id]
+    other.redis.close()
 
 
 def test_enqueue_many_checks_every_call_before_writing_anything(context):
