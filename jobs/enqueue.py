@@ -273,7 +273,7 @@ class _Prototype:
     script: Script  # `_BULK` with the job's fields that no run changes written in as literals
     template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
 
-    def job(self, connection, job_id: str, data: bytes, created: datetime, source: str) -> Job:
+    def job(self, connection: redis.Redis, job_id: str, data: bytes, created: datetime, source: str) -> Job:
         """The job RQ would read back through `connection` from a run written with these per-job fields
         (prototypes are shared by every connection of the process)."""
         job = self.template.copy()
