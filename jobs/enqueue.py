@@ -290,7 +290,8 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
     """The prototype of `spec` on `queue_name`, made once per process and settings (no I/O): RQ's own
     `Job.to_dict` of such a job, its empty fields left out as RQ reads them as absent."""
     settings = context.settings
-    key = (spec.name, queue_name, settings.succeeded_ttl, settings.failed_ttl)
+    # the spec itself, not its name: a job registered again under its name gets a prototype of its own
+    key = (spec, queue_name, settings.succeeded_ttl, settings.failed_ttl)
     if key not in _prototypes:
         rq_queue = queue_for(context, queue_name)
         job = _create(context, rq_queue, spec, [], {}, None, None)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import jobs as jobs_api
-from jobs import InvalidArguments, UnknownJob, enqueue, timeline
+from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
 from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.execution import Job
@@ -171,6 +171,24 @@ def test_a_job_enqueued_through_a_second_store_reads_that_store(context, private
     assert first.get_status(refresh=True) == "queued"
     assert queue_for(other, "default").get_job_ids() == [job.id]
     other.redis.close()
+
+
+def test_a_job_registered_again_under_its_name_is_enqueued_with_its_new_options(context, monkeypatch):
+    monkeypatch.setattr(catalog, "_catalog", dict(catalog._catalog))  # the registrations end with the test
+
+    def register(timeout: int, description: str):
+        return jobs_api.job(name="tests.redefined", timeout=timeout, description=description)(lambda: None)
+
+    register(10, "first").enqueue()
+    second = register(20, "second")
+    one = second.enqueue()
+    jobs_api.enqueue_many([second.call()])
+    written = [
+        context.redis.hmget(Job.key_for(job_id), "timeout", "description")
+        for job_id in queue_for(context, "default").get_job_ids()
+    ]
+    assert written == [[b"10", b"first"], [b"20", b"second"], [b"20", b"second"]]
+    assert (one.timeout, one.description) == (20, "second")
 
 
 def test_enqueue_many_checks_every_call_before_writing_anything(context):
