@@ -12,6 +12,8 @@ Intervals (`every`) are real elapsed time, aligned to multiples of the interval 
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,7 +81,8 @@ class Timing:
             return (int(after) // self.every + 1) * self.every
         zone = self.zone
         local = datetime.fromtimestamp(int(after), zone).replace(tzinfo=None)
-        candidates = croniter(self.cron, local)
+        candidates = copy.copy(_parsed(self.cron))
+        candidates.set_current(local)
         while True:
             instant = _instant(candidates.get_next(datetime), zone)
             if instant > after:
@@ -92,6 +95,12 @@ class Timing:
             moment = self.next_after(moment)
             fires.append(moment)
         return fires
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(cron: str) -> croniter:
+    """`cron` parsed, to copy: parsing it costs far more than the search for a fire time."""
+    return croniter(cron)
 
 
 def _zone(name: str) -> ZoneInfo:
