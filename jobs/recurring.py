@@ -1,16 +1,19 @@
 """Recurring schedules: their store, and firing them exactly once per fire time.
 
 A schedule lives in `{p}schedule:{id}` (a hash) and in `{p}schedules:due` (id -> next fire time), so a
-scheduler tick reads only what is due. Firing is one optimistic transaction per schedule: WATCH the
-schedule, check that its next fire time is still the one this scheduler read, then in one MULTI/EXEC
-enqueue a new job per fire (id derived from schedule id and fire time), record it in the run history
-and advance the next fire time. A scheduler that loses a race or crashes before EXEC changes nothing;
-after EXEC everything is done. So any number of schedulers may run, and a crash neither loses nor
-duplicates a fire.
+scheduler tick reads only what is due. A tick reads every due schedule in one round trip (and, for
+those whose overlap policy asks, whether their last run is still pending, in one more), prepares each
+fire (a new job per fire time, with an id derived from schedule id and fire time, its record in the run
+history, the next fire time) and sends them all in one more round trip: each fire is one script that
+writes it only if the schedule is still exactly as read. A scheduler that loses a race, or finds the
+schedule edited, paused or triggered meanwhile, changes nothing (the schedule stays due while it is);
+one that crashes before the script leaves nothing behind, and after it everything is done. So any
+number of schedulers may run, and a crash neither loses nor duplicates a fire.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -24,10 +27,11 @@ import redis
 from rq.utils import utcparse
 
 from . import catalog
+from .bookkeeping import flattened
 from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
-from .errors import InvalidArguments, InvalidSchedule, JobsError, RedisFull, UnknownSchedule
+from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedule
 from .execution import PENDING_STATES, Job
 from .firetimes import Timing
 from .keys import storable
@@ -262,52 +266,152 @@ def fire_due(
     context: Context, now: float | None = None, limit: int = 500
 ) -> dict[str, list[str] | JobsError]:
     """Fire every schedule due at `now` (default: the clock). Returns, per schedule that was due, the
-    ids of the jobs enqueued, or the error that kept it from firing (it stays due: nothing is lost).
-    A full Redis stops them all: RedisFull is raised, and every schedule stays due."""
+    ids of the jobs enqueued (none when another scheduler fired it first), or the error that kept it
+    from firing (it stays due: nothing is lost). A full Redis stops them all: RedisFull is raised, and
+    every schedule stays due."""
     now = time.time() if now is None else now
     due = context.redis.zrangebyscore(
         context.keys.schedules_due, "-inf", now, start=0, num=limit, withscores=True
     )
+    expected = {raw_id.decode(): int(score) for raw_id, score in due}
+    with context.redis.pipeline(transaction=False) as pipe:
+        for schedule_id in expected:
+            pipe.hgetall(context.keys.schedule(schedule_id))
+        read = dict(zip(expected, pipe.execute(), strict=True))
+    busy = _busy(context, read)
     outcome: dict[str, list[str] | JobsError] = {}
-    for raw_id, score in due:
-        schedule_id = raw_id.decode()
+    fires: dict[str, _Fire] = {}
+    for schedule_id, raw in read.items():
         try:
-            outcome[schedule_id] = fire(context, schedule_id, int(score), now)
-        except RedisFull:
-            raise
+            fire = _prepare(context, schedule_id, raw, expected[schedule_id], busy.get(schedule_id), now)
         except JobsError as exc:
             outcome[schedule_id] = exc
+            continue
+        if fire is None:
+            outcome[schedule_id] = []
+        else:
+            fires[schedule_id] = fire
+    for schedule_id, fired in _commit(context, fires).items():
+        outcome[schedule_id] = fires[schedule_id].job_ids if fired else []
     return outcome
 
 
-def fire(context: Context, schedule_id: str, expected: int, now: float) -> list[str]:
-    """Fire `schedule_id` if its next fire time is still `expected`; return the job ids enqueued (none
-    when another scheduler got there first)."""
+@dataclass(frozen=True)
+class _Fire:
+    """A schedule's fire as prepared from what was read: its writes, to apply only if nothing read has
+    changed since."""
+
+    schedule_key: str
+    read: dict[bytes, bytes]  # the schedule's hash
+    last_run_key: str | None  # its last run's job, when the overlap policy read whether it is busy
+    busy: bool
+    writes: list  # bookkeeping.flattened
+    job_ids: list[str]
+
+
+def _busy(context: Context, read: dict[str, dict]) -> dict[str, bool]:
+    """Whether the last run is still pending, for each schedule read whose overlap policy asks."""
+    last_runs = {
+        schedule_id: raw[b"last_job_id"].decode()
+        for schedule_id, raw in read.items()
+        if raw.get(b"overlap") == b"skip" and raw.get(b"last_job_id")
+    }
+    with context.redis.pipeline(transaction=False) as pipe:
+        for job_id in last_runs.values():
+            pipe.hget(Job.key_for(job_id), "status")
+        statuses = pipe.execute()
+    return {
+        schedule_id: status in PENDING_STATES for schedule_id, status in zip(last_runs, statuses, strict=True)
+    }
+
+
+def _prepare(
+    context: Context, schedule_id: str, raw: dict, expected: int, busy: bool | None, now: float
+) -> _Fire | None:
+    """The fire of `schedule_id` (its hash `raw`, due at `expected`) at `now`; None when another
+    scheduler fired it since it was found due."""
     key = context.keys.schedule(schedule_id)
+    schedule = _decode(raw)
+    if schedule is None:  # removed: drop its index entry, unless it comes back meanwhile
+        writes = _recorded(context, lambda pipe: pipe.zrem(context.keys.schedules_due, schedule_id))
+        return _Fire(key, {}, None, False, writes, [])
+    if schedule.next_fire != expected:
+        return None
+    steps = plan(schedule, now, bool(busy))
+    job_ids = [run_id(schedule.id, fire) for fire in steps.runs]
+
+    def write(pipe) -> None:
+        for job_id in job_ids:
+            _enqueue_run(context, schedule, job_id, pipe)
+        _record(context, pipe, schedule, steps, job_ids)
+
+    last_run_key = None if busy is None else Job.key_for(schedule.last_job_id)
+    return _Fire(key, raw, last_run_key, bool(busy), _recorded(context, write), job_ids)
+
+
+def _recorded(context: Context, write) -> list:
+    """The commands that `write(pipeline)` stacks, flattened as the fire script runs them (nothing is
+    sent)."""
     with context.redis.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            schedule = _decode(pipe.hgetall(key))
-            if schedule is None:
-                pipe.multi()
-                pipe.zrem(context.keys.schedules_due, schedule_id)  # index entry of a removed schedule
-                pipe.execute()
-                return []
-            if schedule.next_fire != expected:
-                return []
-            busy = False
-            if schedule.overlap == "skip" and schedule.last_job_id:
-                last_job_key = Job.key_for(schedule.last_job_id)
-                pipe.watch(last_job_key)
-                busy = pipe.hget(last_job_key, "status") in PENDING_STATES
-            steps = plan(schedule, now, busy)
-            pipe.multi()
-            jobs = [_enqueue_run(context, schedule, run_id(schedule.id, fire), pipe) for fire in steps.runs]
-            _record(context, pipe, schedule, steps, [job.id for job in jobs])
-            pipe.execute()
-            return [job.id for job in jobs]
-        except redis.WatchError:
-            return []
+        write(pipe)
+        return flattened(pipe.command_stack)
+
+
+# Fires a schedule unless something it was prepared from has changed: its hash must hold exactly the
+# fields and values read (a scheduler that fired it first moved its next fire time; an edit, a pause or a
+# trigger changed it too), and its last run, when the overlap policy read it, must be as busy as read.
+# Then the writes run, going on past a failing one as EXEC does. A full Redis refuses the whole script.
+# KEYS: the schedule, then its last run's job if read. ARGV: the number n of values read, the n values
+# (field, value, ...), '1' or '0' (busy, if the last run was read), then the writes (count, parts, ...).
+# Answers 1 (fired), 0 (changed: nothing written), or the first error of a write.
+_FIRE = """#!lua
+local n = tonumber(ARGV[1])
+local stored = redis.call('HGETALL', KEYS[1])
+if #stored ~= n then return 0 end
+local read = {}
+for i = 2, n, 2 do read[ARGV[i]] = ARGV[i + 1] end
+for i = 1, n, 2 do
+  if read[stored[i]] ~= stored[i + 1] then return 0 end
+end
+local a = n + 2
+if #KEYS == 2 then
+  local pending = {PENDING}
+  local status = redis.call('HGET', KEYS[2], 'status')
+  if (status and pending[status] and '1' or '0') ~= ARGV[a] then return 0 end
+  a = a + 1
+end
+local failure = false
+while a <= #ARGV do
+  local count = tonumber(ARGV[a])
+  local reply = redis.pcall(unpack(ARGV, a + 1, a + count))
+  if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
+  a = a + count + 1
+end
+if failure then return redis.error_reply(failure) end
+return 1
+""".replace("PENDING", ", ".join(f"['{status.decode()}'] = true" for status in sorted(PENDING_STATES)))
+
+
+@functools.cache
+def _fire_script(connection: redis.Redis):
+    return connection.register_script(_FIRE)
+
+
+def _commit(context: Context, fires: dict[str, _Fire]) -> dict[str, bool]:
+    """Send every prepared fire, each written only if what it was prepared from is unchanged; whether
+    each was written. One that was not (another scheduler's came first, or the schedule changed) stays
+    due while it still is."""
+    script = _fire_script(context.redis)
+    with context.redis.pipeline(transaction=False) as pipe:
+        for fire in fires.values():
+            read = [part for pair in fire.read.items() for part in pair]
+            keys, checks = [fire.schedule_key], [len(read), *read]
+            if fire.last_run_key is not None:
+                keys.append(fire.last_run_key)
+                checks.append("1" if fire.busy else "0")
+            script(keys=keys, args=[*checks, *fire.writes], client=pipe)
+        replies = pipe.execute() if fires else []
+    return {schedule_id: reply == 1 for schedule_id, reply in zip(fires, replies, strict=True)}
 
 
 def _enqueue_run(context: Context, schedule: Schedule, job_id: str, pipe):

@@ -8,7 +8,7 @@ import pytest
 from jobs import admin, inspect, recurring
 from jobs.connection import Context
 from jobs.enqueue import queue_for
-from jobs.errors import InvalidArguments, InvalidSchedule, UnknownJob, UnknownSchedule
+from jobs.errors import InvalidArguments, InvalidSchedule, RedisFull, UnknownJob, UnknownSchedule
 from tests import sample_jobs
 from tests.conftest import make_settings
 
@@ -72,6 +72,87 @@ def test_a_crash_before_the_transaction_commits_leaves_nothing_and_loses_nothing
     monkeypatch.setattr(recurring, "_record", real_record)
     assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": ["schedule-tick-1800000000"]}
     assert queued(context) == ["schedule-tick-1800000000"]
+
+
+def meanwhile(monkeypatch, action):
+    """Run `action` once, between a tick's reading of the due schedules and its firing them."""
+    prepare = recurring._prepare
+
+    def prepare_then_act(*args):
+        fire = prepare(*args)
+        monkeypatch.setattr(recurring, "_prepare", prepare)
+        action()
+        return fire
+
+    monkeypatch.setattr(recurring, "_prepare", prepare_then_act)
+
+
+def test_a_fire_another_scheduler_made_meanwhile_is_not_made_again(context, redis_url, monkeypatch):
+    every_second(context)
+    other = Context.connect(make_settings(redis_url))
+    meanwhile(monkeypatch, lambda: recurring.fire_due(other, now=T0 + 0.1))
+    assert recurring.fire_due(context, now=T0 + 0.1) == {"tick": []}
+    assert queued(context) == ["schedule-tick-1800000000"]
+    assert [run.fire for run in recurring.history(context, "tick")] == [T0]
+
+
+def edit(context):
+    recurring.save(context, recurring.define("tick", sample_jobs.record, every="1s", args=["new"]), now=T0)
+
+
+@pytest.mark.parametrize(
+    ("change", "then"),
+    [
+        (edit, ["schedule-tick-1800000000"]),  # fires as edited
+        (lambda context: admin.pause_schedule(context, "tick"), []),  # paused: skipped
+        (lambda context: admin.trigger_schedule(context, "tick"), ["schedule-tick-1800000000"]),
+    ],
+)
+def test_a_schedule_changed_meanwhile_fires_on_the_next_tick_as_changed(context, monkeypatch, change, then):
+    every_second(context)
+    meanwhile(monkeypatch, lambda: change(context))
+    assert recurring.fire_due(context, now=T0 + 0.1) == {"tick": []}
+    assert not context.redis.exists("rq:job:schedule-tick-1800000000")
+    assert recurring.get(context, "tick").next_fire == T0
+    assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": then}
+    if change is edit:
+        assert inspect.job_detail(context, then[0]).args == ["new"]
+
+
+def test_a_last_run_that_ends_meanwhile_lets_an_overlap_skip_schedule_fire(context, monkeypatch):
+    every_second(context, overlap="skip")
+    assert recurring.fire_due(context, now=T0 + 0.1)["tick"] == ["schedule-tick-1800000000"]
+    meanwhile(
+        monkeypatch, lambda: context.redis.hset("rq:job:schedule-tick-1800000000", "status", "finished")
+    )
+    assert recurring.fire_due(context, now=T0 + 1.1) == {"tick": []}  # planned as a skip: not written
+    assert [run.fire for run in recurring.history(context, "tick")] == [T0]
+    assert recurring.fire_due(context, now=T0 + 1.2)["tick"] == ["schedule-tick-1800000001"]
+
+
+def test_the_due_entry_of_a_schedule_gone_from_redis_is_dropped_unless_it_comes_back(context, monkeypatch):
+    every_second(context)
+    context.redis.delete(context.keys.schedule("tick"))
+    meanwhile(monkeypatch, lambda: every_second(context))  # added again meanwhile
+    assert recurring.fire_due(context, now=T0 + 0.1) == {"tick": []}
+    assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": ["schedule-tick-1800000000"]}
+    context.redis.delete(context.keys.schedule("tick"))
+    assert recurring.fire_due(context, now=T0 + 1.1) == {"tick": []}
+    assert context.redis.zscore(context.keys.schedules_due, "tick") is None
+
+
+def test_a_full_redis_refuses_every_fire_and_every_schedule_stays_due(store):
+    every_second(store, "a")
+    every_second(store, "b")
+    store.redis.config_set("maxmemory", 1)
+    with pytest.raises(RedisFull):
+        recurring.fire_due(store, now=T0 + 0.1)
+    store.redis.config_set("maxmemory", 0)
+    assert queued(store) == [] and recurring.get(store, "a").next_fire == T0
+    assert recurring.fire_due(store, now=T0 + 0.2) == {
+        "a": ["schedule-a-1800000000"],
+        "b": ["schedule-b-1800000000"],
+    }
 
 
 @pytest.mark.parametrize(
