@@ -26,7 +26,7 @@ from rq import Queue as RQQueue
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus, _job_stack, validate_job_id
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -48,8 +48,10 @@ from .dequeue import (
     send,
     started_key,
     taking_for,
+    wake,
 )
 from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, WorkerInterrupted
+from .firetimes import until_next_multiple
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
 from .timeouts import JobTimeout
@@ -402,11 +404,33 @@ class _Finishing:
     registry: StartedJobRegistry
 
 
+class _DueJobs(ScheduledJobRegistry):
+    """A queue's scheduled registry as RQ's scheduler moves its due jobs to the queue: each job moved
+    also wakes an idle worker of the queue, in the same transaction. RQ queues them through its plain
+    Queue, which does not, so an idle worker would find them only within dequeue.IDLE_WAIT."""
+
+    def remove(self, job, pipeline=None, delete_job=False):
+        removed = super().remove(job, pipeline, delete_job)
+        if pipeline is not None:
+            wake(pipeline, current().keys, self.name)
+        return removed
+
+
 class Scheduler(RQScheduler):
-    """RQ's scheduler (moves due delayed jobs and retries to their queues), riding out Redis outages with
-    one log line per outage instead of dying with a traceback (RQ would restart it only after 10 minutes),
-    and ending when its worker process dies (RQ's would run on forever as an orphan). While Redis is full
-    it cannot take or renew its locks, and pauses until Redis has room."""
+    """RQ's scheduler (moves due delayed jobs and retries to their queues, waking idle workers), riding
+    out Redis outages with one log line per outage instead of dying with a traceback (RQ would restart it
+    only after 10 minutes), and ending when its worker process dies (RQ's would run on forever as an
+    orphan). It looks just after each whole second, when jobs are due (RQ's due times are whole seconds),
+    where RQ's looks at a random phase of its interval. While Redis is full it cannot take or renew its
+    locks, and pauses until Redis has room."""
+
+    def prepare_registries(self, queue_names=None):
+        """RQ's, with registries whose moved jobs wake idle workers."""
+        super().prepare_registries(queue_names)
+        self._scheduled_job_registries = [
+            _DueJobs(registry.name, connection=self.connection, serializer=self.serializer)
+            for registry in self._scheduled_job_registries
+        ]
 
     def acquire_locks(self, auto_start=False):
         """RQ's; a lock that a full Redis refuses to write is not acquired (tried again later)."""
@@ -433,7 +457,7 @@ class Scheduler(RQScheduler):
                 outage.succeeded()
             except (redis.ConnectionError, redis.TimeoutError, RedisFull) as exc:
                 outage.failed(exc)
-            time.sleep(self.interval)
+            time.sleep(until_next_multiple(time.time(), self.interval))
         self.stop()
 
 

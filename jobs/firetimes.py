@@ -97,6 +97,13 @@ class Timing:
         return fires
 
 
+def until_next_multiple(now: float, period: float) -> float:
+    """Seconds from `now` to the next multiple of `period` (both epoch seconds). Fire times and due times
+    are whole seconds, so a loop that sleeps this long, with `period` a divisor of one second, looks for
+    them just after they come."""
+    return period - now % period
+
+
 @functools.lru_cache(maxsize=1024)
 def _parsed(cron: str) -> croniter:
     """`cron` parsed, to copy: parsing it costs far more than the search for a fire time."""

@@ -15,10 +15,11 @@ import redis
 
 from . import bookkeeping, recurring
 from .connection import Context, OutageLog
+from .firetimes import until_next_multiple
 from .maintenance import Sweeper
 
 log = logging.getLogger("jobs.scheduler")
-TICK = 0.2  # seconds between looks at the due set; a divisor of 1 s (see until_next_tick)
+TICK = 0.2  # seconds between looks at the due set, on its multiples: just after each whole second
 HEARTBEAT_EVERY = 5.0
 FIRE_BATCH = 500  # schedules read per tick; a full batch is followed by another tick at once
 
@@ -71,18 +72,12 @@ class Scheduler:
                 outage.failed(exc)
                 backlog = False
             if not backlog:
-                self.stopped.wait(until_next_tick(time.time()))
+                self.stopped.wait(until_next_multiple(time.time(), TICK))
         with contextlib.suppress(redis.RedisError):  # if Redis is gone, the entry ages out by itself
             self.context.redis.zrem(self.context.keys.schedulers, self.name)
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-def until_next_tick(now: float) -> float:
-    """Seconds from `now` to the next tick. Ticks fall on the multiples of TICK, so one comes just after
-    each whole second, when fires are due (fire times are whole seconds)."""
-    return TICK - now % TICK
 
 
 def run_scheduler(context: Context) -> int:

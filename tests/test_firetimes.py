@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from jobs.errors import InvalidSchedule
-from jobs.firetimes import Timing
+from jobs.firetimes import Timing, until_next_multiple
 
 
 def at(text: str) -> float:
@@ -116,3 +116,11 @@ def test_bad_timings_are_refused_with_one_clear_line(options, message):
     with pytest.raises(InvalidSchedule, match=message) as error:
         Timing.parse(**options)
     assert "\n" not in str(error.value)
+
+
+def test_loops_on_multiples_of_a_divisor_of_a_second_wake_just_after_each_whole_second():
+    second = 1_800_000_000
+    assert [until_next_multiple(second + offset, 0.2) for offset in (0.05, 0.5, 0.999)] == pytest.approx(
+        [0.15, 0.1, 0.001], abs=1e-6
+    )
+    assert until_next_multiple(second + 0.25, 1) == pytest.approx(0.75, abs=1e-6)

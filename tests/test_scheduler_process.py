@@ -1,6 +1,5 @@
 """The scheduler process: several at once fire each time exactly once; one killed again and again loses
-and duplicates nothing; its ticks come just after each whole second; it also recovers orphans and shows
-its heartbeat."""
+and duplicates nothing; it also recovers orphans and shows its heartbeat."""
 
 import json
 import os
@@ -8,9 +7,7 @@ import signal
 import time
 from collections import Counter
 
-import pytest
-
-from jobs import inspect, recurring, scheduling
+from jobs import inspect, recurring
 from jobs.enqueue import queue_for
 from tests import sample_jobs
 from tests.conftest import jobctl, wait_for
@@ -86,9 +83,3 @@ def test_jobctl_workers_lists_running_schedulers(context, processes, redis_url):
     result = jobctl("workers", "--json", url=redis_url)
     views = [view for view in json.loads(result.stdout) if view["kind"] == "scheduler"]
     assert [view["pid"] for view in views] == [scheduler.pid] and not views[0]["dead"]
-
-
-def test_ticks_fall_just_after_every_whole_second():
-    second = 1_800_000_000
-    waits = [scheduling.until_next_tick(second + offset) for offset in (0.05, 0.5, 0.999)]
-    assert waits == pytest.approx([0.15, 0.1, 0.001], abs=1e-6)

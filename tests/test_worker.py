@@ -14,7 +14,8 @@ from rq.serializers import JSONSerializer
 
 from jobs import index, inspect, timeline
 from jobs.builtin import noop
-from jobs.enqueue import enqueue
+from jobs.enqueue import enqueue, queue_for
+from jobs.execution import Scheduler
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
 
@@ -100,6 +101,20 @@ def test_delayed_job_is_run_by_the_worker_without_a_scheduler_process(context, p
     assert events(context, delayed.id) == ["scheduled", "started", "succeeded"]
     history = timeline.history(context.redis, context.keys, delayed.id)
     assert history[1]["at"] >= history[0]["due"]
+
+
+def test_due_jobs_queued_by_the_worker_s_rq_scheduler_wake_an_idle_worker(context):
+    delayed = [sample_jobs.record.enqueue_in(600, f"delayed-{i}") for i in range(2)]
+    registry = queue_for(context, "default").scheduled_job_registry
+    context.redis.zadd(registry.key, {job.id: 1 for job in delayed})  # due long ago
+    scheduler = Scheduler(["default"], connection=context.redis, serializer=JSONSerializer)
+    assert scheduler.acquire_locks() == {"default"}
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in delayed)
+    assert context.redis.llen(context.keys.wake("default")) == 2  # the enqueue_in woke none
 
 
 def test_retry_waits_for_its_backoff(context, processes, redis_url):
