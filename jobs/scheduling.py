@@ -21,7 +21,7 @@ from .maintenance import Sweeper
 log = logging.getLogger("jobs.scheduler")
 TICK = 0.2  # seconds between looks at the due set, on its multiples: just after each whole second
 HEARTBEAT_EVERY = 5.0
-FIRE_BATCH = 500  # schedules read per tick; a full batch is followed by another tick at once
+FIRE_BATCH = 100  # schedules read per tick, their jobs written together (about 25 ms of preparing)
 
 
 class Scheduler:
