@@ -96,6 +96,24 @@ class _Pipeline(Pipeline):
         return self.response_callbacks[args[0]](reply, **options)
 
 
+# For scripts that run commands sent `flattened`: `run_flattened(a, last)` runs those in ARGV[a..last],
+# going on past a failing one as EXEC does; `note(reply)` keeps the first error (of those and of any other
+# reply given to it) in `failure`.
+RUN_FLATTENED_LUA = """
+local failure = false
+local function note(reply)
+  if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
+end
+local function run_flattened(a, last)
+  while a <= last do
+    local count = tonumber(ARGV[a])
+    note(redis.pcall(unpack(ARGV, a + 1, a + count)))
+    a = a + count + 1
+  end
+end
+"""
+
+
 def flattened(stack: list) -> list:
     """A pipeline's stacked commands as one list of runs (number of parts, *parts), as scripts read them."""
     return [part for command, _ in stack for part in (len(command), *command)]

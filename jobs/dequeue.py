@@ -40,7 +40,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, utcformat
 
-from . import index
+from . import bookkeeping, index
 from .connection import Context, current
 from .errors import RedisFull
 from .keys import Keys
@@ -80,10 +80,8 @@ class Finish(NamedTuple):
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
-local riders, a, committed, failure = tonumber(ARGV[1]), 2, {}, false
-local function note(reply)  -- on past a failing command, as EXEC goes, answering the first error
-  if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
-end
+RUN_FLATTENED
+local riders, a, committed = tonumber(ARGV[1]), 2, {}
 local batches, batched = {}, {}  -- per command and key, the arguments so far, sent in one call
 local function batch(command, key)  -- the arguments so far of `command` on `key`, to append to
   local per_key = batches[command]
@@ -115,11 +113,7 @@ for r = 1, riders do
   a = a + 1
   committed[r] = 0
   if not any_unless or redis.call('EXISTS', KEYS[r]) == 0 then
-    while a < finish_at do
-      local count = tonumber(ARGV[a])
-      note(redis.pcall(unpack(ARGV, a + 1, a + count)))
-      a = a + count + 1
-    end
+    run_flattened(a, finish_at - 1)
     finish(unpack(ARGV, finish_at, finish_at + FINISH_FIELDS - 1))
     committed[r] = 1
   end
@@ -154,7 +148,12 @@ for i = riders + 1, #KEYS, 2 do
   end
 end
 return {committed, failure}
-""".replace("INDEX_MEMBERS", index.MEMBERS_LUA).replace("FINISH_FIELDS", str(len(Finish._fields)))
+"""
+_TAKE = (
+    _TAKE.replace("RUN_FLATTENED", bookkeeping.RUN_FLATTENED_LUA)
+    .replace("INDEX_MEMBERS", index.MEMBERS_LUA)
+    .replace("FINISH_FIELDS", str(len(Finish._fields)))
+)
 
 # Jobs taken but not run yet, given back to the front of their queues, each only if it is still started
 # by this worker. KEYS: per job its queue, started registry and wake list. ARGV: the job key prefix, then

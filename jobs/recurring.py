@@ -27,7 +27,7 @@ import redis
 from rq.utils import utcparse
 
 from . import catalog
-from .bookkeeping import flattened
+from .bookkeeping import RUN_FLATTENED_LUA, flattened
 from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
@@ -365,6 +365,7 @@ def _recorded(context: Context, write) -> list:
 # (field, value, ...), '1' or '0' (busy, if the last run was read), then the writes (count, parts, ...).
 # Answers 1 (fired), 0 (changed: nothing written), or the first error of a write.
 _FIRE = """#!lua
+RUN_FLATTENED
 local n = tonumber(ARGV[1])
 local stored = redis.call('HGETALL', KEYS[1])
 if #stored ~= n then return 0 end
@@ -380,16 +381,13 @@ if #KEYS == 2 then
   if (status and pending[status] and '1' or '0') ~= ARGV[a] then return 0 end
   a = a + 1
 end
-local failure = false
-while a <= #ARGV do
-  local count = tonumber(ARGV[a])
-  local reply = redis.pcall(unpack(ARGV, a + 1, a + count))
-  if type(reply) == 'table' and reply.err and not failure then failure = reply.err end
-  a = a + count + 1
-end
+run_flattened(a, #ARGV)
 if failure then return redis.error_reply(failure) end
 return 1
-""".replace("PENDING", ", ".join(f"['{status.decode()}'] = true" for status in sorted(PENDING_STATES)))
+"""
+_FIRE = _FIRE.replace("RUN_FLATTENED", RUN_FLATTENED_LUA).replace(
+    "PENDING", ", ".join(f"['{status.decode()}'] = true" for status in sorted(PENDING_STATES))
+)
 
 
 @functools.cache

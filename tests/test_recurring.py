@@ -4,6 +4,7 @@ misfire, overlap and pause policies, triggers, history, and sync. Time is passed
 import threading
 
 import pytest
+import redis
 
 from jobs import admin, inspect, recurring
 from jobs.connection import Context
@@ -153,6 +154,15 @@ def test_a_full_redis_refuses_every_fire_and_every_schedule_stays_due(store):
         "a": ["schedule-a-1800000000"],
         "b": ["schedule-b-1800000000"],
     }
+
+
+def test_a_write_of_a_fire_that_fails_is_raised_after_the_others_as_exec_does(context):
+    every_second(context)
+    context.redis.set(context.keys.schedule_runs("tick"), "not a sorted set")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        recurring.fire_due(context, now=T0 + 0.1)
+    assert queued(context) == ["schedule-tick-1800000000"]
+    assert recurring.get(context, "tick").next_fire == T0 + 1
 
 
 @pytest.mark.parametrize(
