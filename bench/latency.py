@@ -111,7 +111,7 @@ def measure_round(
             wait_idle(context, kind)
             samples = []
             for _ in range(count):
-                time.sleep(rng.uniform(0.02, 0.05) if not delayed else rng.uniform(0, 1))
+                time.sleep(rng.uniform(0, 1) if delayed else rng.uniform(0.02, 0.05))
                 due = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC) if delayed else None
                 samples.append(latency_ms(context, enqueue_one(context, kind, due), due))
             return samples
