@@ -278,12 +278,20 @@ def fire_due(
         for schedule_id in expected:
             pipe.hgetall(context.keys.schedule(schedule_id))
         read = dict(zip(expected, pipe.execute(), strict=True))
-    busy = _busy(context, read)
     outcome: dict[str, list[str] | JobsError] = {}
-    fires: dict[str, _Fire] = {}
+    schedules: dict[str, Schedule | None] = {}  # None: removed
     for schedule_id, raw in read.items():
         try:
-            fire = _prepare(context, schedule_id, raw, expected[schedule_id], busy.get(schedule_id), now)
+            schedules[schedule_id] = _decode(raw)
+        except JobsError as exc:  # damaged: it stops only itself
+            outcome[schedule_id] = exc
+    busy = _busy(context, schedules)
+    fires: dict[str, _Fire] = {}
+    for schedule_id, schedule in schedules.items():
+        try:
+            fire = _prepare(
+                context, schedule_id, schedule, read[schedule_id], expected[schedule_id], busy, now
+            )
         except JobsError as exc:
             outcome[schedule_id] = exc
             continue
@@ -303,18 +311,17 @@ class _Fire:
 
     schedule_key: str
     read: dict[bytes, bytes]  # the schedule's hash
-    last_run_key: str | None  # its last run's job, when the overlap policy read whether it is busy
-    busy: bool
+    last_run: tuple[str, bool] | None  # its last run's job key and whether it was pending, if read
     writes: list  # bookkeeping.flattened
     job_ids: list[str]
 
 
-def _busy(context: Context, read: dict[str, dict]) -> dict[str, bool]:
-    """Whether the last run is still pending, for each schedule read whose overlap policy asks."""
+def _busy(context: Context, schedules: dict[str, Schedule | None]) -> dict[str, bool]:
+    """Whether the last run is still pending, for each schedule whose overlap policy asks."""
     last_runs = {
-        schedule_id: raw[b"last_job_id"].decode()
-        for schedule_id, raw in read.items()
-        if raw.get(b"overlap") == b"skip" and raw.get(b"last_job_id")
+        schedule_id: schedule.last_job_id
+        for schedule_id, schedule in schedules.items()
+        if schedule is not None and schedule.overlap == "skip" and schedule.last_job_id
     }
     with context.redis.pipeline(transaction=False) as pipe:
         for job_id in last_runs.values():
@@ -326,18 +333,23 @@ def _busy(context: Context, read: dict[str, dict]) -> dict[str, bool]:
 
 
 def _prepare(
-    context: Context, schedule_id: str, raw: dict, expected: int, busy: bool | None, now: float
+    context: Context,
+    schedule_id: str,
+    schedule: Schedule | None,
+    raw: dict,
+    expected: int,
+    busy: dict[str, bool],
+    now: float,
 ) -> _Fire | None:
-    """The fire of `schedule_id` (its hash `raw`, due at `expected`) at `now`; None when another
-    scheduler fired it since it was found due."""
+    """The fire at `now` of `schedule_id` (`schedule`, read as `raw`, due at `expected`; its last run
+    pending if `busy` says so); None when another scheduler fired it since it was found due."""
     key = context.keys.schedule(schedule_id)
-    schedule = _decode(raw)
     if schedule is None:  # removed: drop its index entry, unless it comes back meanwhile
         writes = _recorded(context, lambda pipe: pipe.zrem(context.keys.schedules_due, schedule_id))
-        return _Fire(key, {}, None, False, writes, [])
+        return _Fire(key, {}, None, writes, [])
     if schedule.next_fire != expected:
         return None
-    steps = plan(schedule, now, bool(busy))
+    steps = plan(schedule, now, busy.get(schedule_id, False))
     job_ids = [run_id(schedule.id, fire) for fire in steps.runs]
 
     def write(pipe) -> None:
@@ -345,8 +357,8 @@ def _prepare(
             _enqueue_run(context, schedule, job_id, pipe)
         _record(context, pipe, schedule, steps, job_ids)
 
-    last_run_key = None if busy is None else Job.key_for(schedule.last_job_id)
-    return _Fire(key, raw, last_run_key, bool(busy), _recorded(context, write), job_ids)
+    last_run = (Job.key_for(schedule.last_job_id), busy[schedule_id]) if schedule_id in busy else None
+    return _Fire(key, raw, last_run, _recorded(context, write), job_ids)
 
 
 def _recorded(context: Context, write) -> list:
@@ -404,9 +416,10 @@ def _commit(context: Context, fires: dict[str, _Fire]) -> dict[str, bool]:
         for fire in fires.values():
             read = [part for pair in fire.read.items() for part in pair]
             keys, checks = [fire.schedule_key], [len(read), *read]
-            if fire.last_run_key is not None:
-                keys.append(fire.last_run_key)
-                checks.append("1" if fire.busy else "0")
+            if fire.last_run is not None:
+                last_run_key, busy = fire.last_run
+                keys.append(last_run_key)
+                checks.append("1" if busy else "0")
             script(keys=keys, args=[*checks, *fire.writes], client=pipe)
         replies = pipe.execute() if fires else []
     return {schedule_id: reply == 1 for schedule_id, reply in zip(fires, replies, strict=True)}
