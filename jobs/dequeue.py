@@ -38,12 +38,13 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import as_text, now, utcformat
+from rq.utils import as_text, now
 
 from . import bookkeeping, index
 from .connection import Context, current
 from .errors import RedisFull
 from .keys import Keys
+from .rqtimes import format_time
 
 log = logging.getLogger("jobs.worker")
 IDLE_WAIT = 1.0  # longest an idle worker waits for a wake token before looking at its queues again
@@ -242,7 +243,7 @@ def _request(queues, taker: Taker, wanted: int) -> _Take:
     # an execution id only tells apart the runs of one job: 48 random bits are plenty
     started, execution_prefix = now(), uuid.uuid4().hex[:12]
     keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
-    args = [RQJob.redis_job_namespace_prefix, utcformat(started), taker.worker_name, execution_prefix]
+    args = [RQJob.redis_job_namespace_prefix, format_time(started), taker.worker_name, execution_prefix]
     return _Take(keys, [*args, heartbeat_deadline(taker.heartbeat_ttl), wanted], started, execution_prefix)
 
 
@@ -466,7 +467,7 @@ def _quarantine(context: Context, queue: Queue, execution: Execution, reason: st
             mapping={
                 "status": "failed",
                 "error": reason[:500],
-                "ended_at": utcformat(now()),
+                "ended_at": format_time(now()),
                 "origin": queue.name,
             },
         )

@@ -21,7 +21,6 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
-from rq.utils import utcformat
 
 from . import catalog, timeline
 from .catalog import Call, JobFunction, JobSpec
@@ -31,6 +30,7 @@ from .durations import parse_duration
 from .errors import InvalidArguments
 from .execution import PENDING_STATES, Job, Template, pending_ttl, schedule
 from .retries import rq_retry
+from .rqtimes import format_time
 
 
 def check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
@@ -234,7 +234,7 @@ def enqueue_many(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enqueue_many") as sender:
         sending = None
         for offset in range(0, len(calls), BULK_CHUNK):
-            stamp = utcformat(rq_now()).encode()  # created and enqueued in the same transaction
+            stamp = format_time(rq_now()).encode()  # created and enqueued in the same transaction
             pipe = context.redis.pipeline()
             chunk = zip(calls[offset : offset + BULK_CHUNK], data[offset : offset + BULK_CHUNK], strict=True)
             for (spec, queue_name), run in itertools.groupby(
@@ -257,7 +257,7 @@ def _enqueue_now(context: Context, call: Call, data: bytes, queue_name: str, sou
     prototype = _prototype(context, call.spec, queue_name)
     job_id, created = str(uuid.uuid4()), rq_now()
     _write_run(
-        context, context.redis, prototype, [(job_id, _stored(data))], utcformat(created).encode(), source
+        context, context.redis, prototype, [(job_id, _stored(data))], format_time(created).encode(), source
     )
     return prototype.job(context.redis, job_id, data, created, source)
 
@@ -301,7 +301,7 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
         encode = context.redis.get_encoder().encode
         encoded = {encode(k): encode(v) for k, v in fields.items()}
         template = Job(job.id, connection=context.redis)
-        per_job_fields = {b"data": b"", b"created_at": utcformat(rq_now()).encode()}
+        per_job_fields = {b"data": b"", b"created_at": format_time(rq_now()).encode()}
         template.restore(encoded | {b"origin": encode(rq_queue.name)} | per_job_fields)
         _prototypes[key] = _Prototype(
             rq_queue.name,

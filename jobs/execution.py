@@ -19,7 +19,6 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 
 import redis
 from rq import Queue as RQQueue
@@ -31,7 +30,7 @@ from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
-from rq.utils import as_text, now, utcformat
+from rq.utils import as_text, now
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
@@ -54,6 +53,7 @@ from .errors import JobsError, LockUnavailable, RedisFull, UnreadableJob, Worker
 from .firetimes import until_next_multiple
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
+from .rqtimes import format_time, parse_time
 from .timeouts import JobTimeout
 
 log = logging.getLogger("jobs.worker")
@@ -103,13 +103,6 @@ def pending_ttl(context: Context, delay: float = 0) -> int:
 
 
 _TIMES = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")  # job hash fields
-
-
-def _utc_time(text: str) -> datetime:
-    """A time as RQ writes it ("2026-11-27T01:02:03.456789Z", or without the fraction), in UTC."""
-    if not text.endswith("Z"):
-        raise ValueError(f"not a time as RQ writes it: {text!r}")
-    return datetime.fromisoformat(text)
 
 
 class Template:
@@ -206,7 +199,7 @@ class Job(RQJob):
 
     def restore(self, raw_data):
         """RQ's, but for the per-job fields, which `_read_per_job` reads (times with
-        `datetime.fromisoformat`: RQ's strptime of them costs as much as the rest of a restore)."""
+        `rqtimes.parse_time`: RQ's strptime of them costs as much as the rest of a restore)."""
         fields = {as_text(name): value for name, value in raw_data.items()}
         super().restore(dict(_shape(fields)) | {"data": b""})
         self._read_per_job(fields)
@@ -220,7 +213,7 @@ class Job(RQJob):
         except zlib.error:
             self.data = fields["data"]
         for name in _TIMES:
-            setattr(self, name, _utc_time(as_text(raw)) if (raw := fields.get(name)) else None)
+            setattr(self, name, parse_time(as_text(raw)) if (raw := fields.get(name)) else None)
         self.created_at = self.created_at or now()
         self.worker_name = as_text(raw) if (raw := fields.get("worker_name")) else None
         self._status = JobStatus(as_text(raw)) if (raw := fields.get("status")) else JobStatus.CREATED
@@ -319,7 +312,7 @@ class Job(RQJob):
         job's `last_heartbeat`, which nothing reads, is not written at all). A worker finishes most jobs
         by a `Finish` instead, which writes the same. (RQ's `execution_ended_at` is the job's `ended_at`.)"""
         self._status = JobStatus.FINISHED
-        ended = utcformat(self.ended_at)
+        ended = format_time(self.ended_at)
         pipeline.hset(self.key, mapping={"status": self._status, "ended_at": ended})
         self._record_success(result_ttl, pipeline, worker_name, execution_id, execution_started_at)
         if result_ttl != 0:
@@ -362,7 +355,7 @@ class Job(RQJob):
         self.ended_at = self.ended_at or now()
         # The one-line error serves job lists without reading the results stream; RQ saves no end time
         # for a failed job, and the index needs the one it can read back.
-        pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": utcformat(self.ended_at)})
+        pipeline.hset(self.key, mapping={ERROR_FIELD: error, "ended_at": format_time(self.ended_at)})
         index.add(pipeline, context.keys, "failed", self.origin, self.job_name, self.ended_at, ttl, self.id)
         timeline.close_attempt(pipeline, context.keys, self, ttl)
         timeline.record(pipeline, context.keys, self.id, "failed", ttl, error=error)
@@ -659,7 +652,7 @@ class Worker(SimpleWorker):
         """RQ's, as bookkeeping: it is written from the stop signal's handler, where a refusal by a full
         Redis would be raised into whatever the worker was doing."""
         with self.connection.pipeline() as pipe:
-            pipe.hset(self.key, "shutdown_requested_date", utcformat(self._shutdown_requested_date))
+            pipe.hset(self.key, "shutdown_requested_date", format_time(self._shutdown_requested_date))
             pipe.execute()
 
     def check_for_suspension(self, burst):
@@ -778,7 +771,7 @@ class Worker(SimpleWorker):
         return Finish(
             job.key,
             job.id,
-            utcformat(job.ended_at),
+            format_time(job.ended_at),
             result_ttl,
             int(expiry) if result_ttl >= 0 else "+inf" if result_ttl == -1 else result_ttl,  # as RQ scores
             expiry,

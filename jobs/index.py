@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.client import Pipeline
-from rq.utils import utcformat
 
 from .keys import Keys
+from .rqtimes import format_time
 
 STATES = ("finished", "failed")
 NEVER = "9" * 12  # the expiry of a job kept forever (result_ttl=-1)
@@ -64,13 +64,8 @@ def expiry(ttl: int) -> str:
     return NEVER if ttl < 0 else f"{int(time.time()) + ttl:012d}"
 
 
-def _moment(at: datetime) -> str:
-    """`at` as RQ writes times: UTC, fixed width (a naive time is taken as UTC, as RQ does)."""
-    return utcformat(at.astimezone(UTC) if at.tzinfo else at)
-
-
 def _members(name: str | None, ended: datetime, job_id: str) -> tuple[str, str]:
-    moment = _moment(ended)
+    moment = format_time(ended)
     return f"t|{moment}|{job_id}", f"n|{indexed_name(name)}|{moment}|{job_id}"
 
 
@@ -135,6 +130,6 @@ def range_of(
 ) -> Range:
     """The index range of `state` in `queue` holding jobs of `name` (None: any) ended in [since, until)."""
     prefix = f"n|{indexed_name(name)}|" if name is not None else "t|"
-    low = f"[{prefix}{_moment(since)}" if since else f"[{prefix}"
-    high = f"({prefix}{_moment(until)}" if until else f"({prefix}\xff"
+    low = f"[{prefix}{format_time(since)}" if since else f"[{prefix}"
+    high = f"({prefix}{format_time(until)}" if until else f"({prefix}\xff"
     return Range(keys.index(state, queue), low, high, name is not None)

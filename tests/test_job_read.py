@@ -1,16 +1,35 @@
 """Reading job hashes as a worker takes them (Job.read): a job copied from the template of its shape reads
 exactly as RQ's own restore reads it, shares nothing mutable with other jobs, and a hash that is not a
-job is refused however familiar its shape."""
+job is refused however familiar its shape. Times are written and read as RQ writes and reads them."""
+
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
+from rq.utils import str_to_date, utcformat
 
 from jobs import execution
 from jobs.enqueue import enqueue
 from jobs.execution import Job
+from jobs.rqtimes import format_time, parse_time
 from tests import sample_jobs
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_times_are_written_as_rq_writes_them_and_read_back_exactly(moment):
+    aware = moment.replace(tzinfo=UTC)
+    assert format_time(moment) == format_time(aware) == utcformat(moment)
+    assert parse_time(format_time(aware)) == aware == str_to_date(format_time(aware))
+    assert format_time(aware.astimezone(timezone(timedelta(hours=-5)))) == utcformat(moment)
+
+
+def test_a_time_not_written_as_rq_writes_times_is_refused():
+    with pytest.raises(ValueError):
+        parse_time("2026-11-27T01:02:03.456789+00:00")
 
 
 def raw_hash(context, job_id: str) -> dict:
