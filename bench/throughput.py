@@ -26,6 +26,10 @@ drains a few hundred jobs/s, the full default run takes about an hour, mostly in
 `--jobs 5000 --fork-jobs 1000` takes about five minutes.)
 
 It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
+One by one is timed twice on the private server: as the OS places this process and the server, and
+with both confined to one core. On a VM a round trip between two cores can cost more than the work
+at both ends (waking the other core), which then bounds every one-by-one enqueue alike; on one core
+it costs a switch, and what each enqueue makes client and server do shows.
 Absolute numbers depend on the machine; the ratios (same server, same run) are what to compare.
 """
 
@@ -118,21 +122,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def job_store(redis_url: str | None) -> Iterator[Context]:
-    """A context on `redis_url`, or on a private embedded server that is stopped on the way out."""
+def job_store(redis_url: str | None) -> Iterator[tuple[Context, int | None]]:
+    """A context on `redis_url`, or on a private embedded server that is stopped on the way out, and the
+    private server's process id (None for `redis_url`)."""
     if redis_url:
         context = Context.connect(Settings(redis_url=redis_url))
         try:
-            yield context
+            yield context, None
         finally:
             context.redis.close()
         return
     with private_server() as (server, _):
         context = Context.connect(Settings(redis_url=server.url))
         try:
-            yield context
+            yield context, server.pid
         finally:
             context.redis.close()
+
+
+@contextlib.contextmanager
+def on_one_core(server_pid: int) -> Iterator[None]:
+    """This process and every thread of the server's confined to one CPU, as they were on the way out."""
+    threads = [int(tid) for tid in os.listdir(f"/proc/{server_pid}/task")]
+    placed = {tid: os.sched_getaffinity(tid) for tid in [0, *threads]}
+    cpu = {min(placed[0])}
+    for tid in placed:
+        os.sched_setaffinity(tid, cpu)
+    try:
+        yield
+    finally:
+        for tid, cpus in placed.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, cpus)
 
 
 def job_datas(workload: Workload, count: int, settings: Settings) -> list:
@@ -340,7 +361,7 @@ def print_worker_table(results: dict, jobs: int, fork_jobs: int, url: str) -> No
 
 
 def print_enqueue_table(
-    bulk: tuple[float, float], one_by_one: tuple[float, float, float], count: int
+    bulk: tuple[float, float], one_by_one: dict[str, tuple[float, float, float]], count: int
 ) -> None:
     """The enqueue throughput table, target in the header."""
     ours, rq = bulk
@@ -349,10 +370,11 @@ def print_enqueue_table(
     verdict = "ok" if ours >= TARGET_BULK_ENQUEUE else "LOW"
     print(f"{'pipelined, ours (jobs.enqueue_many)':<45} {ours:>9,.0f}  {verdict}  {ours / rq:.2f}x RQ's")
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
-    ours, rq, lpush = one_by_one
-    print(f"{'one by one, ours (jobs.enqueue.enqueue)':<45} {ours:>9,.0f}  {ours / rq:.2f}x RQ's")
-    print(f"{'one by one, RQ (Queue.enqueue)':<45} {rq:>9,.0f}")
-    print(f"{'one by one, a bare LPUSH through redis-py':<45} {lpush:>9,.0f}  (ours: {ours / lpush:.2f}x)")
+    for placement, (ours, rq, lpush) in one_by_one.items():
+        print(f"one by one, {placement}:")
+        print(f"{'  ours (jobs.enqueue.enqueue)':<45} {ours:>9,.0f}  {ours / rq:.2f}x RQ's")
+        print(f"{'  RQ (Queue.enqueue)':<45} {rq:>9,.0f}")
+        print(f"{'  a bare LPUSH through redis-py':<45} {lpush:>9,.0f}  (ours: {ours / lpush:.2f}x)")
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:
@@ -380,13 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the tables; exit code 1 if a measurement failed."""
     args = parse_args(argv)
     compile_sources()
-    with job_store(args.redis_url) as context:
+    with job_store(args.redis_url) as (context, server_pid):
         print(
             f"server {context.url}; {args.jobs:,} jobs per measurement; {os.cpu_count()} CPU(s)", flush=True
         )
         print("enqueue:", flush=True)
         bulk = measure_enqueue_bulk(context, args.jobs)
-        one_by_one = measure_enqueue_one_by_one(context, args.jobs)
+        one_by_one = {
+            "client and server where the OS puts them": measure_enqueue_one_by_one(context, args.jobs)
+        }
+        if server_pid is not None:
+            with on_one_core(server_pid):
+                one_by_one["client and server on one core"] = measure_enqueue_one_by_one(context, args.jobs)
         print("workers:", flush=True)
         results = run_worker_benchmarks(context, args)
         context.redis.flushdb()
