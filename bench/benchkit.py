@@ -17,12 +17,26 @@ from jobs.embedded import EmbeddedServer, server_binary
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class PrivateServer(EmbeddedServer):
+    """The embedded server's set-up (port, files, options), run from `binary`, else the embedded one."""
+
+    def __init__(self, data_dir: Path, binary: str | None = None):
+        super().__init__(data_dir)
+        self.binary = binary or server_binary()
+
+    def command(self) -> list[str]:
+        """The embedded server's command line, with `binary`."""
+        return [self.binary, *super().command()[1:]]
+
+
 @contextlib.contextmanager
-def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer, Path]]:
-    """A started embedded server and its temporary directory (for logs and data); both are gone on the way
-    out. The server never is the machine's own Redis."""
+def private_server(
+    prefix: str = "jobs-bench-", binary: str | None = None
+) -> Iterator[tuple[EmbeddedServer, Path]]:
+    """A started private server (of `binary`, else the embedded one) and its temporary directory (for logs
+    and data); both are gone on the way out. The server never is the machine's own Redis."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tempdir:
-        server = EmbeddedServer(Path(tempdir) / "server")
+        server = PrivateServer(Path(tempdir) / "server", binary)
         try:
             server.start()
             yield server, Path(tempdir)
@@ -30,15 +44,14 @@ def private_server(prefix: str = "jobs-bench-") -> Iterator[tuple[EmbeddedServer
             server.stop()
 
 
-class CountedServer(EmbeddedServer):
+class CountedServer(PrivateServer):
     """A private server run under callgrind, which counts the instructions it executes: unlike CPU time,
     the same work on the same binary gives the same count whatever else the machine is doing and on
     any day (system calls, which callgrind does not see, excepted). Several times slower than the
     plain server."""
 
     def __init__(self, data_dir: Path, binary: str | None = None):
-        super().__init__(data_dir)
-        self.binary = binary or server_binary()
+        super().__init__(data_dir, binary)
         self.profile = data_dir / "callgrind.out"
 
     def command(self) -> list[str]:
@@ -51,7 +64,7 @@ class CountedServer(EmbeddedServer):
             f"--callgrind-out-file={self.profile}",
             f"--log-file={self.data_dir / 'valgrind.log'}",
         ]
-        return [*valgrind, self.binary, *super().command()[1:], "--hz", "1"]
+        return [*valgrind, *super().command(), "--hz", "1"]
 
     def instructions(self, phase: Callable[[], object]) -> int:
         """The instructions the server executed while `phase()` ran."""
