@@ -142,7 +142,8 @@ def job_store(redis_url: str | None) -> Iterator[tuple[Context, int | None]]:
 
 @contextlib.contextmanager
 def on_one_core(server_pid: int) -> Iterator[None]:
-    """This process and every thread of the server's confined to one CPU, as they were on the way out."""
+    """This thread (which times the enqueues) and every thread of the server confined to one CPU, as they
+    were on the way out."""
     threads = [int(tid) for tid in os.listdir(f"/proc/{server_pid}/task")]
     placed = {tid: os.sched_getaffinity(tid) for tid in [0, *threads]}
     cpu = {min(placed[0])}

@@ -1,6 +1,6 @@
 """Times as RQ writes them in a job's hash: "2026-11-27T01:02:03.456789Z", UTC and fixed width, so that
-byte order is time order. Written and read without RQ's `strftime` and `strptime`, which cost more than
-the rest of what the enqueue, the take and a job's end do with a time."""
+byte order is time order. Written and read without RQ's `strftime` and `strptime`, which cost several
+times as much where the enqueue, the take and a job's end make and read them."""
 
 from __future__ import annotations
 
