@@ -730,9 +730,7 @@ class Worker(SimpleWorker):
             if job_id != self._written_job:
                 pipe.hset(self.key, "current_job", job_id) if job_id else pipe.hdel(self.key, "current_job")
             if beat_ttl is not None:
-                pipe.hset(
-                    self.key, "last_heartbeat", time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-                )
+                pipe.hset(self.key, "last_heartbeat", format_time(now()))
                 pipe.expire(self.key, self.worker_ttl + 60)
                 deadline = heartbeat_deadline(beat_ttl)
                 running = self._running

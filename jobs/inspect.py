@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
-from rq.utils import str_to_date
 from rq.worker import Worker as RQWorker
 
 from . import index, timeline
@@ -21,6 +20,7 @@ from .enqueue import queue_for
 from .errors import ConfigError, JobNotFound
 from .execution import ERROR_FIELD, Job
 from .maintenance import queue_names
+from .rqtimes import parse_time
 
 SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead
 FILTER_SCAN_LIMIT = 10_000  # jobs a text search looks at, newest first
@@ -301,7 +301,7 @@ def _matching_fields(context: Context, ids: list[str], where: Filter) -> list[st
         name = _func_name(row["data"]) if where.name is not None else None
         moment = row.get("ended_at") or row.get("enqueued_at")
         error = row[ERROR_FIELD]
-        if where.accepts(name, error and error.decode(), str_to_date(moment) if moment else None):
+        if where.accepts(name, error and error.decode(), parse_time(moment.decode()) if moment else None):
             found.append(job_id)
     return found
 

@@ -26,6 +26,7 @@ from rq.job import Job
 from rq.utils import as_text
 
 from .keys import Keys
+from .rqtimes import parse_time
 
 MINUTE_BUCKETS_TTL = 2 * 86400
 HOUR_BUCKETS_TTL = 8 * 86400
@@ -129,8 +130,8 @@ def latest_attempt(fields: dict[str, str]) -> list[dict]:
 
 
 def _epoch(text: str) -> float:
-    """Epoch seconds of a time as RQ writes it ("2026-11-27T01:02:03.456789Z")."""
-    return datetime.fromisoformat(text).timestamp()
+    """Epoch seconds of a time as RQ writes it."""
+    return parse_time(text).timestamp()
 
 
 class Tally:
