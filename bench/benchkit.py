@@ -100,6 +100,22 @@ def counted_server(binary: str | None = None) -> Iterator[CountedServer]:
             server.stop(timeout=60.0)
 
 
+def server_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--server PATH` (the private server's binary) and `--no-aof` (run it keeping nothing on disk)."""
+    parser.add_argument("--server", help="the private server's binary (default: the embedded one)")
+    parser.add_argument(
+        "--no-aof", action="store_true", help="the private server without its append-only file (no disk)"
+    )
+
+
+def describe_server(client, no_aof: bool) -> str:
+    """The private server's name, version and append-only file, turned off first when `no_aof`, as on a
+    Redis that keeps nothing on disk (the private server keeps one, as `jobctl up` runs it)."""
+    if no_aof:
+        client.config_set("appendonly", "no")
+    return f"{server_version(client)} (private), append-only file {'off' if no_aof else 'on'}"
+
+
 def server_version(client) -> str:
     """The server's name and version, from INFO."""
     info = client.info("server")

@@ -50,7 +50,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchkit import counted_server, job_count_options, private_server, server_version, spawn
+from benchkit import counted_server, describe_server, job_count_options, private_server, server_options, spawn
 from rq import Queue
 from rq.serializers import JSONSerializer
 from throughput import QUEUE, queue_for_kind, worker_commands, worker_env
@@ -108,10 +108,7 @@ def parse_args(argv: list[str] | None = None):
         parser.add_argument(
             "--instructions", action="store_true", help="count the server's instructions (callgrind)"
         )
-        parser.add_argument("--server", help="the server binary to measure (default: the embedded one)")
-        parser.add_argument(
-            "--no-aof", action="store_true", help="the server without its append-only file (no disk)"
-        )
+        server_options(parser)
 
     return job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 100, argv, more)
 
@@ -284,10 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with _server(args) as (url, counter):
         context = Context.connect(Settings(redis_url=url))
-        if args.no_aof:
-            context.redis.config_set("appendonly", "no")
-        aof = "off" if args.no_aof else "on"
-        print(f"{server_version(context.redis)} (private), append-only file {aof}", flush=True)
+        print(describe_server(context.redis, args.no_aof), flush=True)
         results = {kind: measure(context, kind, args.jobs, counter) for kind in KINDS}
         context.redis.close()
     print_report(results, args.jobs)

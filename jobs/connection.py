@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.client import Pipeline
+from redis.commands.core import Script
 from redis.connection import DefaultParser
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
@@ -148,6 +153,19 @@ def _sentinel_client(url: str, options: dict) -> redis.Redis:
         connection_class=_SentinelConnection,
         **options,
     )
+
+
+def run_script(script: Script, keys: Sequence, args: Sequence, client: redis.Redis | Pipeline) -> Any:
+    """What `script(keys, args, client)` gives: the script run on `client` (loaded first where the server
+    lacks it). On a client it goes straight to `execute_command`, past the argument checks that redis-py
+    8 wraps around every EVALSHA (about 10 µs a call, an eighth of a one-by-one enqueue)."""
+    if isinstance(client, Pipeline):
+        return script(keys=keys, args=args, client=client)
+    try:
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        script.sha = client.script_load(script.script)
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def ping(client: redis.Redis, url: str) -> None:

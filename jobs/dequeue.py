@@ -41,7 +41,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import as_text, now
 
 from . import bookkeeping, index
-from .connection import Context, current
+from .connection import Context, current, run_script
 from .errors import RedisFull
 from .keys import Keys
 from .rqtimes import format_time
@@ -257,7 +257,7 @@ def _script_call(riders: list[Rider], take: _Take | None) -> tuple[list, list]:
 def _call(connection, riders: list[Rider], take: _Take | None) -> list:
     """Run the take script with `riders` in front of `take`; return the take's answer (empty: none)."""
     keys, args = _script_call(riders, take)
-    return _answered(riders, _take_script(connection)(keys=keys, args=args))
+    return _answered(riders, run_script(_take_script(connection), keys, args, connection))
 
 
 def _answered(riders: list[Rider], answer: list) -> list:

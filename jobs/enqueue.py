@@ -24,7 +24,7 @@ from rq.utils import now as rq_now
 
 from . import catalog, timeline
 from .catalog import Call, JobFunction, JobSpec
-from .connection import Context, current
+from .connection import Context, current, run_script
 from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
 from .errors import InvalidArguments
@@ -318,10 +318,11 @@ def _write_run(
 ) -> None:
     """Write `jobs` ((id, data) pairs) as queued runs of `prototype` enqueued by `source`, in one script
     call on `client` (a pipeline or the client itself)."""
-    prototype.script(
-        keys=[prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
-        args=[source, stamp, prototype.queue, *(v for job in jobs for v in job)],
-        client=client,
+    run_script(
+        prototype.script,
+        [prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
+        [source, stamp, prototype.queue, *(v for job in jobs for v in job)],
+        client,
     )
 
 
