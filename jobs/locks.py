@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import redis
 from redis.lock import Lock
 
-from .connection import Context, current
+from .connection import Context, current, run_script
 from .errors import LockUnavailable
 
 log = logging.getLogger("jobs.locks")
@@ -102,9 +102,11 @@ class _FencedLock(Lock):
         self._renew_script = context.redis.register_script(_RENEW)
 
     def do_acquire(self, token) -> bool:
-        fence = self._acquire_script(
-            keys=[self.name, *self.fence_keys, self.index_key],
-            args=[token, int(self.timeout * 1000), self.lock_name],
+        fence = run_script(
+            self._acquire_script,
+            [self.name, *self.fence_keys, self.index_key],
+            [token, int(self.timeout * 1000), self.lock_name],
+            self.redis,
         )
         if fence:
             self.fence = int(fence)
@@ -114,7 +116,12 @@ class _FencedLock(Lock):
         """Reset the TTL if still owned; False once the lock is lost."""
         token = self.local.token
         return token is not None and bool(
-            self._renew_script(keys=[self.name, self.fence_keys[1]], args=[token, int(self.timeout * 1000)])
+            run_script(
+                self._renew_script,
+                [self.name, self.fence_keys[1]],
+                [token, int(self.timeout * 1000)],
+                self.redis,
+            )
         )
 
 

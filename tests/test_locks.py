@@ -41,6 +41,19 @@ def test_a_lock_is_renewed_while_held_and_released_when_the_body_fails(context):
     assert not held.lost and context.redis.get(context.keys.lock("long")) is None
 
 
+def test_a_lock_is_renewed_and_taken_after_the_server_has_lost_its_scripts(context):
+    renew_sha = context.redis.register_script(locks._RENEW).sha
+    with locks.lock("restarted", ttl=0.6) as before:
+        context.redis.script_flush()  # as every restart of the server does: it keeps no scripts
+        wait_for(
+            lambda: context.redis.script_exists(renew_sha) == [True], what="a renewal loading its script"
+        )
+        assert context.redis.pttl(context.keys.lock("restarted")) > 0 and not before.lost
+    context.redis.script_flush()
+    with locks.lock("restarted") as after:
+        assert after.fence > before.fence
+
+
 def test_waiting_for_a_lock_gets_it_when_it_is_released(context):
     guard = locks.lock("queue-head", ttl=5)
     guard.acquire()
