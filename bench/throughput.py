@@ -26,8 +26,9 @@ drains a few hundred jobs/s, the full default run takes about an hour, mostly in
 `--jobs 5000 --fork-jobs 1000` takes about five minutes.)
 
 It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
-One by one is timed twice on the private server: as the OS places this process and the server, and
-with both confined to one core. On a VM a round trip between two cores can cost more than the work
+One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's and a
+bare LPUSH (medians printed): as the OS places this process and the server, and with both confined to one
+core. On a VM a round trip between two cores can cost more than the work
 at both ends (waking the other core), which then bounds every one-by-one enqueue alike; on one core
 it costs a switch, and what each enqueue makes client and server do shows.
 `--enqueue-only` times only the enqueues (no workers). `--server PATH` runs the private server from
@@ -45,6 +46,7 @@ import argparse
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +72,7 @@ QUICK_JOBS = 2_000
 QUICK_FORK_JOBS = 500
 PROCESS_COUNTS = (1, 2)
 BATCH = 1_000  # jobs per pipeline when enqueueing in bulk
+ONE_BY_ONE_ROUNDS = 3
 POLL_INTERVAL = 0.01  # seconds between checks of the finished registry
 RQ_SERIALIZER = "rq.serializers.JSONSerializer"
 TARGET_VS_SIMPLE = 2.0
@@ -314,24 +317,28 @@ def measure_enqueue_bulk(context: Context, count: int) -> tuple[float, float]:
     return ours, rq
 
 
-def measure_enqueue_one_by_one(context: Context, count: int) -> tuple[float, float, float]:
-    """Per second, enqueueing `count` no-op jobs one at a time: ours (`jobs.enqueue.enqueue`), RQ's
-    `Queue.enqueue` (JSON), and the floor of one round trip through redis-py (a bare LPUSH)."""
+def measure_enqueue_one_by_one(context: Context, count: int) -> list[list[float]]:
+    """Per second, enqueueing `count` no-op jobs one at a time, in ONE_BY_ONE_ROUNDS rounds that alternate
+    the three (a VM's speed drifts within a minute): ours (`jobs.enqueue.enqueue`), RQ's `Queue.enqueue`
+    (JSON), and the floor of one round trip through redis-py (a bare LPUSH). One list of rates per round."""
     rq_queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
-    rates = []
-    for enqueue_one in (
+    enqueues = (
         lambda: enqueue(noop, context=context),
         lambda: rq_queue.enqueue("jobs.builtin.noop"),
         lambda: context.redis.lpush(rq_queue.key, "x"),
-    ):
-        context.redis.flushdb()
-        started = time.perf_counter()
-        for _ in range(count):
-            enqueue_one()
-        rates.append(count / (time.perf_counter() - started))
-        _check_queued(context, count)
-    ours, rq, lpush = rates
-    return ours, rq, lpush
+    )
+    rounds = []
+    for _ in range(ONE_BY_ONE_ROUNDS):
+        rates = []
+        for enqueue_one in enqueues:
+            context.redis.flushdb()
+            started = time.perf_counter()
+            for _ in range(count):
+                enqueue_one()
+            rates.append(count / (time.perf_counter() - started))
+            _check_queued(context, count)
+        rounds.append(rates)
+    return rounds
 
 
 def _check_queued(context: Context, count: int) -> None:
@@ -374,7 +381,7 @@ def print_worker_table(results: dict, jobs: int, fork_jobs: int, url: str) -> No
 
 
 def print_enqueue_table(
-    bulk: tuple[float, float], one_by_one: dict[str, tuple[float, float, float]], count: int
+    bulk: tuple[float, float], one_by_one: dict[str, list[list[float]]], count: int
 ) -> None:
     """The enqueue throughput table, target in the header."""
     ours, rq = bulk
@@ -384,12 +391,19 @@ def print_enqueue_table(
     verdict = "ok" if ours >= TARGET_BULK_ENQUEUE else "LOW"
     print(f"{'pipelined, ours (jobs.enqueue_many)':<45} {ours:>9,.0f}  {verdict}  {ours / rq:.2f}x RQ's")
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
-    for placement, (ours, rq, lpush) in one_by_one.items():
-        print(f"one by one, {placement}:")
+    for placement, rounds in one_by_one.items():
+        columns = list(zip(*rounds, strict=True))
+        ours, rq, lpush = (statistics.median(column) for column in columns)
+        spread = [f"({min(column):,.0f}-{max(column):,.0f})" for column in columns]
+        print(f"one by one, {placement} (medians of {len(rounds)} rounds, their range):")
         verdict = "ok" if ours >= TARGET_ONE_BY_ONE else "LOW"
-        print(f"{'  ours (jobs.enqueue.enqueue)':<45} {ours:>9,.0f}  {verdict}  {ours / rq:.2f}x RQ's")
-        print(f"{'  RQ (Queue.enqueue)':<45} {rq:>9,.0f}")
-        print(f"{'  a bare LPUSH through redis-py':<45} {lpush:>9,.0f}  (ours: {ours / lpush:.2f}x)")
+        print(
+            f"{'  ours (jobs.enqueue.enqueue)':<38} {ours:>9,.0f} {spread[0]:>17}  {verdict}  {ours / rq:.2f}x RQ's"
+        )
+        print(f"{'  RQ (Queue.enqueue)':<38} {rq:>9,.0f} {spread[1]:>17}")
+        print(
+            f"{'  a bare LPUSH through redis-py':<38} {lpush:>9,.0f} {spread[2]:>17}  (ours: {ours / lpush:.2f}x)"
+        )
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:
