@@ -346,6 +346,9 @@ def _lua_string(value: bytes) -> str:
 
 
 _BULK = """
+-- a call sent again (a client retrying after its connection failed before the reply) finds its first job:
+-- it ran already, all of it, and must not queue its jobs twice
+if redis.call('EXISTS', JOB_PREFIX .. ARGV[4]) == 1 then return 0 end
 local source, stamp, origin = ARGV[1], ARGV[2], ARGV[3]
 local ids = {}
 for i = 4, #ARGV, 2 do

@@ -3,6 +3,7 @@
 import json
 import zlib
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -13,6 +14,7 @@ from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
 from tests.conftest import jobctl, make_settings, ran, wait_for
+from tests.proxy import Proxy
 
 
 def test_decorated_job_is_catalogued_and_still_callable(context):
@@ -160,6 +162,24 @@ def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
     (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("after, bulk")])
     assert queue_for(context, "default").get_job_ids()[-2:] == [one.id, bulk]
     assert Job.fetch(bulk, connection=context.redis).args == ["after, bulk"]
+
+
+def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_twice(context, redis_url):
+    # a resilient client (a worker's, say, for jobs that enqueue jobs) sends a command again when its
+    # connection fails before the reply: the job must not be queued (and so run) twice
+    address = urlsplit(redis_url)
+    proxy = Proxy(address.port, address.hostname)
+    try:
+        resilient = Context.connect(make_settings(proxy.url(int(address.path[1:]))), resilient=True)
+        proxy.lose_reply_to(b"EVALSHA")
+        one = enqueue(sample_jobs.record, ["once"], context=resilient)
+        proxy.lose_reply_to(b"EVALSHA")
+        (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("once, bulk")], context=resilient)
+        assert proxy.replies_lost == 2
+        assert queue_for(context, "default").get_job_ids() == [one.id, bulk]
+        resilient.redis.close()
+    finally:
+        proxy.close()
 
 
 def test_a_job_enqueued_through_a_second_store_reads_that_store(context, private_server):

@@ -12,8 +12,8 @@ import pytest
 
 from tests.chaos.conftest import Ledger
 from tests.chaos.load import BEAT, fire_of, settle, start_platform
-from tests.chaos.proxy import Proxy
 from tests.conftest import per_process
+from tests.proxy import Proxy
 
 CONCURRENCY = 2
 CUT_FOR = 10.0
