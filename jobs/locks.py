@@ -42,6 +42,8 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('SADD', KEYS[4], ARGV[3])
   return fence
 end
+-- sent again after a lost reply (a client's retry): it was taken, by this very call
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('GET', KEYS[3]) end
 return false
 """
 

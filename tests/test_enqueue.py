@@ -171,12 +171,13 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
     proxy = Proxy(address.port, address.hostname)
     try:
         resilient = Context.connect(make_settings(proxy.url(int(address.path[1:]))), resilient=True)
+        first = enqueue(sample_jobs.record, ["first"], context=resilient)  # the server has the script now
         proxy.lose_reply_to(b"EVALSHA")
         one = enqueue(sample_jobs.record, ["once"], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("once, bulk")], context=resilient)
         assert proxy.replies_lost == 2
-        assert queue_for(context, "default").get_job_ids() == [one.id, bulk]
+        assert queue_for(context, "default").get_job_ids() == [first.id, one.id, bulk]
         resilient.redis.close()
     finally:
         proxy.close()

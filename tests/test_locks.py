@@ -8,15 +8,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 
 from jobs import billing, inspect, locks, timeline
 from jobs.catalog import job
+from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.errors import ConfigError, LockUnavailable
 from tests import sample_jobs
-from tests.conftest import events, jobctl, process_env, ran, wait_for
+from tests.conftest import events, jobctl, make_settings, process_env, ran, wait_for
+from tests.proxy import Proxy
 
 
 def test_a_lock_is_exclusive_names_its_holder_and_fences_grow(context):
@@ -52,6 +55,23 @@ def test_a_lock_is_renewed_and_taken_after_the_server_has_lost_its_scripts(conte
     context.redis.script_flush()
     with locks.lock("restarted") as after:
         assert after.fence > before.fence
+
+
+def test_a_lock_whose_reply_is_lost_is_taken_when_the_call_is_sent_again(context, redis_url):
+    address = urlsplit(redis_url)
+    proxy = Proxy(address.port, address.hostname)
+    try:
+        resilient = Context.connect(make_settings(proxy.url(int(address.path[1:]))), resilient=True)
+        with locks.lock("lost-reply", context=resilient):
+            pass  # the server has the script now: the reply lost is the lock's, not a NOSCRIPT error
+        proxy.lose_reply_to(b"EVALSHA")
+        with locks.lock("lost-reply", context=resilient) as held:
+            assert proxy.replies_lost == 1
+            assert context.redis.get(context.keys.fence("lost-reply")) == str(held.fence).encode()
+        assert locks.held_locks(context) == []
+        resilient.redis.close()
+    finally:
+        proxy.close()
 
 
 def test_waiting_for_a_lock_gets_it_when_it_is_released(context):
