@@ -82,6 +82,7 @@ class Finish(NamedTuple):
 # stop (see bookkeeping.py).
 _TAKE = """#!lua flags=allow-oom
 RUN_FLATTENED
+local already_taken = ALREADY_TAKEN
 local riders, a, committed = tonumber(ARGV[1]), 2, {}
 local batches, batched = {}, {}  -- per command and key, the arguments so far, sent in one call
 local function batch(command, key)  -- the arguments so far of `command` on `key`, to append to
@@ -131,11 +132,16 @@ for i = riders + 1, #KEYS, 2 do
     for _, job_id in ipairs(popped) do
       local job_key = prefix .. job_id
       local fields = redis.call('HGETALL', job_key)
-      if #fields > 0 then  -- else deleted while queued: nothing to start
+      local status, expires = nil, false
+      for f = 1, #fields, 2 do
+        if fields[f] == 'status' then status = fields[f + 1] elseif fields[f] == 'ttl' then expires = true end
+      end
+      -- not started: deleted while queued (no fields), or a second entry of a job that is running or has
+      -- ended (every path that queues a job marks it queued in the same step; a retried write can queue it
+      -- twice)
+      if #fields > 0 and not already_taken[status] then
         redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'worker_name', worker)
-        for f = 1, #fields, 2 do
-          if fields[f] == 'ttl' then redis.call('PERSIST', job_key) end
-        end
+        if expires then redis.call('PERSIST', job_key) end
         entries[#entries + 1] = deadline
         entries[#entries + 1] = job_id .. ':' .. execution .. (#taken / 2 + 1)
         taken[#taken + 1] = job_id
@@ -150,8 +156,19 @@ for i = riders + 1, #KEYS, 2 do
 end
 return {committed, failure}
 """
+# states of a job whose run has begun: a queue entry of such a job is a second one, and is dropped
+_ALREADY_TAKEN = (
+    JobStatus.STARTED,
+    JobStatus.FINISHED,
+    JobStatus.FAILED,
+    JobStatus.STOPPED,
+    JobStatus.CANCELED,
+)
 _TAKE = (
-    _TAKE.replace("RUN_FLATTENED", bookkeeping.RUN_FLATTENED_LUA)
+    _TAKE.replace(
+        "ALREADY_TAKEN", "{" + ", ".join(f"{status.value} = true" for status in _ALREADY_TAKEN) + "}"
+    )
+    .replace("RUN_FLATTENED", bookkeeping.RUN_FLATTENED_LUA)
     .replace("INDEX_MEMBERS", index.MEMBERS_LUA)
     .replace("FINISH_FIELDS", str(len(Finish._fields)))
 )

@@ -267,6 +267,22 @@ class _Exploit:
         return (open, (str(self.path), "w"))
 
 
+def test_a_second_queue_entry_of_a_job_does_not_run_it_again(context, redis_url):
+    # as a write sent again after a lost reply (RQ's enqueue in a transaction, say) would leave it
+    queue = queue_for(context, "default")
+    once = sample_jobs.record.enqueue("once")
+    context.redis.rpush(queue.key, once.id)  # a second entry, taken with the first
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    context.redis.rpush(queue.key, once.id)  # and one taken after the job ended
+    after = sample_jobs.record.enqueue("after")
+    result = jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    assert ran(context) == ["once", "after"] and queue.count == 0
+    assert [finished(context, job.id) for job in (once, after)] == [True, True]
+    assert inspect.job_detail(context, once.id).attempts == 1
+    assert events(context, once.id) == ["enqueued", "started", "succeeded"]
+
+
 def test_garbage_in_redis_fails_that_job_with_a_reason_and_the_worker_carries_on(
     context, redis_url, tmp_path
 ):
