@@ -4,6 +4,7 @@ job's hash when it is queued at once (the hash tells its `enqueued` event), else
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import uuid
@@ -134,15 +135,36 @@ def enqueue(
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job
+    write = functools.partial(_write, context, rq_queue, job, due, source)
     if spec.unique is not None:
-        key = spec.render(spec.unique, args, kwargs)
-        return _enqueue_unique(
-            context, key, job, lambda pipe: _write(context, rq_queue, job, due, source, pipe)
-        )
-    with context.redis.pipeline() as own:
-        _write(context, rq_queue, job, due, source, own)
-        own.execute()
+        return _enqueue_unique(context, spec.render(spec.unique, args, kwargs), job, write)
+    if job.get_status(refresh=False) == JobStatus.DEFERRED:  # RQ wrote it; only its timeline is left
+        with context.redis.pipeline() as own:
+            write(own)
+            own.execute()
+    else:
+        _write_once(context, job, write)
     return job
+
+
+def _write_once(context: Context, job: Job, write) -> None:
+    """Run `write(pipe)` in a transaction of its own, once. Sent again after a lost reply, a transaction
+    would queue the job twice, and could mark it queued while it runs: with the job's key watched,
+    redis-py does not send it again but raises WatchError, and the next look finds the job as this call
+    wrote it (its creation time, to the microsecond) and stops."""
+    created = format_time(job.created_at).encode()
+    with context.redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(job.key)
+                if pipe.hget(job.key, "created_at") == created:
+                    return
+                pipe.multi()
+                write(pipe)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
 
 
 def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:

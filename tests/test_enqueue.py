@@ -13,7 +13,7 @@ from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
-from tests.conftest import jobctl, make_settings, ran, wait_for
+from tests.conftest import events, jobctl, make_settings, ran, wait_for
 from tests.proxy import Proxy
 
 
@@ -176,8 +176,13 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
         one = enqueue(sample_jobs.record, ["once"], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("once, bulk")], context=resilient)
-        assert proxy.replies_lost == 2
-        assert queue_for(context, "default").get_job_ids() == [first.id, one.id, bulk]
+        proxy.lose_reply_to(b"EXEC")  # RQ's transaction: a job id of one's own, a delay
+        named = enqueue(sample_jobs.record, ["named"], job_id="named", context=resilient)
+        proxy.lose_reply_to(b"EXEC")
+        later = enqueue(sample_jobs.record, ["later"], delay=60, context=resilient)
+        assert proxy.replies_lost == 4
+        assert queue_for(context, "default").get_job_ids() == [first.id, one.id, bulk, named.id]
+        assert events(context, later.id) == ["scheduled"] and events(context, named.id) == ["enqueued"]
         resilient.redis.close()
     finally:
         proxy.close()
