@@ -788,17 +788,19 @@ class Worker(SimpleWorker):
             super().handle_exception(job, *exc_info)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
-        raised = getattr(job, "raised", None)
-        if isinstance(raised, WorkerInterrupted):
-            return self._requeue_interrupted(job, queue)
-        try:
-            spec = catalog.get(job.job_name)
-            retryable = is_retryable(raised, spec.retry_on, spec.no_retry_on)
-        except JobsError:  # not catalogued, or unreadable: retrying cannot help
-            retryable = False
-        if not retryable:
-            job.retries_left = 0
-        return super().handle_job_failure(job, queue, started_job_registry, exc_string)
+        """RQ's, its transactions each written once (they queue a retry or count: see bookkeeping)."""
+        with bookkeeping.sent_once(self.context.keys):
+            raised = getattr(job, "raised", None)
+            if isinstance(raised, WorkerInterrupted):
+                return self._requeue_interrupted(job, queue)
+            try:
+                spec = catalog.get(job.job_name)
+                retryable = is_retryable(raised, spec.retry_on, spec.no_retry_on)
+            except JobsError:  # not catalogued, or unreadable: retrying cannot help
+                retryable = False
+            if not retryable:
+                job.retries_left = 0
+            return super().handle_job_failure(job, queue, started_job_registry, exc_string)
 
     def _requeue_interrupted(self, job, queue) -> None:
         """The shutdown deadline stopped this job: put it back at the front of its queue, no attempt used."""

@@ -34,6 +34,9 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  on a short queue (the dequeue module); at most a few
     {p}orphans                           zset    "queue|job_id:execution_id" -> time found: jobs whose worker
                                                  died, between the sweep finding them and their requeue (maintenance)
+    {p}sent:{token}                      string  a worker's transaction that was committed (a job's failure, retry
+                                                 or requeue), which the same transaction sent again after a lost
+                                                 reply finds, and so writes nothing (bookkeeping); kept 5 minutes
 """
 
 from __future__ import annotations
@@ -113,3 +116,6 @@ class Keys:
 
     def wake(self, queue: str) -> str:
         return f"{self.prefix}wake:{queue}"
+
+    def sent(self, token: str) -> str:
+        return f"{self.prefix}sent:{token}"

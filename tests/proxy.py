@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit
 
 
 class Proxy:
@@ -28,8 +29,18 @@ class Proxy:
         self.replies_lost = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
+    @classmethod
+    def to(cls, url: str) -> Proxy:
+        """A proxy to the server of the Redis URL `url`."""
+        address = urlsplit(url)
+        return cls(address.port, address.hostname)
+
     def url(self, db: int) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def proxied(self, url: str) -> str:
+        """`url` through this proxy (its database kept)."""
+        return self.url(int(urlsplit(url).path.strip("/") or 0))
 
     def cut(self) -> None:
         self.linked.clear()

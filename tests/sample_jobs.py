@@ -58,6 +58,16 @@ def slow_then_ok(tag: str, seconds: float) -> str:
     return tag
 
 
+@job(retries=2, backoff=0)
+def fails_then_naps(tag: str, seconds: float) -> str:
+    """Fails on its first attempt; later attempts sleep `seconds`, then succeed."""
+    if current().redis.incr(f"test:attempts:{tag}") == 1:
+        raise RuntimeError("first attempt fails")
+    time.sleep(seconds)
+    _record("ran", tag)
+    return tag
+
+
 @job(retries=0)
 def sleep_then_record(tag: str, seconds: float) -> str:
     _record("running", f"{tag}:{os.getpid()}")

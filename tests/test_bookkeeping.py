@@ -9,6 +9,8 @@ import redis
 from jobs import bookkeeping
 from jobs.connection import Context
 from jobs.errors import RedisFull
+from tests.conftest import make_settings
+from tests.proxy import Proxy
 
 
 @pytest.fixture
@@ -81,15 +83,24 @@ def test_a_pipeline_that_watches_stays_an_optimistic_transaction(full):
     assert not full.redis.exists("written")
 
 
-def test_execute_unless_exists_commits_nothing_when_the_key_exists(full):
-    client = bookkeeping.client(full.redis)
-    with client.pipeline() as pipe:
-        pipe.set("guard", 1)
-        pipe.execute()
-    with client.pipeline() as pipe:
-        pipe.set("written", 1)
-        assert pipe.execute_unless_exists("guard") is None
-    with client.pipeline() as pipe:
-        pipe.set("written", 1)
-        assert pipe.execute_unless_exists("no-such-key") == [True]
-    assert full.redis.get("written") == b"1"
+def test_a_transaction_sent_once_is_written_once_when_the_client_sends_it_again(store, private_server):
+    proxy = Proxy.to(private_server.url)
+    try:
+        resilient = Context.connect(make_settings(proxy.proxied(private_server.url)), resilient=True)
+        client = bookkeeping.client(resilient.redis)
+        with bookkeeping.sent_once(resilient.keys):
+            with client.pipeline() as pipe:
+                pipe.incr("counted")
+                assert pipe.execute() == [1]  # as MULTI/EXEC answers
+            proxy.lose_reply_to(b"counted")  # Redis runs it, the reply is lost, redis-py sends it again
+            with client.pipeline() as pipe:
+                pipe.incr("counted")
+                pipe.rpush("queued", "job")
+                assert pipe.execute() is None  # the second send: written before
+        assert proxy.replies_lost == 1
+        assert store.redis.get("counted") == b"2" and store.redis.lrange("queued", 0, -1) == [b"job"]
+        marks = store.redis.keys(store.keys.sent("*"))
+        assert len(marks) == 2 and 0 < store.redis.ttl(marks[0]) <= bookkeeping.SENT_TTL
+        resilient.redis.close()
+    finally:
+        proxy.close()

@@ -3,7 +3,6 @@
 import json
 import zlib
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -167,10 +166,9 @@ def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
 def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_twice(context, redis_url):
     # a resilient client (a worker's, say, for jobs that enqueue jobs) sends a command again when its
     # connection fails before the reply: the job must not be queued (and so run) twice
-    address = urlsplit(redis_url)
-    proxy = Proxy(address.port, address.hostname)
+    proxy = Proxy.to(redis_url)
     try:
-        resilient = Context.connect(make_settings(proxy.url(int(address.path[1:]))), resilient=True)
+        resilient = Context.connect(make_settings(proxy.proxied(redis_url)), resilient=True)
         first = enqueue(sample_jobs.record, ["first"], context=resilient)  # the server has the script now
         proxy.lose_reply_to(b"EVALSHA")
         one = enqueue(sample_jobs.record, ["once"], context=resilient)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,10 +57,9 @@ def test_a_lock_is_renewed_and_taken_after_the_server_has_lost_its_scripts(conte
 
 
 def test_a_lock_whose_reply_is_lost_is_taken_when_the_call_is_sent_again(context, redis_url):
-    address = urlsplit(redis_url)
-    proxy = Proxy(address.port, address.hostname)
+    proxy = Proxy.to(redis_url)
     try:
-        resilient = Context.connect(make_settings(proxy.url(int(address.path[1:]))), resilient=True)
+        resilient = Context.connect(make_settings(proxy.proxied(redis_url)), resilient=True)
         with locks.lock("lost-reply", context=resilient):
             pass  # the server has the script now: the reply lost is the lock's, not a NOSCRIPT error
         proxy.lose_reply_to(b"EVALSHA")

@@ -18,6 +18,7 @@ from jobs.enqueue import enqueue, queue_for
 from jobs.execution import Scheduler
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
+from tests.proxy import Proxy
 
 
 def finished(context, job_id) -> bool:
@@ -281,6 +282,24 @@ def test_a_second_queue_entry_of_a_job_does_not_run_it_again(context, redis_url)
     assert [finished(context, job.id) for job in (once, after)] == [True, True]
     assert inspect.job_detail(context, once.id).attempts == 1
     assert events(context, once.id) == ["enqueued", "started", "succeeded"]
+
+
+def test_a_retry_whose_reply_is_lost_is_queued_once(context, processes, redis_url):
+    # the failure's transaction queues the retry; its reply is lost, redis-py sends it again while the
+    # other worker runs the retry: written twice, it would mark that run queued and queue it again
+    queue = queue_for(context, "default")
+    proxy = Proxy.to(redis_url)
+    try:
+        proxy.lose_reply_to(b"retries_left")  # only the failure's transaction writes that field
+        job = sample_jobs.fails_then_naps.enqueue("lost", 1.0)
+        processes.start("worker", "-c", "2", url=proxy.proxied(redis_url))
+        wait_for(lambda: finished(context, job.id), timeout=20, what="the retry")
+        wait_for(lambda: queue.count + queue.started_job_registry.count == 0, what="the workers idle")
+        assert proxy.replies_lost == 1
+        assert context.redis.get("test:attempts:lost") == b"2" and ran(context) == ["lost"]
+    finally:
+        processes.stop_all()  # while the proxy still carries their goodbyes
+        proxy.close()
 
 
 def test_garbage_in_redis_fails_that_job_with_a_reason_and_the_worker_carries_on(
