@@ -63,10 +63,9 @@ class Ledger:
         """Every run recorded so far, in order."""
         if not self.path.exists():
             return []
-        return [
-            Run(tag, int(pid), job_id, float(at))
-            for tag, pid, job_id, at in (line.split() for line in self.path.read_text().splitlines())
-        ]
+        # a line is whole once its newline is there: the last one may be being written as this reads it
+        lines = self.path.read_text().split("\n")[:-1]
+        return [Run(tag, int(pid), job_id, float(at)) for tag, pid, job_id, at in map(str.split, lines)]
 
     def counts(self) -> Counter[str]:
         """Runs per tag."""
