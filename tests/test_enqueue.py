@@ -5,6 +5,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
 import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
@@ -161,6 +162,18 @@ def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
     (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("after, bulk")])
     assert queue_for(context, "default").get_job_ids()[-2:] == [one.id, bulk]
     assert Job.fetch(bulk, connection=context.redis).args == ["after, bulk"]
+
+
+def test_an_enqueue_on_a_connection_the_server_closed_goes_through_on_a_new_one(context, redis_url):
+    # scripts skip redis-py's execute_command (jobs.connection._command) but keep its pool's checks
+    first = sample_jobs.record.enqueue("first")
+    pooled = context.redis.client_id()  # the connection the enqueue used: the pool hands out the last one
+    other = redis.Redis.from_url(redis_url)
+    assert other.client_kill_filter(_id=pooled) == 1
+    other.close()
+    second = sample_jobs.record.enqueue("second")
+    assert queue_for(context, "default").get_job_ids() == [first.id, second.id]
+    assert context.redis.client_id() != pooled
 
 
 def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_twice(context, redis_url):
