@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import Pipeline
@@ -182,7 +183,8 @@ def _command(client: redis.Redis, *args) -> Any:
 
 
 def _send(connection, args: tuple) -> Any:
-    connection.send_command(*args)
+    # hiredis packs as redis-py does (it calls hiredis), without redis-py's pass over the arguments first
+    connection.send_packed_command([hiredis.pack_command(args)])
     return connection.read_response()
 
 
