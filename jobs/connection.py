@@ -183,9 +183,14 @@ def _command(client: redis.Redis, *args) -> Any:
 
 
 def _send(connection, args: tuple) -> Any:
-    # hiredis packs as redis-py does (it calls hiredis), without redis-py's pass over the arguments first
-    connection.send_packed_command([hiredis.pack_command(args)])
+    send_command(connection, *args)
     return connection.read_response()
+
+
+def send_command(connection: redis.connection.AbstractConnection, *args) -> None:
+    """Send a command on `connection` (of a pool) without reading its reply, packed as redis-py packs it
+    (by hiredis) but without redis-py's pass over every argument first."""
+    connection.send_packed_command([hiredis.pack_command(args)])
 
 
 def ping(client: redis.Redis, url: str) -> None:

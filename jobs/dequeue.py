@@ -41,7 +41,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import as_text, now
 
 from . import bookkeeping, index
-from .connection import Context, current, run_script
+from .connection import Context, current, run_script, send_command
 from .errors import RedisFull
 from .keys import Keys
 from .rqtimes import format_time
@@ -319,7 +319,7 @@ class Ahead:
         keys, args = _script_call(riders, self._take)
         try:
             self._connection = self._pool.get_connection()
-            self._connection.send_command("EVALSHA", _take_script(connection).sha, len(keys), *keys, *args)
+            send_command(self._connection, "EVALSHA", _take_script(connection).sha, len(keys), *keys, *args)
         except redis.RedisError as exc:
             self._fail(exc)
 
