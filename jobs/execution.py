@@ -7,6 +7,7 @@ counters cost no extra round trip.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -148,14 +149,17 @@ def _registry(kind, queue_name: str, connection, job_class):
     return kind(queue_name, connection=connection, job_class=job_class, serializer=JSONSerializer)
 
 
-_PER_JOB = frozenset(("data", "status", "worker_name", "source", *_TIMES))  # fields read per job
+_RAW_TIMES = tuple((name, name.encode()) for name in _TIMES)
+# fields read per job, named as Redis gives them
+_PER_JOB = frozenset(name.encode() for name in ("data", "status", "worker_name", "source", *_TIMES))
 SHAPES = 256  # job shapes Job.read keeps a template of
 _shapes: dict[tuple, Template] = {}
+_ZLIB = b"x"  # how a zlib stream made as RQ makes it starts (JSON never does)
 
 
-def _shape(fields: dict) -> tuple:
+def _shape(raw: dict) -> tuple:
     """A job hash's fields but the per-job ones: what its template is restored from."""
-    return tuple(item for item in fields.items() if item[0] not in _PER_JOB)
+    return tuple(item for item in raw.items() if item[0] not in _PER_JOB)
 
 
 class Job(RQJob):
@@ -177,47 +181,49 @@ class Job(RQJob):
 
     @classmethod
     def read(cls, job_id: str, raw: dict, connection) -> Job:
-        """The job `job_id` whose hash holds `raw`, as `Job.fetch` would read it (NoSuchJobError when it
-        has no `data`, ValueError when a field is not RQ's). Most jobs share a shape (the same fields and
-        values but for the per-job ones): each job is copied from a template of its shape, restored
-        once, and given its own per-job fields, which costs less than a restore."""
+        """The job `job_id` whose hash holds `raw` (as Redis gives it, names in bytes), as `Job.fetch`
+        would read it (NoSuchJobError when it has no `data`, ValueError when a field is not RQ's). Most
+        jobs share a shape (the same fields and values but for the per-job ones): each job is copied from
+        a template of its shape, restored once, and given its own per-job fields, which costs less than
+        a restore."""
         validate_job_id(job_id)
-        fields = {as_text(name): value for name, value in raw.items()}
-        shape = (cls, connection, _shape(fields))
+        shape = (cls, connection, _shape(raw))
         template = _shapes.get(shape)
         if template is None:
             model = _blank_template(cls, connection).copy()
-            model.restore(dict(shape[2]) | {"data": b""})  # no job's id or data: templates stay small
+            model.restore(dict(shape[2]) | {b"data": b""})  # no job's id or data: templates stay small
             template = Template(model)
             if len(_shapes) >= SHAPES:
                 _shapes.clear()
             _shapes[shape] = template
         job = template.copy()
         job._id = job_id
-        job._read_per_job(fields)
+        job._read_per_job(raw)
         return job
 
     def restore(self, raw_data):
         """RQ's, but for the per-job fields, which `_read_per_job` reads (times with
         `rqtimes.parse_time`: RQ's strptime of them costs as much as the rest of a restore)."""
-        fields = {as_text(name): value for name, value in raw_data.items()}
-        super().restore(dict(_shape(fields)) | {"data": b""})
-        self._read_per_job(fields)
+        raw = {name.encode() if isinstance(name, str) else name: value for name, value in raw_data.items()}
+        super().restore(dict(_shape(raw)) | {b"data": b""})
+        self._read_per_job(raw)
 
-    def _read_per_job(self, fields: dict) -> None:
-        """Read the fields that differ from job to job (_PER_JOB) as RQ's restore does."""
-        if "data" not in fields:
-            raise NoSuchJobError(f"Unexpected job format: {fields}")
-        try:
-            self.data = zlib.decompress(fields["data"])
-        except zlib.error:
-            self.data = fields["data"]
-        for name in _TIMES:
-            setattr(self, name, parse_time(as_text(raw)) if (raw := fields.get(name)) else None)
+    def _read_per_job(self, raw: dict) -> None:
+        """Read the fields that differ from job to job (_PER_JOB, named as Redis gives them, in bytes) as
+        RQ's restore does."""
+        data = raw.get(b"data")
+        if data is None:
+            raise NoSuchJobError(f"Unexpected job format: {raw}")
+        if data[:1] == _ZLIB:  # RQ reads any data it cannot decompress as it is
+            with contextlib.suppress(zlib.error):
+                data = zlib.decompress(data)
+        self.data = data
+        for name, key in _RAW_TIMES:
+            setattr(self, name, parse_time(as_text(value)) if (value := raw.get(key)) else None)
         self.created_at = self.created_at or now()
-        self.worker_name = as_text(raw) if (raw := fields.get("worker_name")) else None
-        self._status = JobStatus(as_text(raw)) if (raw := fields.get("status")) else JobStatus.CREATED
-        self.source = as_text(raw) if (raw := fields.get("source")) else None
+        self.worker_name = as_text(value) if (value := raw.get(b"worker_name")) else None
+        self._status = JobStatus(as_text(value)) if (value := raw.get(b"status")) else JobStatus.CREATED
+        self.source = as_text(value) if (value := raw.get(b"source")) else None
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict:
         """RQ's, with the job's `source` when it has one."""
