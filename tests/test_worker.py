@@ -197,14 +197,9 @@ def test_rq_reads_the_state_a_run_leaves_as_its_own_worker_would_leave_it(contex
     assert job.get_status() == "finished" and job.return_value() == "kept"
     assert job.enqueued_at <= job.started_at <= job.ended_at and job.worker_name
     result = job.latest_result()
-    assert (result.type, result.return_value, result.worker_name) == (
-        Result.Type.SUCCESSFUL,
-        "kept",
-        job.worker_name,
-    )
-    assert (
-        result.execution_id and abs(result.execution_ended_at.timestamp() - job.ended_at.timestamp()) < 1e-3
-    )
+    assert result.type == Result.Type.SUCCESSFUL and result.return_value == "kept"
+    assert result.worker_name == job.worker_name and result.execution_id
+    assert abs((result.execution_ended_at - job.ended_at).total_seconds()) < 1e-3
     queue = Queue("default", connection=context.redis, serializer=JSONSerializer)
     assert queue.finished_job_registry.get_job_ids() == [kept.id]
     assert queue.failed_job_registry.get_job_ids() == [failed.id]
