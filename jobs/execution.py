@@ -476,6 +476,7 @@ class Worker(SimpleWorker):
     worker's job is found within the orphan timeout, and requeues its job if stopped at the deadline."""
 
     death_penalty_class = JobTimeout
+    log_result_lifespan = False  # RQ's "result is kept for N seconds" line after every job
 
     def __init__(self, queues, context: Context, **kwargs):
         kwargs.setdefault("name", timeline.worker_name(HOST, os.getpid(), uuid.uuid4().hex[:8]))

@@ -43,6 +43,14 @@ def test_burst_worker_runs_every_job_and_exits(context, redis_url):
     }
 
 
+def test_the_worker_logs_one_line_per_job_that_succeeds(context, redis_url):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(20)]
+    result = jobctl("worker", "--burst", "--concurrency", "1", url=redis_url)
+    ok_lines = [line for line in result.stderr.splitlines() if "Job OK" in line]
+    assert sorted(line.rsplit("(", 1)[1].rstrip(")") for line in ok_lines) == sorted(job.id for job in jobs)
+    assert "result is kept" not in result.stderr  # RQ's line after every job, the same for every run
+
+
 def test_queues_are_served_in_strict_priority_order(context, redis_url):
     sample_jobs.record_low.enqueue("low")
     sample_jobs.record.enqueue("default")
