@@ -26,9 +26,9 @@ drains a few hundred jobs/s, the full default run takes about an hour, mostly in
 `--jobs 5000 --fork-jobs 1000` takes about five minutes.)
 
 It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
-One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's and a
-bare LPUSH (medians printed): as the OS places this process and the server, and with both confined to one
-core. On a VM a round trip between two cores can cost more than the work
+One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's, a
+bare LPUSH, and ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), medians
+printed: as the OS places this process and the server, and with both confined to one core. On a VM a round trip between two cores can cost more than the work
 at both ends (waking the other core), which then bounds every one-by-one enqueue alike; on one core
 it costs a switch, and what each enqueue makes client and server do shows.
 `--enqueue-only` times only the enqueues (no workers). `--server PATH` runs the private server from
@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from benchkit import compile_sources, describe_server, private_server, server_options, spawn
 from rq import Queue
@@ -319,32 +320,38 @@ def measure_enqueue_bulk(context: Context, count: int) -> tuple[float, float]:
 
 def measure_enqueue_one_by_one(context: Context, count: int) -> list[list[float]]:
     """Per second, enqueueing `count` no-op jobs one at a time, in ONE_BY_ONE_ROUNDS rounds that alternate
-    the three (a VM's speed drifts within a minute): ours (`jobs.enqueue.enqueue`), RQ's `Queue.enqueue`
-    (JSON), and the floor of one round trip through redis-py (a bare LPUSH). One list of rates per round."""
+    them (a VM's speed drifts within a minute): ours (`jobs.enqueue.enqueue`), RQ's `Queue.enqueue`
+    (JSON), the floor of one round trip through redis-py (a bare LPUSH), then ours and RQ's delayed by a
+    minute. One list of rates per round, in that order."""
     rq_queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
+    minute = timedelta(minutes=1)
     enqueues = (
-        lambda: enqueue(noop, context=context),
-        lambda: rq_queue.enqueue("jobs.builtin.noop"),
-        lambda: context.redis.lpush(rq_queue.key, "x"),
+        (lambda: enqueue(noop, context=context), rq_queue.key),
+        (lambda: rq_queue.enqueue("jobs.builtin.noop"), rq_queue.key),
+        (lambda: context.redis.lpush(rq_queue.key, "x"), rq_queue.key),
+        (lambda: enqueue(noop, delay=minute, context=context), rq_queue.scheduled_job_registry.key),
+        (lambda: rq_queue.enqueue_in(minute, "jobs.builtin.noop"), rq_queue.scheduled_job_registry.key),
     )
     rounds = []
     for _ in range(ONE_BY_ONE_ROUNDS):
         rates = []
-        for enqueue_one in enqueues:
+        for enqueue_one, where in enqueues:
             context.redis.flushdb()
             started = time.perf_counter()
             for _ in range(count):
                 enqueue_one()
             rates.append(count / (time.perf_counter() - started))
-            _check_queued(context, count)
+            _check_queued(context, count, where)
         rounds.append(rates)
     return rounds
 
 
-def _check_queued(context: Context, count: int) -> None:
-    queued = context.redis.llen(Queue(QUEUE, connection=context.redis).key)
-    if queued != count:
-        raise BenchError(f"expected {count} queued jobs, found {queued}")
+def _check_queued(context: Context, count: int, key: str | None = None) -> None:
+    """Raise BenchError unless the queue (or `key`, a list or sorted set) holds `count` jobs."""
+    key = key or Queue(QUEUE, connection=context.redis).key
+    found = context.redis.llen(key) if context.redis.type(key) == b"list" else context.redis.zcard(key)
+    if found != count:
+        raise BenchError(f"expected {count} jobs in {key}, found {found}")
 
 
 def ratio(ours: float | None, other: float | None, target: float) -> str:
@@ -393,7 +400,7 @@ def print_enqueue_table(
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
     for placement, rounds in one_by_one.items():
         columns = list(zip(*rounds, strict=True))
-        ours, rq, lpush = (statistics.median(column) for column in columns)
+        ours, rq, lpush, ours_later, rq_later = (statistics.median(column) for column in columns)
         spread = [f"({min(column):,.0f}-{max(column):,.0f})" for column in columns]
         print(f"one by one, {placement} (medians of {len(rounds)} rounds, their range):")
         verdict = "ok" if ours >= TARGET_ONE_BY_ONE else "LOW"
@@ -404,6 +411,11 @@ def print_enqueue_table(
         print(
             f"{'  a bare LPUSH through redis-py':<38} {lpush:>9,.0f} {spread[2]:>17}  (ours: {ours / lpush:.2f}x)"
         )
+        print(
+            f"{'  ours, delayed (delay=60)':<38} {ours_later:>9,.0f} {spread[3]:>17}"
+            f"      {ours_later / rq_later:.2f}x RQ's"
+        )
+        print(f"{'  RQ, delayed (Queue.enqueue_in)':<38} {rq_later:>9,.0f} {spread[4]:>17}")
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
@@ -124,8 +125,8 @@ def enqueue(
     check_signature(spec, args, kwargs)
     due = _due_at(at, delay)
     context = context or current()
-    if due is None and job_id is None and depends_on is None and pipeline is None and spec.unique is None:
-        return _enqueue_now(context, call, data, queue or spec.queue, source)
+    if job_id is None and depends_on is None and pipeline is None and spec.unique is None:
+        return _enqueue_one(context, call, data, queue or spec.queue, due, source)
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
     if depends_on is not None:
@@ -213,24 +214,22 @@ def _write(
     """Queue, schedule or defer `job` and record the matching event on its timeline, all in `pipe`."""
     if due is not None:
         schedule(rq_queue, job, due.timestamp(), pipe)
-        event, details = "scheduled", {"due": round(due.timestamp(), 3)}
+        timeline.append(pipe, context.keys, job.id, *_scheduled_event(context, rq_queue.name, due, source))
     elif job.get_status(refresh=False) == JobStatus.DEFERRED:
-        event, details = "deferred", {"after": job._dependency_ids}
+        ttl, after = pending_ttl(context), job._dependency_ids
+        timeline.record(
+            pipe, context.keys, job.id, "deferred", ttl, source=source, queue=rq_queue.name, after=after
+        )
     else:
         job.source = source  # the hash tells the `enqueued` event: nothing to store
         rq_queue.enqueue_job(job, pipeline=pipe)
-        return
-    delay_seconds = (due - datetime.now(UTC)).total_seconds() if due else 0
-    timeline.record(
-        pipe,
-        context.keys,
-        job.id,
-        event,
-        pending_ttl(context, delay_seconds),
-        source=source,
-        queue=rq_queue.name,
-        **details,
-    )
+
+
+def _scheduled_event(context: Context, queue_name: str, due: datetime, source: str) -> tuple[str, int]:
+    """The timeline entry of a job scheduled for `due`, and how long its timeline must live."""
+    delay_seconds = (due - datetime.now(UTC)).total_seconds()
+    entry = timeline.entry("scheduled", source=source, queue=queue_name, due=round(due.timestamp(), 3))
+    return entry, max(1, pending_ttl(context, delay_seconds))
 
 
 BULK_CHUNK = 1000  # jobs per transaction in enqueue_many
@@ -273,26 +272,31 @@ def enqueue_many(
     return ids
 
 
-def _enqueue_now(context: Context, call: Call, data: bytes, queue_name: str, source: str) -> Job:
-    """Enqueue one checked call (its `_data`) for now, in one round trip, and return its job as RQ would
-    read it."""
-    prototype = _prototype(context, call.spec, queue_name)
+def _enqueue_one(
+    context: Context, call: Call, data: bytes, queue_name: str, due: datetime | None, source: str
+) -> Job:
+    """Enqueue one checked call (its `_data`) now, or scheduled for `due`, in one round trip, and return
+    its job as RQ would read it."""
+    prototype = _prototype(context, call.spec, queue_name, scheduled=due is not None)
     job_id, created = str(uuid.uuid4()), rq_now()
-    _write_run(
-        context, context.redis, prototype, [(job_id, _stored(data))], format_time(created).encode(), source
-    )
+    stamp = format_time(created).encode()
+    if due is None:
+        _write_run(context, context.redis, prototype, [(job_id, _stored(data))], stamp, source)
+    else:
+        _write_scheduled(context, prototype, job_id, _stored(data), stamp, due, source)
     return prototype.job(context.redis, job_id, data, created, source)
 
 
 @dataclass(frozen=True)
 class _Prototype:
-    """Where runs of one job on one queue go, the script that writes them, and RQ's reading of such a
-    queued job."""
+    """Where runs of one job on one queue go (queued, or scheduled), the script that writes them, and
+    RQ's reading of such a job."""
 
     queue: str
     queue_key: str
     queues_key: str
-    script: Script  # `_BULK` with the job's fields that no run changes written in as literals
+    registry_key: str | None  # the scheduled registry, for scheduled runs
+    script: Script  # `_BULK` (or `_SCHEDULE`) with the job's fields that no run changes as literals
     template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
 
     def job(self, connection: redis.Redis, job_id: str, data: bytes, created: datetime, source: str) -> Job:
@@ -300,24 +304,27 @@ class _Prototype:
         (prototypes are shared by every connection of the process)."""
         job = self.template.copy()
         job.connection, job._id, job.data = connection, job_id, data
-        job.created_at = job.enqueued_at = created
-        job.source = source
+        job.created_at = created
+        if self.registry_key is None:  # queued: its hash tells when and by whom (a scheduled job's timeline)
+            job.enqueued_at, job.source = created, source
         return job
 
 
 _prototypes: dict[tuple, _Prototype] = {}
 
 
-def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
-    """The prototype of `spec` on `queue_name`, made once per process and settings (no I/O): RQ's own
-    `Job.to_dict` of such a job, its empty fields left out as RQ reads them as absent."""
+def _prototype(context: Context, spec: JobSpec, queue_name: str, scheduled: bool = False) -> _Prototype:
+    """The prototype of `spec` on `queue_name`, queued or `scheduled`, made once per process and settings
+    (no I/O): RQ's own `Job.to_dict` of such a job, its empty fields left out as RQ reads them as absent."""
     settings = context.settings
     # the spec itself, not its name: a job registered again under its name gets a prototype of its own
-    key = (spec, queue_name, settings.succeeded_ttl, settings.failed_ttl)
+    key = (spec, queue_name, scheduled, settings.succeeded_ttl, settings.failed_ttl)
     if key not in _prototypes:
         rq_queue = queue_for(context, queue_name)
         job = _create(context, rq_queue, spec, [], {}, None, None)
         rq_queue._prepare_for_queue(job)
+        if scheduled:  # as RQ's schedule_job leaves it: not enqueued yet
+            job._status, job.enqueued_at = JobStatus.SCHEDULED, None
         per_run = ("data", "created_at", "enqueued_at", "origin")  # origin: the script's argument
         fields = {k: v for k, v in job.to_dict().items() if v != "" and k not in per_run}
         encode = context.redis.get_encoder().encode
@@ -329,7 +336,8 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str) -> _Prototype:
             rq_queue.name,
             rq_queue.key,
             rq_queue.redis_queues_keys,
-            _bulk_script(context.redis, encoded),
+            rq_queue.scheduled_job_registry.key if scheduled else None,
+            _script(context.redis, _SCHEDULE if scheduled else _BULK, encoded),
             Template(template),
         )
     return _prototypes[key]
@@ -348,12 +356,29 @@ def _write_run(
     )
 
 
-def _bulk_script(connection, fields: dict[bytes, bytes]) -> Script:
-    """The bulk-enqueue script for jobs with `fields` (besides their own), registered on `connection`.
-    The fields are literals in its source: arguments would cost the server a conversion each, per run.
-    One script per catalogued job and settings, whatever the queue (its name is an argument)."""
+def _write_scheduled(
+    context: Context,
+    prototype: _Prototype,
+    job_id: str,
+    data: bytes,
+    stamp: bytes,
+    due: datetime,
+    source: str,
+) -> None:
+    """Write one run of `prototype` (a scheduled one), due at `due`, in one script call."""
+    entry, ttl = _scheduled_event(context, prototype.queue, due, source)
+    keys = [prototype.registry_key, prototype.queues_key, prototype.queue_key, context.keys.timeline(job_id)]
+    args = [job_id, data, stamp, prototype.queue, math.ceil(due.timestamp()), entry, ttl]
+    run_script(prototype.script, keys, args, context.redis)
+
+
+def _script(connection, template: str, fields: dict[bytes, bytes]) -> Script:
+    """The script `template` (`_BULK` or `_SCHEDULE`) for jobs with `fields` (besides their own),
+    registered on `connection`. The fields are literals in its source: arguments would cost the server a
+    conversion each, per run. One script per catalogued job and settings, whatever the queue (its name
+    is an argument)."""
     literals = ", ".join(_lua_string(item) for pair in fields.items() for item in pair)
-    source = _BULK.replace("JOB_PREFIX", _lua_string(Job.redis_job_namespace_prefix.encode()))
+    source = template.replace("JOB_PREFIX", _lua_string(Job.redis_job_namespace_prefix.encode()))
     return connection.register_script(source.replace("FIELDS", literals))
 
 
@@ -388,6 +413,20 @@ for i = 1, math.min(#ids, WAKE_TOKENS - before) do tokens = redis.call('LPUSH', 
 if tokens > WAKE_TOKENS then redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1) end
 return #ids
 """.replace("WAKE_TOKENS", str(WAKE_TOKENS))
+
+
+# One job scheduled: KEYS the scheduled registry, RQ's set of queues, the queue, the job's timeline; ARGV
+# the job id, data, creation time, queue name, due time (epoch second), timeline entry and its ttl.
+_SCHEDULE = """
+local job_key = JOB_PREFIX .. ARGV[1]
+if redis.call('EXISTS', job_key) == 1 then return 0 end  -- sent again after a lost reply: done already
+redis.call('HSET', job_key, 'data', ARGV[2], 'created_at', ARGV[3], 'origin', ARGV[4], FIELDS)
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+redis.call('SADD', KEYS[2], KEYS[3])
+redis.call('RPUSH', KEYS[4], ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+return 1
+"""
 
 
 def _data(call: Call) -> bytes:

@@ -139,6 +139,15 @@ def test_every_path_writes_the_hash_rq_writes_whatever_the_description_holds(con
     elsewhere = enqueue(sample_jobs.described, ["elsewhere"])  # the same job's script, another queue
     assert common_fields(elsewhere.id) == expected | {b"origin": b"default"}
     assert Job.fetch(one.id, connection=context.redis).description == sample_jobs.described.spec.description
+    later_by_rq = enqueue(sample_jobs.described, ["rq"], job_id="scheduled-by-rq", queue="low", delay=60)
+    later = enqueue(sample_jobs.described, ["later"], queue="low", delay=60)
+    assert common_fields(later.id) == common_fields(later_by_rq.id)
+    assert common_fields(later.id)[b"status"] == b"scheduled" and later.enqueued_at is None
+    scheduled = [timeline.history(context.redis, context.keys, job.id)[0] for job in (later, later_by_rq)]
+    assert [{k: v for k, v in entry.items() if k not in ("at", "due")} for entry in scheduled] == [
+        {"event": "scheduled", "source": "code", "queue": "low"}
+    ] * 2
+    assert context.redis.ttl(context.keys.timeline(later.id)) > context.settings.failed_ttl
     assert jobctl("worker", "--burst", "--queues", "low,default", url=redis_url).returncode == 0
     assert sorted(ran(context)) == ["bulk", "elsewhere", "one", "rq"]
 
@@ -182,17 +191,19 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
     proxy = Proxy.to(redis_url)
     try:
         resilient = Context.connect(make_settings(proxy.proxied(redis_url)), resilient=True)
-        first = enqueue(sample_jobs.record, ["first"], context=resilient)  # the server has the script now
+        first = enqueue(sample_jobs.record, ["first"], context=resilient)  # the server has the scripts now
+        soon = enqueue(sample_jobs.record, ["soon"], delay=60, context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         one = enqueue(sample_jobs.record, ["once"], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("once, bulk")], context=resilient)
-        proxy.lose_reply_to(b"EXEC")  # RQ's transaction: a job id of one's own, a delay
-        named = enqueue(sample_jobs.record, ["named"], job_id="named", context=resilient)
-        proxy.lose_reply_to(b"EXEC")
+        proxy.lose_reply_to(b"EVALSHA")
         later = enqueue(sample_jobs.record, ["later"], delay=60, context=resilient)
+        proxy.lose_reply_to(b"EXEC")  # RQ's transaction: a job id of one's own
+        named = enqueue(sample_jobs.record, ["named"], job_id="named", context=resilient)
         assert proxy.replies_lost == 4
         assert queue_for(context, "default").get_job_ids() == [first.id, one.id, bulk, named.id]
+        assert set(queue_for(context, "default").scheduled_job_registry.get_job_ids()) == {soon.id, later.id}
         assert events(context, later.id) == ["scheduled"] and events(context, named.id) == ["enqueued"]
         resilient.redis.close()
     finally:
