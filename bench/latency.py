@@ -17,6 +17,11 @@ Then delayed jobs (`--delayed N`, 30; 10 with --quick): each is enqueued at a ra
 at a whole second 1-2 s later (ours: `jobs.enqueue(..., at=)`, RQ: `Queue.enqueue_at`, both keeping
 due times in whole seconds), and its lateness is its `started_at` minus that due time. RQ's worker runs
 with `--with-scheduler`, which moves due jobs to their queues; ours always does.
+
+Last, a burst (`--burst N`, 10,000; 2,000 with --quick): N delayed jobs all due at the same whole second,
+enqueued one by one before it, run by one idle worker of each kind started before it; the lateness of
+each is its `started_at` minus that second. It shows how fast each moves a burst of due jobs to the
+queue (RQ's scheduler moves at most 1,000 per queue per look, once a second).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ from jobs.connection import Context, activate
 DEFAULT_JOBS = 300
 QUICK_JOBS = 50
 DEFAULT_DELAYED, QUICK_DELAYED = 30, 10
+DEFAULT_BURST, QUICK_BURST = 10_000, 2_000
+BURST_ENQUEUES_PER_SECOND = (
+    2_000  # a floor for either kind's one-by-one delayed enqueues, to set the due time
+)
 ROUND = 50  # jobs per kind before switching to the other
 KINDS = {"ours": "ours", "simple": "RQ SimpleWorker"}
 TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0
@@ -56,10 +65,15 @@ def parse_args(argv: list[str] | None = None):
 
     def more(parser) -> None:
         parser.add_argument("--delayed", type=int, help="delayed jobs per kind (30; 10 with --quick)")
+        parser.add_argument(
+            "--burst", type=int, help="jobs due together, per kind (10,000; 2,000 with --quick)"
+        )
 
     args = job_count_options(__doc__, DEFAULT_JOBS, QUICK_JOBS, 10, argv, more)
     if args.delayed is None:
         args.delayed = QUICK_DELAYED if args.quick else DEFAULT_DELAYED
+    if args.burst is None:
+        args.burst = QUICK_BURST if args.quick else DEFAULT_BURST
     return args
 
 
@@ -97,10 +111,10 @@ def wait_idle(context: Context, kind: str) -> None:
     time.sleep(0.5)
 
 
-def measure_round(
-    context: Context, kind: str, count: int, rng: random.Random, delayed: bool = False
-) -> list[float]:
-    """Latencies of `count` jobs (delayed ones: lateness) run by a freshly started idle worker of `kind`."""
+@contextlib.contextmanager
+def idle_worker(context: Context, kind: str, delayed: bool):
+    """One worker process of `kind`, started and waiting for jobs (RQ's with its scheduler for delayed
+    jobs); killed and the DB flushed on the way out."""
     with tempfile.TemporaryFile() as log:
         command = worker_commands(kind, context.url, 1)[0]
         command = [part for part in command if part != "--burst"]
@@ -109,17 +123,45 @@ def measure_round(
         process = spawn(command, worker_env(context.url), log)
         try:
             wait_idle(context, kind)
-            samples = []
-            for _ in range(count):
-                time.sleep(rng.uniform(0, 1) if delayed else rng.uniform(0.02, 0.05))
-                due = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC) if delayed else None
-                samples.append(latency_ms(context, enqueue_one(context, kind, due), due))
-            return samples
+            yield
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             context.redis.flushdb()
+
+
+def measure_round(
+    context: Context, kind: str, count: int, rng: random.Random, delayed: bool = False
+) -> list[float]:
+    """Latencies of `count` jobs (delayed ones: lateness) run by a freshly started idle worker of `kind`."""
+    with idle_worker(context, kind, delayed):
+        samples = []
+        for _ in range(count):
+            time.sleep(rng.uniform(0, 1) if delayed else rng.uniform(0.02, 0.05))
+            due = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC) if delayed else None
+            samples.append(latency_ms(context, enqueue_one(context, kind, due), due))
+        return samples
+
+
+def measure_burst(context: Context, kind: str, count: int) -> list[float]:
+    """Lateness in ms of `count` jobs due at the same second, enqueued one by one before it."""
+    with idle_worker(context, kind, delayed=True):
+        due = datetime.fromtimestamp(math.ceil(time.time() + 1 + count / BURST_ENQUEUES_PER_SECOND), UTC)
+        ids = [enqueue_one(context, kind, due) for _ in range(count)]
+        if datetime.now(UTC) >= due:
+            raise SystemExit(f"{count} delayed jobs took longer to enqueue than planned; lower --burst")
+        deadline = time.monotonic() + (due - datetime.now(UTC)).total_seconds() + 60 + count / 100
+        finished = Queue(QUEUE, connection=context.redis).finished_job_registry
+        while finished.count < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the {KINDS[kind]} worker did not run the burst within a minute")
+            time.sleep(0.05)
+        with context.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(RQJob.key_for(job_id), "started_at")
+            started = [datetime.fromisoformat(value.decode()) for value in pipe.execute()]
+        return [(moment - due).total_seconds() * 1000 for moment in started]
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -162,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         context = activate(Context.connect(Settings(redis_url=server.url)))
         results = measure(context, args.jobs, rng, delayed=False)
         delayed = measure(context, args.delayed, rng, delayed=True) if args.delayed else None
+        burst = {kind: measure_burst(context, kind, args.burst) for kind in KINDS} if args.burst else None
         context.redis.close()
     print_table(
         f"Enqueue -> start latency, idle worker ({args.jobs} jobs per kind; ms)",
@@ -172,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             f"Delayed jobs: due time -> start, idle worker ({args.delayed} jobs per kind; ms)", delayed
         )
+    if burst:
+        print_table(f"A burst: {args.burst:,} delayed jobs due at the same second -> start (ms)", burst)
     return 0
 
 

@@ -31,7 +31,7 @@ from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
-from rq.utils import as_text, now
+from rq.utils import as_text, current_timestamp, now
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
@@ -426,6 +426,9 @@ class _DueJobs(ScheduledJobRegistry):
         return removed
 
 
+MOVE_BUDGET = 10.0  # seconds one look may spend moving due jobs: the next renews its locks (60 s leases)
+
+
 class Scheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries to their queues, waking idle workers), riding
     out Redis outages with one log line per outage instead of dying with a traceback (RQ would restart it
@@ -448,6 +451,22 @@ class Scheduler(RQScheduler):
             return super().acquire_locks(auto_start)
         except RedisFull:
             return set()
+
+    def enqueue_scheduled_jobs(self):
+        """RQ's, repeated while a queue has due jobs left (RQ's moves at most 1,000 per queue per look,
+        so a burst due at once would run up to a second per thousand late), for at most MOVE_BUDGET."""
+        deadline = time.monotonic() + MOVE_BUDGET
+        while True:
+            super().enqueue_scheduled_jobs()
+            if time.monotonic() > deadline or not self._any_due():
+                return
+
+    def _any_due(self) -> bool:
+        timestamp = current_timestamp()
+        with self.connection.pipeline(transaction=False) as pipe:
+            for registry in self._scheduled_job_registries:
+                pipe.zrangebyscore(registry.key, 0, timestamp, start=0, num=1)
+            return any(pipe.execute())
 
     def work(self):
         self._install_signal_handlers()

@@ -13,6 +13,7 @@ from rq.job import Job as RQJob
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+import jobs as jobs_api
 from jobs import index, inspect, timeline
 from jobs.builtin import noop
 from jobs.enqueue import enqueue, queue_for
@@ -125,6 +126,23 @@ def test_due_jobs_queued_by_the_worker_s_rq_scheduler_wake_an_idle_worker(contex
         scheduler.release_locks()
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in delayed)
     assert context.redis.llen(context.keys.wake("default")) == 2  # the enqueue_in woke none
+
+
+def test_a_burst_of_due_jobs_is_queued_in_one_look(context):
+    registry = queue_for(context, "default").scheduled_job_registry
+    ids = jobs_api.enqueue_many([noop.call() for _ in range(2500)])
+    with context.redis.pipeline() as pipe:  # as if enqueued with a delay that is over now
+        pipe.delete(queue_for(context, "default").key)
+        pipe.zadd(registry.key, dict.fromkeys(ids, 1))
+        pipe.execute()
+    scheduler = Scheduler(["default"], connection=context.redis, serializer=JSONSerializer)
+    assert scheduler.acquire_locks() == {"default"}
+    try:
+        scheduler.enqueue_scheduled_jobs()  # RQ's own moves 1,000 per look
+    finally:
+        scheduler.release_locks()
+    assert sorted(queue_for(context, "default").get_job_ids()) == sorted(ids)
+    assert registry.count == 0
 
 
 def test_retry_waits_for_its_backoff(context, processes, redis_url):
