@@ -125,7 +125,7 @@ def enqueue(
     check_signature(spec, args, kwargs)
     due = _due_at(at, delay)
     context = context or current()
-    if job_id is None and depends_on is None and pipeline is None and spec.unique is None:
+    if job_id is None and depends_on is None and pipeline is None:
         return _enqueue_one(context, call, data, queue or spec.queue, due, source)
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
@@ -242,7 +242,8 @@ def enqueue_many(
     """Enqueue many runs at once (`[send_invoice.call(42, "2026-11"), ...]`) and return their ids, in order.
 
     Every call is checked first, so a bad one writes nothing. Jobs are written a transaction of
-    BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all.
+    BULK_CHUNK at a time: a chunk is either wholly enqueued or not at all. A run of a job with a `unique`
+    key that a pending job (or an earlier call of the list) holds is not enqueued: its id is that job's.
     """
     calls = list(calls)
     data = [_data(call) for call in calls]
@@ -258,18 +259,42 @@ def enqueue_many(
             stamp = format_time(rq_now()).encode()  # created and enqueued in the same transaction
             pipe = context.redis.pipeline()
             chunk = zip(calls[offset : offset + BULK_CHUNK], data[offset : offset + BULK_CHUNK], strict=True)
+            runs = []
             for (spec, queue_name), run in itertools.groupby(
                 chunk, key=lambda pair: (pair[0].spec, queue or pair[0].spec.queue)
             ):
-                jobs = [(str(uuid.uuid4()), _stored(call_data)) for _, call_data in run]
-                _write_run(context, pipe, _prototype(context, spec, queue_name), jobs, stamp, source)
-                ids.extend(job_id for job_id, _ in jobs)
+                prototype = _prototype(context, spec, queue_name)
+                jobs = [_run(context, call, call_data) for call, call_data in run]
+                _write_run(context, pipe, prototype, jobs, stamp, source)
+                runs.append((prototype, jobs))
             if sending is not None:
-                sending.result()
-            sending = sender.submit(pipe.execute)
+                ids.extend(sending.result())
+            sending = sender.submit(_send_chunk, pipe, runs)
         if sending is not None:
-            sending.result()
+            ids.extend(sending.result())
     return ids
+
+
+def _send_chunk(pipe: Pipeline, runs: list) -> list[str]:
+    """Execute `pipe`, which writes `runs` ((prototype, jobs) pairs); return the ids its calls became."""
+    answers = pipe.execute()
+    return [
+        job_id
+        for (prototype, jobs), answer in zip(runs, answers, strict=True)
+        for job_id in prototype.ids(jobs, answer)
+    ]
+
+
+def _run(context: Context, call: Call, data: bytes) -> tuple:
+    """A run of a checked call as the enqueue scripts take it: a new id, its stored data, and its unique
+    key when its job has one."""
+    spec = call.spec
+    unique = (
+        ()
+        if spec.unique is None
+        else (context.keys.unique(spec.render(spec.unique, call.args, call.kwargs)),)
+    )
+    return (str(uuid.uuid4()), _stored(data), *unique)
 
 
 def _enqueue_one(
@@ -278,12 +303,15 @@ def _enqueue_one(
     """Enqueue one checked call (its `_data`) now, or scheduled for `due`, in one round trip, and return
     its job as RQ would read it."""
     prototype = _prototype(context, call.spec, queue_name, scheduled=due is not None)
-    job_id, created = str(uuid.uuid4()), rq_now()
+    run, created = _run(context, call, data), rq_now()
     stamp = format_time(created).encode()
     if due is None:
-        _write_run(context, context.redis, prototype, [(job_id, _stored(data))], stamp, source)
+        answer = _write_run(context, context.redis, prototype, [run], stamp, source)
     else:
-        _write_scheduled(context, prototype, job_id, _stored(data), stamp, due, source)
+        answer = [_write_scheduled(context, prototype, run, stamp, due, source)]
+    (job_id,) = prototype.ids([run], answer)
+    if job_id != run[0]:  # the pending job that holds its unique key
+        return Job.fetch(job_id, connection=context.redis)
     return prototype.job(context.redis, job_id, data, created, source)
 
 
@@ -296,8 +324,16 @@ class _Prototype:
     queue_key: str
     queues_key: str
     registry_key: str | None  # the scheduled registry, for scheduled runs
+    unique: bool  # whether each run has a unique key (jobs.catalog's `unique`)
     script: Script  # `_BULK` (or `_SCHEDULE`) with the job's fields that no run changes as literals
     template: Template  # RQ's reading of such a hash: copying it is much cheaper than parsing the hash
+
+    def ids(self, jobs: list, answer) -> list[str]:
+        """The ids that `jobs`, written by this prototype's script, became: their own, or, for a unique
+        key held by a pending job, that job's (the script's `answer` then lists them)."""
+        if not self.unique:
+            return [job[0] for job in jobs]
+        return [job_id.decode() for job_id in answer]
 
     def job(self, connection: redis.Redis, job_id: str, data: bytes, created: datetime, source: str) -> Job:
         """The job RQ would read back through `connection` from a run written with these per-job fields
@@ -337,18 +373,17 @@ def _prototype(context: Context, spec: JobSpec, queue_name: str, scheduled: bool
             rq_queue.key,
             rq_queue.redis_queues_keys,
             rq_queue.scheduled_job_registry.key if scheduled else None,
-            _script(context.redis, _SCHEDULE if scheduled else _BULK, encoded),
+            spec.unique is not None,
+            _script(context, _SCHEDULE if scheduled else _BULK, encoded, spec.unique is not None),
             Template(template),
         )
     return _prototypes[key]
 
 
-def _write_run(
-    context: Context, client, prototype: _Prototype, jobs: list, stamp: bytes, source: str
-) -> None:
-    """Write `jobs` ((id, data) pairs) as queued runs of `prototype` enqueued by `source`, in one script
-    call on `client` (a pipeline or the client itself)."""
-    run_script(
+def _write_run(context: Context, client, prototype: _Prototype, jobs: list, stamp: bytes, source: str) -> Any:
+    """Write `jobs` (`_run`s) as queued runs of `prototype` enqueued by `source`, in one script call on
+    `client` (a pipeline, which answers when executed, or the client itself, which answers here)."""
+    return run_script(
         prototype.script,
         [prototype.queue_key, prototype.queues_key, context.keys.wake(prototype.queue)],
         [source, stamp, prototype.queue, *(v for job in jobs for v in job)],
@@ -357,29 +392,32 @@ def _write_run(
 
 
 def _write_scheduled(
-    context: Context,
-    prototype: _Prototype,
-    job_id: str,
-    data: bytes,
-    stamp: bytes,
-    due: datetime,
-    source: str,
-) -> None:
-    """Write one run of `prototype` (a scheduled one), due at `due`, in one script call."""
+    context: Context, prototype: _Prototype, run: tuple, stamp: bytes, due: datetime, source: str
+) -> bytes:
+    """Write one run (a `_run`) of `prototype` (a scheduled one), due at `due`, in one script call; return
+    the id it became."""
+    job_id, data, *unique = run
     entry, ttl = _scheduled_event(context, prototype.queue, due, source)
     keys = [prototype.registry_key, prototype.queues_key, prototype.queue_key, context.keys.timeline(job_id)]
-    args = [job_id, data, stamp, prototype.queue, math.ceil(due.timestamp()), entry, ttl]
-    run_script(prototype.script, keys, args, context.redis)
+    args = [job_id, data, stamp, prototype.queue, math.ceil(due.timestamp()), entry, ttl, *unique]
+    return run_script(prototype.script, keys, args, context.redis)
 
 
-def _script(connection, template: str, fields: dict[bytes, bytes]) -> Script:
-    """The script `template` (`_BULK` or `_SCHEDULE`) for jobs with `fields` (besides their own),
-    registered on `connection`. The fields are literals in its source: arguments would cost the server a
-    conversion each, per run. One script per catalogued job and settings, whatever the queue (its name
-    is an argument)."""
+def _script(context: Context, template: str, fields: dict[bytes, bytes], unique: bool) -> Script:
+    """The script `template` (`_BULK` or `_SCHEDULE`) for jobs with `fields` (besides their own), with a
+    unique key each if `unique`, registered on the context's client. The fields are literals in its
+    source: arguments would cost the server a conversion each, per run. One script per catalogued job and
+    settings, whatever the queue (its name is an argument)."""
     literals = ", ".join(_lua_string(item) for pair in fields.items() for item in pair)
-    source = template.replace("JOB_PREFIX", _lua_string(Job.redis_job_namespace_prefix.encode()))
-    return connection.register_script(source.replace("FIELDS", literals))
+    source = (_OWNER_OF if unique else "") + template
+    for name, value in (
+        ("JOB_PREFIX", _lua_string(Job.redis_job_namespace_prefix.encode())),
+        ("FIELDS", literals),
+        ("UNIQUE_TTL", str(pending_ttl(context))),
+        ("UNIQUE", "true" if unique else "false"),
+    ):
+        source = source.replace(name, value)
+    return context.redis.register_script(source)
 
 
 _LUA_PLAIN = frozenset(
@@ -392,41 +430,71 @@ def _lua_string(value: bytes) -> str:
     return "'" + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in value) + "'"
 
 
+# Jobs queued: KEYS the queue, RQ's set of queues, the queue's wake list; ARGV the source, creation time
+# and queue name, then per job its id and data (and its unique key, with UNIQUE). Answers how many were
+# queued, or with UNIQUE the id each job became.
 _BULK = """
 -- a call sent again (a client retrying after its connection failed before the reply) finds its first job:
--- it ran already, all of it, and must not queue its jobs twice
-if redis.call('EXISTS', JOB_PREFIX .. ARGV[4]) == 1 then return 0 end
+-- it ran already, all of it, and must not queue its jobs twice (with UNIQUE, each finds it owns its key)
+if not UNIQUE and redis.call('EXISTS', JOB_PREFIX .. ARGV[4]) == 1 then return 0 end
 local source, stamp, origin = ARGV[1], ARGV[2], ARGV[3]
-local ids = {}
-for i = 4, #ARGV, 2 do
+local ids, became = {}, {}
+for i = 4, #ARGV, UNIQUE and 3 or 2 do
   local id = ARGV[i]
-  redis.call('HSET', JOB_PREFIX .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
-    'source', source, 'origin', origin, FIELDS)
-  ids[#ids + 1] = id
+  local owner = UNIQUE and owner_of(ARGV[i + 2], id)
+  if owner then
+    became[#became + 1] = owner
+  else
+    redis.call('HSET', JOB_PREFIX .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
+      'source', source, 'origin', origin, FIELDS)
+    if UNIQUE then redis.call('SET', ARGV[i + 2], id, 'EX', UNIQUE_TTL) end
+    ids[#ids + 1], became[#became + 1] = id, id
+  end
 end
-local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids
--- a queue that was empty may have been dropped from RQ's set of queues; a longer one is in it already
-if before == 0 then redis.call('SADD', KEYS[2], KEYS[1]) end
--- idle workers wait only while the queue is short; with a backlog every worker is busy or there is none
-local tokens = 0
-for i = 1, math.min(#ids, WAKE_TOKENS - before) do tokens = redis.call('LPUSH', KEYS[3], 1) end
-if tokens > WAKE_TOKENS then redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1) end
+if #ids > 0 then
+  local before = redis.call('RPUSH', KEYS[1], unpack(ids)) - #ids
+  -- a queue that was empty may have been dropped from RQ's set of queues; a longer one is in it already
+  if before == 0 then redis.call('SADD', KEYS[2], KEYS[1]) end
+  -- idle workers wait only while the queue is short; with a backlog every worker is busy or there is none
+  local tokens = 0
+  for i = 1, math.min(#ids, WAKE_TOKENS - before) do tokens = redis.call('LPUSH', KEYS[3], 1) end
+  if tokens > WAKE_TOKENS then redis.call('LTRIM', KEYS[3], 0, WAKE_TOKENS - 1) end
+end
+if UNIQUE then return became end
 return #ids
 """.replace("WAKE_TOKENS", str(WAKE_TOKENS))
 
 
 # One job scheduled: KEYS the scheduled registry, RQ's set of queues, the queue, the job's timeline; ARGV
-# the job id, data, creation time, queue name, due time (epoch second), timeline entry and its ttl.
+# the job id, data, creation time, queue name, due time (epoch second), timeline entry and its ttl (and,
+# with UNIQUE, its unique key, held as long). Answers the id the job became.
 _SCHEDULE = """
-local job_key = JOB_PREFIX .. ARGV[1]
-if redis.call('EXISTS', job_key) == 1 then return 0 end  -- sent again after a lost reply: done already
+local job_id = ARGV[1]
+local job_key = JOB_PREFIX .. job_id
+if redis.call('EXISTS', job_key) == 1 then return job_id end  -- sent again after a lost reply: done
+local owner = UNIQUE and owner_of(ARGV[8], job_id)
+if owner then return owner end
 redis.call('HSET', job_key, 'data', ARGV[2], 'created_at', ARGV[3], 'origin', ARGV[4], FIELDS)
-redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[5], job_id)
 redis.call('SADD', KEYS[2], KEYS[3])
 redis.call('RPUSH', KEYS[4], ARGV[6])
 redis.call('EXPIRE', KEYS[4], ARGV[7])
-return 1
+if UNIQUE then redis.call('SET', ARGV[8], job_id, 'EX', ARGV[7]) end
+return job_id
 """
+
+# For jobs with a unique key: who holds `key` for job `job_id`: that very job (an earlier send of this call
+# wrote it) or another job not done yet; else nobody (false).
+_OWNER_OF = """
+local pending = PENDING
+local function owner_of(key, job_id)
+  local owner = redis.call('GET', key)
+  if owner and (owner == job_id or pending[redis.call('HGET', JOB_PREFIX .. owner, 'status')]) then
+    return owner
+  end
+  return false
+end
+""".replace("PENDING", "{" + ", ".join(f"{state.decode()} = true" for state in sorted(PENDING_STATES)) + "}")
 
 
 def _data(call: Call) -> bytes:

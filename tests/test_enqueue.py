@@ -193,16 +193,21 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
         resilient = Context.connect(make_settings(proxy.proxied(redis_url)), resilient=True)
         first = enqueue(sample_jobs.record, ["first"], context=resilient)  # the server has the scripts now
         soon = enqueue(sample_jobs.record, ["soon"], delay=60, context=resilient)
+        held = enqueue(sample_jobs.unique_job, ["held"], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         one = enqueue(sample_jobs.record, ["once"], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         (bulk,) = jobs_api.enqueue_many([sample_jobs.record.call("once, bulk")], context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         later = enqueue(sample_jobs.record, ["later"], delay=60, context=resilient)
+        proxy.lose_reply_to(b"EVALSHA")
+        unique = enqueue(sample_jobs.unique_job, ["once"], context=resilient)  # finds it holds its key
         proxy.lose_reply_to(b"EXEC")  # RQ's transaction: a job id of one's own
         named = enqueue(sample_jobs.record, ["named"], job_id="named", context=resilient)
-        assert proxy.replies_lost == 4
-        assert queue_for(context, "default").get_job_ids() == [first.id, one.id, bulk, named.id]
+        assert proxy.replies_lost == 5
+        queued = [first.id, held.id, one.id, bulk, unique.id, named.id]
+        assert queue_for(context, "default").get_job_ids() == queued
+        assert unique.get_status(refresh=False) == "queued" and unique.args == ["once"]
         assert set(queue_for(context, "default").scheduled_job_registry.get_job_ids()) == {soon.id, later.id}
         assert events(context, later.id) == ["scheduled"] and events(context, named.id) == ["enqueued"]
         resilient.redis.close()

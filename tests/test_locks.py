@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from jobs import billing, inspect, locks, timeline
+import jobs as jobs_api
+from jobs import billing, enqueue, inspect, locks, timeline
 from jobs.catalog import job
 from jobs.connection import Context
 from jobs.enqueue import queue_for
@@ -207,6 +208,22 @@ def test_unique_returns_the_pending_job_until_it_is_done(context, redis_url):
     assert sample_jobs.unique_job.enqueue("other").id != first.id
     jobctl("worker", "--burst", "-c", "1", url=redis_url)
     assert sample_jobs.unique_job.enqueue("k").id != first.id  # done: a new one may be enqueued
+
+
+def test_unique_holds_across_enqueue_many_delays_and_the_one_by_one_path(context, redis_url):
+    by_id = enqueue(sample_jobs.unique_job, ["k"], job_id="own-id")  # RQ's path (an id of its own)
+    bulk = jobs_api.enqueue_many(
+        [sample_jobs.unique_job.call(key) for key in ("k", "a", "b", "a")] + [sample_jobs.record.call("x")]
+    )
+    assert bulk[0] == by_id.id and bulk[1] == bulk[3] and len(set(bulk)) == 4
+    assert sample_jobs.unique_job.enqueue("b").id == bulk[2]
+    later = sample_jobs.unique_job.enqueue_in(60, "c")
+    assert sample_jobs.unique_job.enqueue_in(60, "c").id == later.id
+    assert sample_jobs.unique_job.enqueue("c").id == later.id  # scheduled is pending too
+    assert queue_for(context, "default").get_job_ids() == [by_id.id, bulk[1], bulk[2], bulk[4]]
+    jobctl("worker", "--burst", "-c", "1", url=redis_url)
+    assert sorted(ran(context)) == ["a", "b", "k", "x"]
+    assert jobs_api.enqueue_many([sample_jobs.unique_job.call("a")])[0] != bulk[1]  # done: a new one
 
 
 RACER = """
