@@ -27,7 +27,8 @@ drains a few hundred jobs/s, the full default run takes about an hour, mostly in
 
 It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
 One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's, a
-bare LPUSH, and ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), medians
+bare LPUSH, ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), and ours and
+RQ's for jobs that must be unique (a `unique` key each; RQ: an id each with `unique=True`), medians
 printed: as the OS places this process and the server, and with both confined to one core. On a VM a round trip between two cores can cost more than the work
 at both ends (waking the other core), which then bounds every one-by-one enqueue alike; on one core
 it costs a switch, and what each enqueue makes client and server do shows.
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import signal
 import statistics
@@ -63,11 +65,19 @@ from rq.serializers import JSONSerializer
 import jobs
 from jobs import catalog
 from jobs.builtin import noop
+from jobs.catalog import job
 from jobs.config import Settings
 from jobs.connection import Context
 from jobs.enqueue import enqueue, queue_for
 
 QUEUE = "default"
+
+
+@job(retries=0, unique="bench-unique:{key}", description="Benchmark: a no-op whose runs are unique per key.")
+def unique_noop(key: str) -> None:
+    """Do nothing: it is only enqueued, to time the unique key's check."""
+
+
 DEFAULT_JOBS = 20_000
 QUICK_JOBS = 2_000
 QUICK_FORK_JOBS = 500
@@ -322,15 +332,17 @@ def measure_enqueue_one_by_one(context: Context, count: int) -> list[list[float]
     """Per second, enqueueing `count` no-op jobs one at a time, in ONE_BY_ONE_ROUNDS rounds that alternate
     them (a VM's speed drifts within a minute): ours (`jobs.enqueue.enqueue`), RQ's `Queue.enqueue`
     (JSON), the floor of one round trip through redis-py (a bare LPUSH), then ours and RQ's delayed by a
-    minute. One list of rates per round, in that order."""
+    minute, then ours and RQ's unique. One list of rates per round, in that order."""
     rq_queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
-    minute = timedelta(minutes=1)
+    minute, keys = timedelta(minutes=1), (f"key-{n}" for n in itertools.count())
     enqueues = (
         (lambda: enqueue(noop, context=context), rq_queue.key),
         (lambda: rq_queue.enqueue("jobs.builtin.noop"), rq_queue.key),
         (lambda: context.redis.lpush(rq_queue.key, "x"), rq_queue.key),
         (lambda: enqueue(noop, delay=minute, context=context), rq_queue.scheduled_job_registry.key),
         (lambda: rq_queue.enqueue_in(minute, "jobs.builtin.noop"), rq_queue.scheduled_job_registry.key),
+        (lambda: enqueue(unique_noop, [next(keys)], context=context), rq_queue.key),
+        (lambda: rq_queue.enqueue("jobs.builtin.noop", job_id=next(keys), unique=True), rq_queue.key),
     )
     rounds = []
     for _ in range(ONE_BY_ONE_ROUNDS):
@@ -400,7 +412,7 @@ def print_enqueue_table(
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
     for placement, rounds in one_by_one.items():
         columns = list(zip(*rounds, strict=True))
-        ours, rq, lpush, ours_later, rq_later = (statistics.median(column) for column in columns)
+        ours, rq, lpush, ours_later, rq_later, ours_unique, rq_unique = map(statistics.median, columns)
         spread = [f"({min(column):,.0f}-{max(column):,.0f})" for column in columns]
         print(f"one by one, {placement} (medians of {len(rounds)} rounds, their range):")
         verdict = "ok" if ours >= TARGET_ONE_BY_ONE else "LOW"
@@ -416,6 +428,11 @@ def print_enqueue_table(
             f"      {ours_later / rq_later:.2f}x RQ's"
         )
         print(f"{'  RQ, delayed (Queue.enqueue_in)':<38} {rq_later:>9,.0f} {spread[4]:>17}")
+        print(
+            f"{'  ours, unique (a unique key each)':<38} {ours_unique:>9,.0f} {spread[5]:>17}"
+            f"      {ours_unique / rq_unique:.2f}x RQ's"
+        )
+        print(f"{'  RQ, unique (an id each, unique=True)':<38} {rq_unique:>9,.0f} {spread[6]:>17}")
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:
