@@ -448,7 +448,8 @@ for i = 4, #ARGV, UNIQUE and 3 or 2 do
     redis.call('HSET', JOB_PREFIX .. id, 'data', ARGV[i + 1], 'created_at', stamp, 'enqueued_at', stamp,
       'source', source, 'origin', origin, FIELDS)
     if UNIQUE then redis.call('SET', ARGV[i + 2], id, 'EX', UNIQUE_TTL) end
-    ids[#ids + 1], became[#became + 1] = id, id
+    ids[#ids + 1] = id
+    if UNIQUE then became[#became + 1] = id end
   end
 end
 if #ids > 0 then
