@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from rq.job import Dependency
 
 import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
@@ -98,6 +99,15 @@ def test_a_dependent_added_while_its_dependency_runs_is_enqueued_when_it_succeed
     assert child.get_status(refresh=True) in ("deferred", "queued")  # queued if the parent just ended
     wait_for(lambda: child.get_status(refresh=True) == "finished", what="the child to run after it")
     assert ran(context) == ["parent", "child"]
+
+
+def test_a_dependent_allowed_to_follow_a_failure_runs_once_its_dependency_failed(context, redis_url):
+    parent = sample_jobs.fails_without_retry.enqueue("parent")
+    child = sample_jobs.record.enqueue("child", depends_on=Dependency(jobs=[parent], allow_failure=True))
+    sample_jobs.fails_without_retry.enqueue("alone")  # no dependents to look for
+    assert child.get_status(refresh=True) == "deferred"
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["child"] and parent.get_status(refresh=True) == "failed"
 
 
 def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, redis_url):
