@@ -10,11 +10,12 @@ It starts a private Redis-compatible server (`jobs.embedded.EmbeddedServer`) in 
 stops it at the end. With `--redis-url` it uses that server instead, and FLUSHDB's the DB of the URL
 between measurements (never FLUSHALL): point it at a DB that holds nothing you want to keep.
 
-For each workload (no-op jobs, 1-ms sleep jobs) and each process count (1, 2), the jobs are enqueued
-first; then the clock starts as the workers are started (our package compiled to bytecode beforehand,
-as pip compiles RQ's) and stops when the finished registry holds every job. Three workers run the same
-function (`jobs.builtin.noop` / `jobs.builtin.sleep`), enqueued by name on the same queue with the JSON
-serializer:
+For each workload (no-op jobs, 1-ms sleep jobs, jobs that raise) and each process count (1, 2), the jobs
+are enqueued first; then the clock starts as the workers are started (our package compiled to bytecode
+beforehand, as pip compiles RQ's) and stops when the finished registry (for jobs that raise: the failed
+registry) holds every job. Three workers run the same function (`jobs.builtin.noop` /
+`jobs.builtin.sleep` / `jobs.builtin.fail`, none retried), enqueued by name on the same queue with the
+JSON serializer:
 
 - ours: `python -m jobs worker --burst -c N` (the pool supervisor and N in-process workers);
 - SimpleWorker: N processes of `rq worker --burst -w rq.worker.SimpleWorker`;
@@ -102,11 +103,13 @@ class Workload:
     label: str
     func_name: str
     args: tuple = ()
+    fails: bool = False  # every run raises: the jobs end in the failed registry
 
 
 WORKLOADS = (
     Workload("no-op", "jobs.builtin.noop"),
     Workload("sleep 1ms", "jobs.builtin.sleep", (0.001,)),
+    Workload("failing", "jobs.builtin.fail", ("benchmark",), fails=True),
 )
 
 
@@ -249,14 +252,18 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
         process.wait()
 
 
-def run_workers(context: Context, commands: list[list[str]], expected: int, timeout: float) -> float:
-    """Start the workers and return the seconds until `expected` jobs are finished.
+def run_workers(
+    context: Context, commands: list[list[str]], expected: int, timeout: float, fails: bool = False
+) -> float:
+    """Start the workers and return the seconds until `expected` jobs are finished (with `fails`: failed).
 
-    Raises BenchError if a job fails, the workers exit early, or `timeout` passes. Waits for the workers to
-    exit (burst mode) before returning, so no process outlives its measurement.
+    Raises BenchError if a job ends the other way, the workers exit early, or `timeout` passes. Waits for
+    the workers to exit (burst mode) before returning, so no process outlives its measurement.
     """
     finished_key = FinishedJobRegistry(QUEUE, connection=context.redis).key
     failed_key = FailedJobRegistry(QUEUE, connection=context.redis).key
+    if fails:
+        finished_key, failed_key = failed_key, finished_key
     env = worker_env(context.url)
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
@@ -286,14 +293,15 @@ def _wait_finished(
     started: float,
     timeout: float,
 ) -> float:
-    """Poll the finished registry until it holds `expected` jobs; return the seconds since `started`."""
+    """Poll the registry of the expected end (`finished_key`) until it holds `expected` jobs; return the
+    seconds since `started`. A job in the other registry (`failed_key`) is an error."""
     while True:
         finished = context.redis.zcard(finished_key)
         if finished >= expected:
             return time.perf_counter() - started
         failed = context.redis.zcard(failed_key)
         if failed:
-            raise BenchError(f"{failed} job(s) failed")
+            raise BenchError(f"{failed} job(s) ended the other way")
         if all(process.poll() is not None for process in processes):
             raise BenchError(f"workers exited with only {finished}/{expected} jobs finished")
         if time.perf_counter() - started > timeout:
@@ -307,7 +315,8 @@ def measure_workers(context: Context, kind: str, workload: Workload, processes: 
     count = args.fork_jobs if kind == "fork" else args.jobs
     context.redis.flushdb()
     enqueue_bulk(queue_for_kind(context, kind), workload, count, context.settings)
-    seconds = run_workers(context, worker_commands(kind, context.url, processes), count, args.timeout)
+    commands = worker_commands(kind, context.url, processes)
+    seconds = run_workers(context, commands, count, args.timeout, workload.fails)
     return count / seconds
 
 

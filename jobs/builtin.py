@@ -17,3 +17,9 @@ def sleep(seconds: float) -> float:
     """Sleep `seconds`, then return them."""
     time.sleep(seconds)
     return seconds
+
+
+@job(retries=0, description="Raise an error with the given message; measures what a failure costs.")
+def fail(message: str) -> None:
+    """Raise RuntimeError(`message`): for trying failure handling (the failed list, alerts, requeues)."""
+    raise RuntimeError(message)
