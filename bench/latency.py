@@ -52,9 +52,8 @@ DEFAULT_JOBS = 300
 QUICK_JOBS = 50
 DEFAULT_DELAYED, QUICK_DELAYED = 30, 10
 DEFAULT_BURST, QUICK_BURST = 10_000, 2_000
-BURST_ENQUEUES_PER_SECOND = (
-    2_000  # a floor for either kind's one-by-one delayed enqueues, to set the due time
-)
+# a floor for either kind's one-by-one delayed enqueues, to set the burst's due time
+BURST_ENQUEUES_PER_SECOND = 2_000
 ROUND = 50  # jobs per kind before switching to the other
 KINDS = {"ours": "ours", "simple": "RQ SimpleWorker"}
 TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0

@@ -30,9 +30,10 @@ It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by
 One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's, a
 bare LPUSH, ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), and ours and
 RQ's for jobs that must be unique (a `unique` key each; RQ: an id each with `unique=True`), medians
-printed: as the OS places this process and the server, and with both confined to one core. On a VM a round trip between two cores can cost more than the work
-at both ends (waking the other core), which then bounds every one-by-one enqueue alike; on one core
-it costs a switch, and what each enqueue makes client and server do shows.
+printed: as the OS places this process and the server, and with both confined to one core. On a VM a
+round trip between two cores can cost more than the work at both ends (waking the other core), which
+then bounds every one-by-one enqueue alike; on one core it costs a switch, and what each enqueue makes
+client and server do shows.
 `--enqueue-only` times only the enqueues (no workers). `--server PATH` runs the private server from
 another binary and `--no-aof` without its append-only file, as on a Redis that keeps nothing on disk
 (the machine's Redis 7 here; the setting where the goals were set):
@@ -260,16 +261,15 @@ def run_workers(
     Raises BenchError if a job ends the other way, the workers exit early, or `timeout` passes. Waits for
     the workers to exit (burst mode) before returning, so no process outlives its measurement.
     """
-    finished_key = FinishedJobRegistry(QUEUE, connection=context.redis).key
-    failed_key = FailedJobRegistry(QUEUE, connection=context.redis).key
-    if fails:
-        finished_key, failed_key = failed_key, finished_key
+    finished = FinishedJobRegistry(QUEUE, connection=context.redis).key
+    failed = FailedJobRegistry(QUEUE, connection=context.redis).key
+    done_key, other_key = (failed, finished) if fails else (finished, failed)
     env = worker_env(context.url)
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         processes = [spawn(command, env, log) for command in commands]
         try:
-            elapsed = _wait_finished(context, processes, finished_key, failed_key, expected, started, timeout)
+            elapsed = _wait_finished(context, processes, done_key, other_key, expected, started, timeout)
             for process in processes:
                 process.wait(timeout=60)
         except (BenchError, subprocess.TimeoutExpired) as exc:
@@ -287,19 +287,19 @@ def run_workers(
 def _wait_finished(
     context: Context,
     processes: list[subprocess.Popen],
-    finished_key: str,
-    failed_key: str,
+    done_key: str,
+    other_key: str,
     expected: int,
     started: float,
     timeout: float,
 ) -> float:
-    """Poll the registry of the expected end (`finished_key`) until it holds `expected` jobs; return the
-    seconds since `started`. A job in the other registry (`failed_key`) is an error."""
+    """Poll the registry of the expected end (`done_key`) until it holds `expected` jobs; return the
+    seconds since `started`. A job in the other registry (`other_key`) is an error."""
     while True:
-        finished = context.redis.zcard(finished_key)
+        finished = context.redis.zcard(done_key)
         if finished >= expected:
             return time.perf_counter() - started
-        failed = context.redis.zcard(failed_key)
+        failed = context.redis.zcard(other_key)
         if failed:
             raise BenchError(f"{failed} job(s) ended the other way")
         if all(process.poll() is not None for process in processes):

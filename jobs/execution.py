@@ -31,7 +31,7 @@ from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
-from rq.utils import as_text, current_timestamp, now
+from rq.utils import as_text, now
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
@@ -419,6 +419,14 @@ class _DueJobs(ScheduledJobRegistry):
     also wakes an idle worker of the queue, in the same transaction. RQ queues them through its plain
     Queue, which does not, so an idle worker would find them only within dequeue.IDLE_WAIT."""
 
+    more_due = False  # whether the last look found a full chunk of due jobs: more may be due
+
+    def get_jobs_to_schedule(self, timestamp=None, chunk_size=1000):
+        """RQ's due jobs, at most `chunk_size`, noting whether there may be more."""
+        due = super().get_jobs_to_schedule(timestamp, chunk_size)
+        self.more_due = len(due) == chunk_size
+        return due
+
     def remove(self, job, pipeline=None, delete_job=False):
         removed = super().remove(job, pipeline, delete_job)
         if pipeline is not None:
@@ -458,15 +466,9 @@ class Scheduler(RQScheduler):
         deadline = time.monotonic() + MOVE_BUDGET
         while True:
             super().enqueue_scheduled_jobs()
-            if time.monotonic() > deadline or not self._any_due():
+            more = any(registry.more_due for registry in self._scheduled_job_registries)
+            if not more or time.monotonic() > deadline:
                 return
-
-    def _any_due(self) -> bool:
-        timestamp = current_timestamp()
-        with self.connection.pipeline(transaction=False) as pipe:
-            for registry in self._scheduled_job_registries:
-                pipe.zrangebyscore(registry.key, 0, timestamp, start=0, num=1)
-            return any(pipe.execute())
 
     def work(self):
         self._install_signal_handlers()

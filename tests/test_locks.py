@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 import jobs as jobs_api
-from jobs import billing, enqueue, inspect, locks, timeline
+from jobs import billing, inspect, locks, timeline
 from jobs.catalog import job
 from jobs.connection import Context
 from jobs.enqueue import queue_for
@@ -211,7 +211,7 @@ def test_unique_returns_the_pending_job_until_it_is_done(context, redis_url):
 
 
 def test_unique_holds_across_enqueue_many_delays_and_the_one_by_one_path(context, redis_url):
-    by_id = enqueue(sample_jobs.unique_job, ["k"], job_id="own-id")  # RQ's path (an id of its own)
+    by_id = jobs_api.enqueue(sample_jobs.unique_job, ["k"], job_id="own-id")  # RQ's path (an id of its own)
     bulk = jobs_api.enqueue_many(
         [sample_jobs.unique_job.call(key) for key in ("k", "a", "b", "a")] + [sample_jobs.record.call("x")]
     )
