@@ -52,6 +52,19 @@ def test_the_worker_logs_one_line_per_job_that_succeeds(context, redis_url):
     assert "result is kept" not in result.stderr  # RQ's line after every job, the same for every run
 
 
+def test_the_worker_logs_each_failure_once_with_its_traceback(context, redis_url):
+    failing = [sample_jobs.fails_without_retry.enqueue(f"key-{i}") for i in range(3)]
+    result = jobctl("worker", "--burst", "--concurrency", "1", url=redis_url)
+    assert result.returncode == 0, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "exception raised while executing" in line]
+    assert sorted(line.split(": job ")[1].split(":")[0] for line in error_lines) == sorted(
+        job.id for job in failing
+    )
+    assert all("(tests.sample_jobs.fails_without_retry)" in line for line in error_lines)
+    assert result.stderr.count("Traceback (most recent call last)") == 3
+    assert result.stderr.count("KeyError: 'key-") == 3
+
+
 def test_queues_are_served_in_strict_priority_order(context, redis_url):
     sample_jobs.record_low.enqueue("low")
     sample_jobs.record.enqueue("default")
