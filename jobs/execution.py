@@ -695,10 +695,15 @@ class Worker(SimpleWorker):
             pipe.execute()
 
     def check_for_suspension(self, burst):
-        """RQ's check for `rq suspend`, at most once a second instead of once per job."""
+        """RQ's check for `rq suspend`, at most once a second instead of once per job. While Redis cannot
+        be reached the worker goes on to its dequeue, which waits for Redis (RQ's would quit the worker)."""
         if time.monotonic() >= self._next_suspension_check:
             self._next_suspension_check = time.monotonic() + SUSPENSION_CHECK
-            if is_suspended(self.connection, self):
+            try:
+                suspended = is_suspended(self.connection, self)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return
+            if suspended:
                 self._let_go()  # a suspended worker waits here, maybe for long
                 super().check_for_suspension(burst)
 
