@@ -8,7 +8,8 @@ heartbeat deadline). At every instant the job is in a queue or in the started re
 dies after the script is found by the orphan sweep when its heartbeats stop. While jobs are short, one
 take starts several (jobs.prefetch), and the next take is sent before the worker needs it (`Ahead`).
 The same script carries, in front, the worker's records of the ends of the jobs it ran since its last
-take (`Rider`s, each a `Finish`): one round trip per take.
+take (`Rider`s: a `Finish` for a success, a `Failure` for a failure or a retry): one round trip per
+take.
 
 A script cannot block, so an idle worker waits in BLPOP on its queues' wake lists instead: whatever
 queues a job through `JobQueue` (jobs.enqueue, enqueue_many, requeues) also pushes a token there, and a
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import IntEnum
 from typing import NamedTuple
 
 import redis
@@ -69,13 +71,32 @@ class Finish(NamedTuple):
     entry: str  # its entry there
 
 
-# KEYS: the riders' keys, then the queue and started registry of each queue in priority order. ARGV: the
-# number of riders, each rider's length n, its commands (n values: bookkeeping.flattened) and its Finish
-# (FINISH_FIELDS values), then the job key prefix, start time (RQ's format), worker name,
-# execution id prefix, heartbeat deadline, and how many jobs to take at most. Jobs are taken from the
-# first non-empty queue only (strict priority); the n-th gets the execution id prefix .. n. Answers {each
-# rider committed (1|0), the first error of a rider's command or false, [queue key, {job id, job hash,
-# ...}]}, the job hashes as they were before the start.
+class Failure(NamedTuple):
+    """A failed run's end (its job failed, or queued or scheduled for a retry) as the take script writes
+    it: its commands, written only while the run's entry in its queue's started registry is there, which
+    the same step removes. A failure sent twice (again after a lost reply), or of a run that the orphan
+    sweep has recovered meanwhile, writes nothing the second time: it would queue a retry twice."""
+
+    started_key: str
+    entry: str
+
+
+class Sent(IntEnum):
+    """What the take script did with a rider."""
+
+    HELD = 0  # nothing written: a success whose job has dependents, which RQ's own path finishes instead
+    WRITTEN = 1
+    STALE = 2  # nothing written: a failure whose run is no longer started (see Failure)
+    DEPENDENTS = 3  # written: a failure whose job has dependents, for RQ's path to enqueue (it does so after)
+
+
+# KEYS: each rider's job's dependents key, then the queue and started registry of each queue in priority
+# order. ARGV: the number of riders, each rider's kind ('finish' or 'fail'), length n, commands (n values:
+# bookkeeping.flattened) and end (a Finish: FINISH_FIELDS values; a Failure: 2), then the job key prefix,
+# start time (RQ's format), worker name, execution id prefix, heartbeat deadline, and how many jobs to
+# take at most. Jobs are taken from the first non-empty queue only (strict priority); the n-th gets the
+# execution id prefix .. n. Answers {what was done with each rider (Sent), the first error of a rider's
+# command or false, [queue key, {job id, job hash, ...}]}, the job hashes as they were before the start.
 # A call from a script costs the server about as much again as the command it runs, so what the jobs of
 # one take write to one sorted set (a registry, an index) goes in one call per set, as does the pop.
 # allow-oom: finishing and starting are bookkeeping of jobs already accepted, which a full Redis must not
@@ -83,7 +104,8 @@ class Finish(NamedTuple):
 _TAKE = """#!lua flags=allow-oom
 RUN_FLATTENED
 local already_taken = ALREADY_TAKEN
-local riders, a, committed = tonumber(ARGV[1]), 2, {}
+SENT
+local riders, a, sent = tonumber(ARGV[1]), 2, {}
 local batches, batched = {}, {}  -- per command and key, the arguments so far, sent in one call
 local function batch(command, key)  -- the arguments so far of `command` on `key`, to append to
   local per_key = batches[command]
@@ -109,17 +131,27 @@ local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished
   args = batch('ZREM', started)
   args[#args + 1] = entry
 end
-local any_unless = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
+local any_dependents = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
 for r = 1, riders do
-  local finish_at = a + 1 + tonumber(ARGV[a])
-  a = a + 1
-  committed[r] = 0
-  if not any_unless or redis.call('EXISTS', KEYS[r]) == 0 then
-    run_flattened(a, finish_at - 1)
-    finish(unpack(ARGV, finish_at, finish_at + FINISH_FIELDS - 1))
-    committed[r] = 1
+  local kind, commands_at = ARGV[a], a + 2
+  local end_at = commands_at + tonumber(ARGV[a + 1])
+  local dependents = any_dependents and redis.call('EXISTS', KEYS[r]) == 1
+  if kind == 'finish' then
+    sent[r] = HELD
+    if not dependents then
+      run_flattened(commands_at, end_at - 1)
+      finish(unpack(ARGV, end_at, end_at + FINISH_FIELDS - 1))
+      sent[r] = WRITTEN
+    end
+    a = end_at + FINISH_FIELDS
+  else
+    sent[r] = STALE
+    if redis.call('ZREM', ARGV[end_at], ARGV[end_at + 1]) == 1 then
+      run_flattened(commands_at, end_at - 1)
+      sent[r] = dependents and DEPENDENTS or WRITTEN
+    end
+    a = end_at + 2
   end
-  a = finish_at + FINISH_FIELDS
 end
 for _, args in ipairs(batched) do note(redis.pcall(unpack(args))) end
 local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -151,10 +183,10 @@ for i = riders + 1, #KEYS, 2 do
   end
   if #taken > 0 then
     redis.call('ZADD', KEYS[i + 1], unpack(entries))
-    return {committed, failure, KEYS[i], taken}
+    return {sent, failure, KEYS[i], taken}
   end
 end
-return {committed, failure}
+return {sent, failure}
 """
 # states of a job whose run has begun: a queue entry of such a job is a second one, and is dropped
 _ALREADY_TAKEN = (
@@ -171,6 +203,9 @@ _TAKE = (
     .replace("RUN_FLATTENED", bookkeeping.RUN_FLATTENED_LUA)
     .replace("INDEX_MEMBERS", index.MEMBERS_LUA)
     .replace("FINISH_FIELDS", str(len(Finish._fields)))
+    .replace(
+        "SENT", "local " + ", ".join(s.name for s in Sent) + " = " + ", ".join(str(s.value) for s in Sent)
+    )
 )
 
 # Jobs taken but not run yet, given back to the front of their queues, each only if it is still started
@@ -201,14 +236,15 @@ class Taker:
 
 @dataclass
 class Rider:
-    """A worker's finish of a job it ran, riding in the next take's script before the take: one round
-    trip saved per job. It is written (atomically, like a MULTI/EXEC) unless `unless_key` exists;
-    `committed` says whether it was, once sent."""
+    """A worker's end of a job it ran, riding in the next take's script before the take: one round trip
+    saved per job. It is written atomically (like a MULTI/EXEC), unless it is a `Finish` and the job has
+    dependents (`dependents_key` exists), or a `Failure` sent before; `sent` says what was done, once
+    sent."""
 
-    finish: Finish
-    commands: list  # what else the finish writes (bookkeeping.flattened), before the Finish
-    unless_key: str
-    committed: bool | None = None
+    end: Finish | Failure
+    commands: list  # what else the end writes (bookkeeping.flattened), before a Finish
+    dependents_key: str
+    sent: Sent | None = None
 
 
 @dataclass
@@ -266,9 +302,15 @@ def _request(queues, taker: Taker, wanted: int) -> _Take:
 
 def _script_call(riders: list[Rider], take: _Take | None) -> tuple[list, list]:
     """The take script's keys and arguments for `riders` in front of `take` (None: no take)."""
-    riding = [part for rider in riders for part in (len(rider.commands), *rider.commands, *rider.finish)]
-    keys = [rider.unless_key for rider in riders] + (take.keys if take else [])
+    riding = [
+        part for rider in riders for part in (_kind(rider), len(rider.commands), *rider.commands, *rider.end)
+    ]
+    keys = [rider.dependents_key for rider in riders] + (take.keys if take else [])
     return keys, [len(riders), *riding, *(take.args if take else ())]
+
+
+def _kind(rider: Rider) -> str:
+    return "finish" if isinstance(rider.end, Finish) else "fail"
 
 
 def _call(connection, riders: list[Rider], take: _Take | None) -> list:
@@ -278,11 +320,11 @@ def _call(connection, riders: list[Rider], take: _Take | None) -> list:
 
 
 def _answered(riders: list[Rider], answer: list) -> list:
-    """Note in `riders` whether each was written; return the take's part of `answer` (empty: none)."""
-    for rider, committed in zip(riders, answer[0], strict=True):
-        rider.committed = bool(committed)
+    """Note in `riders` what was done with each; return the take's part of `answer` (empty: none)."""
+    for rider, sent in zip(riders, answer[0], strict=True):
+        rider.sent = Sent(sent)
     if answer[1]:
-        log.warning("a command of a job's finish failed: %s", as_text(answer[1]))
+        log.warning("a command of a job's end failed: %s", as_text(answer[1]))
     return answer[2:]
 
 
@@ -438,12 +480,12 @@ class JobQueue(Queue):
         while True:
             take = _request(queues, taking.taker, taking.wanted)
             result = _call(connection, taking.riders, take)
-            finished_by_rq = any(not rider.committed for rider in taking.riders)
+            queued_by_rq = any(rider.sent in (Sent.HELD, Sent.DEPENDENTS) for rider in taking.riders)
             if taking.riders:
                 taking.riders = []
                 taking.sent()
-            if not result and finished_by_rq:
-                continue  # RQ's finish may just have queued dependents, after this take looked
+            if not result and queued_by_rq:
+                continue  # RQ's path may just have queued dependents, after this take looked
             if result:
                 jobs = _taken(context, queues, take, result, job_class, taking.taker)
                 if jobs:

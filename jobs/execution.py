@@ -39,9 +39,11 @@ from . import bodies, bookkeeping, catalog, index, locks, timeline
 from .connection import Context, OutageLog, current
 from .dequeue import (
     Ahead,
+    Failure,
     Finish,
     JobQueue,
     Rider,
+    Sent,
     Taker,
     give_back,
     heartbeat_deadline,
@@ -406,12 +408,13 @@ class Job(RQJob):
 
 @dataclass
 class _Finishing:
-    """A succeeded job whose end has not been written yet, and what RQ's own path needs to finish it."""
+    """A job whose end has not been written yet, and what RQ's own path needs to finish it."""
 
     rider: Rider
     job: Job
     queue: RQQueue
     registry: StartedJobRegistry
+    exc_string: str | None = None  # a failure's traceback; None: a success
 
 
 class _DueJobs(ScheduledJobRegistry):
@@ -598,19 +601,36 @@ class Worker(SimpleWorker):
             self._settle_finishing()
 
     def _settle_finishing(self) -> None:
-        """For each end sent: count the job, or, if it found dependents to enqueue and wrote nothing,
-        finish it RQ's own way. Ends not sent yet stay."""
-        unsent = [finishing for finishing in self._finishing if finishing.rider.committed is None]
+        """For each end sent, what follows it (`_ended`); a success that found dependents to enqueue, and
+        so wrote nothing, is finished RQ's own way. Ends not sent yet stay."""
+        unsent = [finishing for finishing in self._finishing if finishing.rider.sent is None]
         for finishing in self._finishing:
-            if finishing.rider.committed is False:
+            if finishing.rider.sent is Sent.HELD:
                 self.execution = finishing.job.execution  # RQ's path ends `self.execution`
                 super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
-            elif finishing.rider.committed:
-                self.increment_successful_job_count()
-                self.increment_total_working_time(finishing.job.ended_at - finishing.job.started_at)
+            elif finishing.rider.sent in (Sent.WRITTEN, Sent.DEPENDENTS):
+                self._ended(finishing)
         if len(unsent) < len(self._finishing):
             self._execution_ended()
         self._finishing = unsent
+
+    def _ended(self, finishing: _Finishing) -> None:
+        """What RQ's path does once a job's end is written: count it, and after a job's last failure send
+        its webhooks and enqueue the dependents that may follow a failure."""
+        job = finishing.job
+        self.increment_total_working_time(job.ended_at - job.started_at)
+        if finishing.exc_string is None:
+            self.increment_successful_job_count()
+            return
+        self.increment_failed_job_count()
+        if job.get_status(refresh=False) != JobStatus.FAILED:  # queued or scheduled for a retry
+            return
+        job.send_webhooks(JobStatus.FAILED, exc_string=finishing.exc_string)
+        if finishing.rider.sent is Sent.DEPENDENTS:
+            try:
+                finishing.queue.enqueue_dependents(job)
+            except redis.RedisError as exc:  # as RQ's path: the failure is written, the worker goes on
+                log.error("worker %s: the dependents of job %s were not enqueued: %s", self.name, job.id, exc)
 
     def prepare_execution(self, job):
         """The take script has started `job` already (its execution record is the started registry's
@@ -833,7 +853,9 @@ class Worker(SimpleWorker):
         job.raised = exc_info[1]
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
-        """RQ's, its transactions each written once (they queue a retry or count: see bookkeeping)."""
+        """RQ's bookkeeping of a failed run, written once (it queues a retry and counts): a run's failure
+        rides in the worker's next take, as a success does (`Failure`); a stopped job's takes RQ's own
+        path, its transactions each written once (see bookkeeping)."""
         with bookkeeping.sent_once(self.context.keys):
             raised = getattr(job, "raised", None)
             if isinstance(raised, WorkerInterrupted):
@@ -846,7 +868,29 @@ class Worker(SimpleWorker):
                 retryable = False
             if not retryable:
                 job.retries_left = 0
-            return super().handle_job_failure(job, queue, started_job_registry, exc_string)
+            if self._stopped_job_id == job.id or self.disable_default_exception_handler:
+                return super().handle_job_failure(job, queue, started_job_registry, exc_string)
+            self._defer_failure(job, queue, started_job_registry, exc_string)
+
+    def _defer_failure(self, job, queue, started_job_registry, exc_string: str) -> None:
+        """What RQ's path writes for a failed run (its job retried, or failed), as a rider of the next take."""
+        execution = self.execution
+        with self.connection.pipeline() as pipe:
+            if job.should_retry:
+                job.retry(queue, pipe)
+            else:
+                job.set_status(JobStatus.FAILED, pipeline=pipe)
+                job._handle_failure(
+                    exc_string,
+                    pipe,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )
+            commands = pipe.detach()
+        rider = Rider(Failure(started_key(job.origin), execution.composite_key), commands, job.dependents_key)
+        self._finishing.append(_Finishing(rider, job, queue, started_job_registry, exc_string))
 
     def _log_failure(self, job, exc_string: str) -> None:
         """RQ's error line for a job that raised, with the traceback RQ formatted for its failure."""

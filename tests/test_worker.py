@@ -12,12 +12,15 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
 
 import jobs as jobs_api
-from jobs import index, inspect, timeline
+from jobs import execution, index, inspect, timeline
 from jobs.builtin import noop
+from jobs.dequeue import Sent, send
 from jobs.enqueue import enqueue, queue_for
-from jobs.execution import Scheduler
+from jobs.execution import Scheduler, Worker
+from jobs.maintenance import sweep_orphans
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
 from tests.proxy import Proxy
@@ -312,6 +315,99 @@ class _Exploit:
         return (open, (str(self.path), "w"))
 
 
+def _run_one(context, monkeypatch, worker_class=Worker) -> None:
+    """Take and run the next job of `default` in this process, then send its end on its own."""
+    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    worker = worker_class([queue_for(context, "default")], context)
+    worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
+    worker._let_go()
+    execution._tally.flush(context.redis)  # as the worker's heartbeat thread does
+
+
+class _FailingByRQ(Worker):
+    """A worker whose failures take RQ's own path, written at once."""
+
+    def _defer_failure(self, job, queue, started_job_registry, exc_string):
+        SimpleWorker.handle_job_failure(self, job, queue, started_job_registry, exc_string)
+
+
+def _failure_state(context, job_id: str) -> tuple:
+    """What a failed or retried run left, its job's id, times and traceback line numbers left out."""
+    key = f"rq:job:{job_id}"
+    fields = context.redis.hgetall(key)
+    registries = {}
+    for name in ("failed", "scheduled", "started"):
+        score = context.redis.zscore(f"rq:{name}:default", job_id)
+        registries[name] = None if score is None else round(score - time.time(), -1)
+    results = [
+        {name: value for name, value in entry.items() if name in (b"type", b"worker_name")}
+        for _, entry in context.redis.xrange(f"rq:results:{job_id}")
+    ]
+    index_members = [
+        member.decode().split("|")[0]
+        for member in context.redis.zrangebylex(context.keys.index("failed", "default"), "-", "+")
+        if job_id.encode() in member
+    ]
+    return (
+        sorted(fields),
+        {name: fields.get(name) for name in (b"status", b"retries_left", b"origin")},
+        fields.get(b"error", b"").split(b":")[0],  # the error's type (its message holds the job's tag)
+        round(context.redis.ttl(key), -1),
+        registries,
+        job_id.encode() in context.redis.lrange("rq:queue:default", 0, -1),
+        [len(results), *(sorted(result) for result in results)],
+        sorted(index_members),
+        events(context, job_id),
+        round(context.redis.ttl(context.keys.timeline(job_id)), -1),
+    )
+
+
+@pytest.mark.parametrize(
+    "enqueue_failing",
+    [
+        lambda tag: sample_jobs.fails_without_retry.enqueue(tag),  # failed at once
+        lambda tag: sample_jobs.always_fails.enqueue(tag),  # queued again for its retry
+        lambda tag: sample_jobs.fails_once.enqueue(tag),  # scheduled for its retry, a second away
+    ],
+    ids=["failed", "retried", "scheduled"],
+)
+def test_a_failure_sent_with_the_next_take_writes_what_rqs_own_path_writes(
+    context, monkeypatch, enqueue_failing
+):
+    by_rq = enqueue_failing("by-rq")
+    _run_one(context, monkeypatch, _FailingByRQ)
+    context.redis.lrem("rq:queue:default", 0, by_rq.id)  # the retry, so the next take runs the other
+    riding = enqueue_failing("riding")
+    _run_one(context, monkeypatch)
+    if by_rq.get_status(refresh=True) == "queued":
+        context.redis.rpush("rq:queue:default", by_rq.id)
+    assert _failure_state(context, riding.id) == _failure_state(context, by_rq.id)
+    counts = inspect.stats(context).by_name_last_day[by_rq.func_name]
+    assert counts == {"succeeded": 0, "failed": 2}
+
+
+def test_a_failure_sent_again_or_after_the_sweep_recovered_its_run_writes_nothing(context, monkeypatch):
+    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))
+    queue = queue_for(context, "default")
+    job = sample_jobs.always_fails.enqueue("boom")  # its retry is queued at once
+    worker = Worker([queue], context)
+    worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
+    [failing] = worker._finishing
+    send(context.redis, [failing.rider])
+    assert failing.rider.sent is Sent.WRITTEN and queue.get_job_ids() == [job.id]
+    send(context.redis, [failing.rider])  # as redis-py sends a call again after a lost reply
+    assert failing.rider.sent is Sent.STALE and queue.get_job_ids() == [job.id]
+    assert events(context, job.id) == ["enqueued", "started", "retry"]
+
+    worker = Worker([queue], context)  # its second run: the sweep finds it before its failure is sent
+    worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
+    assert sweep_orphans(context, now=time.time() + 3600) == [job.id]
+    worker._let_go()
+    assert worker._finishing == [] and queue.get_job_ids() == [job.id]
+    assert events(context, job.id) == ["enqueued", "started", "retry", "started", "orphaned", "retry"]
+    assert context.redis.hget(job.key, "retries_left") == b"0"  # the sweep's retry, the last one
+
+
 def test_a_second_queue_entry_of_a_job_does_not_run_it_again(context, redis_url):
     # as a write sent again after a lost reply (RQ's enqueue in a transaction, say) would leave it
     queue = queue_for(context, "default")
@@ -329,18 +425,21 @@ def test_a_second_queue_entry_of_a_job_does_not_run_it_again(context, redis_url)
 
 
 def test_a_retry_whose_reply_is_lost_is_queued_once(context, processes, redis_url):
-    # the failure's transaction queues the retry; its reply is lost, redis-py sends it again while the
-    # other worker runs the retry: written twice, it would mark that run queued and queue it again
+    # the failure, which queues the retry, rides in the worker's next take; the take's reply is lost and
+    # redis-py sends it again: written twice, the failure would queue the retry again and mark it queued
+    # while it runs. Written once, the retry is the job the lost take started, which the sweep recovers.
     queue = queue_for(context, "default")
     proxy = Proxy.to(redis_url)
     try:
-        proxy.lose_reply_to(b"retries_left")  # only the failure's transaction writes that field
+        proxy.lose_reply_to(b"retries_left")  # only a failure writes that field
         job = sample_jobs.fails_then_naps.enqueue("lost", 1.0)
         processes.start("worker", "-c", "2", url=proxy.proxied(redis_url))
         wait_for(lambda: finished(context, job.id), timeout=20, what="the retry")
         wait_for(lambda: queue.count + queue.started_job_registry.count == 0, what="the workers idle")
         assert proxy.replies_lost == 1
         assert context.redis.get("test:attempts:lost") == b"2" and ran(context) == ["lost"]
+        once = ["enqueued", "started", "retry", "started", "orphaned", "retry", "started", "succeeded"]
+        assert events(context, job.id) == once
     finally:
         processes.stop_all()  # while the proxy still carries their goodbyes
         proxy.close()
