@@ -15,8 +15,8 @@ The price: Redis may go past maxmemory by what draining costs, as a finished job
 TTL takes more than a queued one (a no-op job: about 1.3 KB against 0.45 KB) until it expires. A job's
 own writes are not bookkeeping: they go through the ordinary client, and a full Redis refuses them.
 
-The same script writes a transaction at most once where that matters (`sent_once`: a job's failure, which
-queues its retry and counts). A worker's client sends a command again when its connection fails before
+The same script writes a transaction at most once where that matters (`sent_once`: a requeue, or a job's
+failure that does not ride in the worker's next take, which queues its retry and counts). A worker's client sends a command again when its connection fails before
 the reply, though Redis may have run it; a MULTI/EXEC sent twice would queue the retry twice, and mark
 it queued while another worker runs it. The script sets a mark of its own, which a second send finds.
 """

@@ -34,9 +34,10 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  on a short queue (the dequeue module); at most a few
     {p}orphans                           zset    "queue|job_id:execution_id" -> time found: jobs whose worker
                                                  died, between the sweep finding them and their requeue (maintenance)
-    {p}sent:{token}                      string  a worker's transaction that was committed (a job's failure, retry
-                                                 or requeue), which the same transaction sent again after a lost
-                                                 reply finds, and so writes nothing (bookkeeping); kept 5 minutes
+    {p}sent:{token}                      string  a worker's transaction that was committed (a stopped job's failure,
+                                                 an interrupted job's requeue), which the same transaction sent
+                                                 again after a lost reply finds, and so writes nothing
+                                                 (bookkeeping); kept 5 minutes
 """
 
 from __future__ import annotations
