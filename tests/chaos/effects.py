@@ -13,7 +13,10 @@ from jobs import job
 LEDGER = "JOBS_CHAOS_LEDGER"  # environment variable: the ledger file of the running test
 
 
-@job(retries=3, backoff=0)
+RETRIES = 3
+
+
+@job(retries=RETRIES, backoff=0)
 def effect(tag: str) -> None:
     """Append one line for this run to the ledger (one write(2) in O_APPEND mode, so lines never mix)."""
     line = f"{tag} {os.getpid()} {get_current_job().id} {time.time():.6f}\n".encode()
@@ -22,3 +25,11 @@ def effect(tag: str) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+@job(retries=RETRIES, backoff=0)
+def effect_failing_first(tag: str) -> None:
+    """`effect`, then, on the job's first attempt, raise: every job is retried once."""
+    effect(tag)
+    if get_current_job().retries_left == RETRIES:
+        raise RuntimeError(f"first attempt of {tag}")

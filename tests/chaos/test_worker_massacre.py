@@ -1,7 +1,9 @@
 """Scenario 1, worker massacre: 20,000 jobs while a random worker is SIGKILLed at ten random points of
 the run (now and then a whole pool, supervisor included, as when a host is lost) and restarted. Every
 job completes: none is lost. Execution is at least once: a job may run twice only if it was running in
-a killed worker."""
+a killed worker. The same with 5,000 jobs whose first attempt fails: a killed worker may hold a failure
+not written yet (it rides in the worker's next take), and still every job completes, and none runs more
+than twice unless a run of it was killed."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import random
 import signal
 import subprocess
 import time
+
+import pytest
 
 from jobs import enqueue_many
 from jobs.enqueue import queue_for
@@ -52,31 +56,40 @@ class Massacre:
             if not workers:  # the pool is between a death and its restart
                 return
             victim = self.random.choice(workers)
-            self.killed |= {victim} | descendants(victim)
-            os.kill(victim, signal.SIGKILL)
+            doomed = {victim} | descendants(victim)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:  # it ended between the listing and the kill: no strike
+                return
+            self.killed |= doomed
         self.kills += 1
 
 
+@pytest.mark.parametrize(
+    ("function", "jobs", "runs_each"),
+    [(effects.effect, JOBS, 1), (effects.effect_failing_first, JOBS // 4, 2)],
+    ids=["succeeding", "failing-first"],
+)
 def test_no_job_is_lost_when_workers_are_killed_at_random(
-    context, redis_url, processes, ledger: Ledger, report
+    context, redis_url, processes, ledger: Ledger, report, function, jobs, runs_each
 ):
     began = time.monotonic()
-    ids = enqueue_many(effects.effect.call(str(n)) for n in range(JOBS))
-    assert len(ids) == JOBS
-    massacre = Massacre(Fleet(processes, redis_url), seed=JOBS)
+    ids = enqueue_many(function.call(str(n)) for n in range(jobs))
+    assert len(ids) == jobs
+    massacre = Massacre(Fleet(processes, redis_url), seed=jobs)
 
     def left() -> float:
         return max(1.0, DEADLINE - (time.monotonic() - began))
 
-    for mark in sorted(massacre.random.sample(range(JOBS // 20, JOBS - JOBS // 20), KILLS)):
+    for mark in sorted(massacre.random.sample(range(jobs // 20, jobs - jobs // 20), KILLS)):
         wait_for(lambda mark=mark: len(ledger.runs()) >= mark, timeout=left(), what=f"{mark} runs")
         massacre.strike()
-    wait_for(lambda: len(ledger.counts()) == JOBS, timeout=left(), what=f"all {JOBS} jobs to run")
+    wait_for(lambda: len(ledger.counts()) == jobs, timeout=left(), what=f"all {jobs} jobs to run")
     ran_in = time.monotonic() - began
 
     queue = queue_for(context, "default")
     wait_for(
-        lambda: queue.finished_job_registry.count == JOBS,
+        lambda: queue.finished_job_registry.count == jobs,
         timeout=60,
         what="every job to be recorded finished",
     )
@@ -84,22 +97,21 @@ def test_no_job_is_lost_when_workers_are_killed_at_random(
 
     runs = ledger.runs()
     counts = ledger.counts()
-    lost = JOBS - len(counts)
-    twice = {tag for tag, count in counts.items() if count > 1}
+    lost = jobs - len(counts)
+    again = {tag for tag, count in counts.items() if count > runs_each}
     assert lost == 0
-    # At least once: every earlier run of a job that ran again was cut short by a kill.
-    seen: set[str] = set()
-    for run in runs:
-        if run.tag in twice and run.tag not in seen:
-            assert run.pid in massacre.killed, f"job {run.tag} ran twice, first in {run.pid}, never killed"
-        seen.add(run.tag)
+    # At least once: a job that ran more often than it should have had a run before its last cut short
+    # by a kill.
+    for tag in again:
+        earlier = [run.pid for run in runs if run.tag == tag][:-1]
+        assert set(earlier) & massacre.killed, f"job {tag} ran {counts[tag]} times, none killed: {earlier}"
     with context.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hget(f"rq:job:{job_id}", "orphaned")
         recovered = sum(1 for orphaned in pipe.execute() if orphaned)
     report(
-        f"worker massacre: {JOBS} jobs, {POOLS} pools x {CONCURRENCY} workers, {massacre.kills} kills "
+        f"worker massacre ({function.spec.name}): {jobs} jobs ({len(runs)} runs), {POOLS} pools x {CONCURRENCY} workers, {massacre.kills} kills "
         f"({massacre.pool_kills} whole pools) in {ran_in:.0f} s: {recovered} jobs recovered from dead "
         f"workers, lost {lost}, "
-        f"duplicated {len(twice)} (each first ran in a killed worker)"
+        f"ran again {len(again)} (each had a run in a killed worker)"
     )
