@@ -785,7 +785,7 @@ class Worker(SimpleWorker):
     def _tick(self, beat_ttl: int | None) -> None:
         """In one round trip (none when there is nothing to say): the counters summed since the last
         tick, the worker's state and current job if they changed, and with `beat_ttl` the heartbeats of
-        the worker and its job."""
+        the worker and of its jobs: running, taken ahead, and ended but not recorded yet."""
         state, job_id = self._state, self._current_job
         with self.connection.pipeline() as pipe:
             counted = _tally.write(pipe)
@@ -804,6 +804,9 @@ class Worker(SimpleWorker):
                     pipe.zadd(registry_key, {execution.composite_key: deadline}, xx=True)
                 for queue_name, entry in self._prefetched.entries():
                     pipe.zadd(started_key(queue_name), {entry: deadline}, xx=True)
+                # jobs ended whose ends wait for the next take, which a slow job may hold back for long
+                for end in [finishing.rider.end for finishing in list(self._finishing)]:
+                    pipe.zadd(end.started_key, {end.entry: deadline}, xx=True)
             try:
                 pipe.execute()
             except redis.RedisError:

@@ -78,6 +78,8 @@ def test_jobs_waiting_behind_a_slow_one_are_given_back_to_another_worker(context
     assert sorted(ran(context)) == sorted(
         [*(f"warm-{i}" for i in range(20)), "slow", *(j.args[0] for j in behind)]
     )
+    # the ends of the warm-ups run before the slow job waited for the next take: their heartbeats went on
+    assert queue_for(context, "default").failed_job_registry.count == 0
 
 
 def test_while_jobs_are_short_the_next_take_is_in_flight_as_the_worker_runs_those_it_holds(context):
