@@ -93,6 +93,10 @@ def schedule(queue, job: RQJob, due: float, pipeline) -> None:
 
 _tally: timeline.Tally | None = None  # a worker process's counters, written by its heartbeat thread
 TALLY_INTERVAL = 1.0  # seconds between writes of the worker's counters and state
+# Added to the heartbeat deadline (whole seconds) of a started entry once a tick has seen its job run: the
+# orphan sweep then knows the job had started. The entries of jobs taken ahead and not run yet, and of
+# jobs in their first tick, have whole scores: a job among them may never have started.
+RUNNING_MARK = 0.5
 SUSPENSION_CHECK = 1.0  # seconds between checks for `rq suspend`
 
 
@@ -515,6 +519,7 @@ class Worker(SimpleWorker):
         )
         self.context = context
         self._running: tuple | None = None  # (started registry, execution) of the job being run
+        self._seen_running: str | None = None  # the started entry last marked as running (RUNNING_MARK)
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
         self._written_state: str | None = None
@@ -784,9 +789,11 @@ class Worker(SimpleWorker):
 
     def _tick(self, beat_ttl: int | None) -> None:
         """In one round trip (none when there is nothing to say): the counters summed since the last
-        tick, the worker's state and current job if they changed, and with `beat_ttl` the heartbeats of
-        the worker and of its jobs: running, taken ahead, and ended but not recorded yet."""
-        state, job_id = self._state, self._current_job
+        tick, the worker's state and current job if they changed, the mark of a job seen running for the
+        first time (RUNNING_MARK), and with `beat_ttl` the heartbeats of the worker and of its jobs:
+        running, taken ahead, and ended but not recorded yet."""
+        state, job_id, running = self._state, self._current_job, self._running
+        seen = running[1].composite_key if running is not None else self._seen_running
         with self.connection.pipeline() as pipe:
             counted = _tally.write(pipe)
             if state != self._written_state:
@@ -797,22 +804,22 @@ class Worker(SimpleWorker):
                 pipe.hset(self.key, "last_heartbeat", format_time(now()))
                 pipe.expire(self.key, self.worker_ttl + 60)
                 deadline = heartbeat_deadline(beat_ttl)
-                running = self._running
-                if running is not None:
-                    registry_key, execution = running
-                    # XX: a job that ended meanwhile must not be put back
-                    pipe.zadd(registry_key, {execution.composite_key: deadline}, xx=True)
                 for queue_name, entry in self._prefetched.entries():
                     pipe.zadd(started_key(queue_name), {entry: deadline}, xx=True)
                 # jobs ended whose ends wait for the next take, which a slow job may hold back for long
                 for end in [finishing.rider.end for finishing in list(self._finishing)]:
                     pipe.zadd(end.started_key, {end.entry: deadline}, xx=True)
+            if running is not None and (beat_ttl is not None or seen != self._seen_running):
+                registry_key, execution = running
+                deadline = heartbeat_deadline(beat_ttl or int(self.context.settings.orphan_timeout))
+                # XX: a job that ended meanwhile must not be put back
+                pipe.zadd(registry_key, {execution.composite_key: deadline + RUNNING_MARK}, xx=True)
             try:
                 pipe.execute()
             except redis.RedisError:
                 _tally.restore(counted)
                 raise
-        self._written_state, self._written_job = state, job_id
+        self._written_state, self._written_job, self._seen_running = state, job_id, seen
 
     def handle_job_success(self, job, queue, started_job_registry):
         """RQ's bookkeeping of a succeeded job, without a round trip of its own: its writes ride in the

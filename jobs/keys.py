@@ -32,8 +32,9 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  filtered lists (the index module); expired entries are swept
     {p}wake:{queue}                      list    tokens that wake an idle worker of the queue when a job is queued
                                                  on a short queue (the dequeue module); at most a few
-    {p}orphans                           zset    "queue|job_id:execution_id" -> time found: jobs whose worker
-                                                 died, between the sweep finding them and their requeue (maintenance)
+    {p}orphans                           zset    "queue|job_id:execution_id" -> time found (whole seconds, + 0.5
+                                                 when the job was seen running): jobs whose worker died, between
+                                                 the sweep finding them and their requeue (maintenance)
     {p}sent:{token}                      string  a worker's transaction that was committed (a stopped job's failure,
                                                  an interrupted job's requeue), which the same transaction sent
                                                  again after a lost reply finds, and so writes nothing

@@ -4,9 +4,14 @@
 Orphan recovery is two atomic steps, so a crash between them neither loses nor duplicates a job:
 1. a Lua script moves started-registry entries whose heartbeat expired into `{p}orphans` (a zset that,
    like RQ's registries, always holds the job while it is neither running nor queued);
-2. per entry, a WATCHed transaction removes it from `{p}orphans` and requeues the job under its retry
-   policy, or fails it as poison after JOBS_MAX_ORPHANS orphanings; a concurrent sweeper's transaction
-   aborts, and an entry left by a crashed sweeper is finished by the next sweep.
+2. per entry, a WATCHed transaction removes it from `{p}orphans` and requeues the job, or fails it as
+   poison after JOBS_MAX_ORPHANS orphanings; a concurrent sweeper's transaction aborts, and an entry
+   left by a crashed sweeper is finished by the next sweep.
+
+A job known to have been running (its worker's heartbeat thread marked its entry: execution.RUNNING_MARK)
+is requeued under its retry policy, as RQ treats an abandoned job: with no retry left it fails. Any other
+may never have started (a worker takes short jobs ahead, jobs.prefetch, and a job is marked within a
+second of its start): it goes back to the front of its queue without using a retry.
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from rq.utils import parse_composite_key
 from . import index, locks, timeline
 from .connection import Context, OutageLog
 from .enqueue import queue_for
-from .execution import Job, clean_registries_except_started, pending_ttl
+from .execution import RUNNING_MARK, Job, clean_registries_except_started, pending_ttl
 
 log = logging.getLogger("jobs.maintenance")
 
+# KEYS: a started registry, the orphans set. ARGV: now (whole seconds), the queue's name. An entry goes to
+# the orphans set scored with now, plus RUNNING_MARK when its job was known to be running.
 _CLAIM = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, 500)
-for _, member in ipairs(expired) do
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'WITHSCORES', 'LIMIT', 0, 500)
+for i = 1, #expired, 2 do
+  local member, mark = expired[i], tonumber(expired[i + 1]) % 1
   redis.call('ZREM', KEYS[1], member)
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2] .. '|' .. member)
+  redis.call('ZADD', KEYS[2], ARGV[1] + mark, ARGV[2] .. '|' .. member)
 end
-return #expired
+return #expired / 2
 """
 
 
@@ -51,7 +59,7 @@ def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
 
 def claim_orphans(context: Context, now: float | None = None) -> int:
     """Step 1: move expired started-registry entries of every queue into the orphans set."""
-    now = time.time() if now is None else now
+    now = int(time.time() if now is None else now)
     claim = context.redis.register_script(_CLAIM)
     return sum(
         claim(
@@ -80,7 +88,8 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
         while True:
             try:
                 pipe.watch(orphans_key, job_key)
-                if pipe.zscore(orphans_key, entry) is None:
+                found = pipe.zscore(orphans_key, entry)
+                if found is None:
                     return None
                 if not pipe.exists(job_key):
                     pipe.multi()
@@ -97,7 +106,7 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                 pipe.zrem(orphans_key, entry)
                 pipe.hset(job_key, "orphaned", orphaned)
                 pipe.delete(execution.key)
-                _requeue_or_fail(context, pipe, job, queue, orphaned, worker_name)
+                _requeue_or_fail(context, pipe, job, queue, orphaned, worker_name, found % 1 == RUNNING_MARK)
                 pipe.execute()
                 log.warning(
                     "job %s orphaned by worker %s (%d time(s)); recovered", job_id, worker_name, orphaned
@@ -107,11 +116,24 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                 continue
 
 
-def _requeue_or_fail(context: Context, pipe, job: Job, queue, orphaned: int, worker_name: str | None) -> None:
+def _requeue_or_fail(
+    context: Context, pipe, job: Job, queue, orphaned: int, worker_name: str | None, running: bool
+) -> None:
     limit = context.settings.max_orphans
     timeline.record(
-        pipe, context.keys, job.id, "orphaned", pending_ttl(context), worker=worker_name, count=orphaned
+        pipe,
+        context.keys,
+        job.id,
+        "orphaned",
+        pending_ttl(context),
+        worker=worker_name,
+        count=orphaned,
+        seen_running=running,
     )
+    if orphaned < limit and not running:  # it may never have started: no attempt to count
+        timeline.close_attempt(pipe, context.keys, job, pending_ttl(context))
+        queue._enqueue_job(job, pipeline=pipe, at_front=True)
+        return
     if orphaned >= limit:
         job.error = f"poison job: its worker died {orphaned} times while running it"
     elif job.retries_left:

@@ -1,16 +1,19 @@
-"""Jobs whose worker died are found by heartbeat and requeued under their retry policy, exactly once;
-a job that keeps killing its worker is failed as poison."""
+"""Jobs whose worker died are found by heartbeat and requeued exactly once: under their retry policy when
+they were seen running, at the front of their queue without using a retry when they may never have
+started; a job that keeps killing its worker is failed as poison."""
 
 import os
 import signal
 import threading
 import time
 
+import pytest
+
 from jobs import inspect, timeline
 from jobs.connection import Context
 from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import queue_for
-from jobs.execution import Job
+from jobs.execution import RUNNING_MARK, Job
 from jobs.maintenance import claim_orphans, sweep_orphans
 from tests import sample_jobs
 from tests.conftest import (
@@ -30,10 +33,19 @@ def running_pid(context):
     return int(raw.decode().rsplit(":", 1)[1]) if raw else None
 
 
+def seen_running(context, job) -> bool:
+    """Whether the worker's heartbeat thread has marked `job`'s started entry as running."""
+    entries = context.redis.zrange(
+        queue_for(context, job.origin).started_job_registry.key, 0, -1, withscores=True
+    )
+    return any(member.startswith(job.id.encode()) and score % 1 == RUNNING_MARK for member, score in entries)
+
+
 def test_sigkilled_worker_job_is_requeued_and_succeeds(context, processes, redis_url):
     job = sample_jobs.slow_then_ok.enqueue("victim", 60)
     processes.start("worker", "-c", "1", url=redis_url)
     pid = wait_for(lambda: running_pid(context), what="the job to start")
+    wait_for(lambda: seen_running(context, job), what="a heartbeat tick to see the job run")
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: inspect.job_detail(context, job.id).state == "finished", timeout=30, what="recovery")
     assert events(context, job.id) == ["enqueued", "started", "orphaned", "retry", "started", "succeeded"]
@@ -52,23 +64,48 @@ def test_job_of_a_killed_pool_is_recovered_by_another_pool(context, processes, r
     assert "orphaned" in events(context, job.id)
 
 
-def plant_started(context, job, execution: str, age: float = 5.0) -> None:
-    """Make `job` look as if a worker started it and then died `age` seconds ago."""
+def plant_started(context, job, execution: str, age: int = 5, seen: bool = True) -> None:
+    """Make `job` look as if a worker started it (and, with `seen`, its heartbeat saw it run), then died
+    `age` seconds ago."""
     queue = queue_for(context, job.origin)
     context.redis.lrem(queue.key, 0, job.id)
     context.redis.hset(job.key, "status", "started")
-    context.redis.zadd(queue.started_job_registry.key, {f"{job.id}:{execution}": time.time() - age})
+    deadline = int(time.time()) - age + (RUNNING_MARK if seen else 0)
+    context.redis.zadd(queue.started_job_registry.key, {f"{job.id}:{execution}": deadline})
 
 
-def test_a_job_orphaned_three_times_is_failed_as_poison(context):
+@pytest.mark.parametrize("seen", [True, False], ids=["seen-running", "not-seen-running"])
+def test_a_job_orphaned_three_times_is_failed_as_poison(context, seen):
     job = sample_jobs.add.enqueue(1, 2)  # 5 retries: poison detection must win over them
     for attempt in range(1, 4):
-        plant_started(context, job, f"exec{attempt}")
+        plant_started(context, job, f"exec{attempt}", seen=seen)
         assert sweep_orphans(context) == [job.id]
     detail = inspect.job_detail(context, job.id)
     assert detail.state == "failed" and detail.orphaned == 3
     assert "poison job" in detail.traceback
     assert events(context, job.id)[-2:] == ["orphaned", "failed"]
+
+
+def test_a_job_seen_running_is_recovered_under_its_retry_policy(context):
+    job = sample_jobs.record.enqueue("seen")  # no retries: RQ fails an abandoned job that has none left
+    plant_started(context, job, "seen")
+    assert sweep_orphans(context) == [job.id]
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "failed" and detail.orphaned == 1
+    assert "no retries are left" in detail.traceback
+
+
+def test_a_job_not_seen_running_goes_back_to_the_front_of_its_queue_without_using_a_retry(context):
+    # a job taken ahead and not run yet, or killed within its first second: it may never have started
+    job = sample_jobs.record.enqueue("unseen")  # no retries: counted as an attempt, it would fail
+    waiting = sample_jobs.record.enqueue("waiting")
+    plant_started(context, job, "unseen", seen=False)
+    assert sweep_orphans(context) == [job.id]
+    assert queue_for(context, "default").get_job_ids() == [job.id, waiting.id]
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "queued" and detail.orphaned == 1
+    orphaned = timeline.history(context.redis, context.keys, job.id)[-1]
+    assert orphaned["event"] == "orphaned" and orphaned["seen_running"] is False
 
 
 def test_a_live_job_is_not_touched(context):
@@ -123,9 +160,10 @@ def test_a_worker_killed_right_after_taking_a_job_loses_nothing(context, redis_u
     assert inspect.job_detail(context, first.id).state == "started"
     assert sweep_orphans(context) == []  # its heartbeat deadline has not passed yet
     assert sweep_orphans(context, now=time.time() + ORPHAN_TIMEOUT + 1) == [first.id]
+    assert queue.get_job_ids() == [first.id, second.id]  # never run: back in front, no retry used
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
     assert inspect.job_detail(context, first.id).state == "finished"
-    assert events(context, first.id) == ["enqueued", "started", "orphaned", "retry", "started", "succeeded"]
+    assert events(context, first.id) == ["enqueued", "started", "orphaned", "started", "succeeded"]
 
 
 def test_a_sigkilled_worker_leaves_no_process_behind(context, processes, redis_url):

@@ -7,6 +7,7 @@ import time
 from jobs import execution, inspect, prefetch, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
+from jobs.maintenance import sweep_orphans
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
 
@@ -48,6 +49,18 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_st
     back = inspect.job_detail(context, taken[1].id)
     assert back.state == "queued" and back.worker is None
     assert events(context, taken[1].id) == ["enqueued"]
+
+
+def test_jobs_taken_ahead_by_a_killed_worker_go_back_without_using_a_retry(context, monkeypatch):
+    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH)]  # no retries
+    worker, (running, *held) = take_ahead(context)
+    worker.prepare_execution(running)
+    worker._tick(None)  # a heartbeat tick sees it run; the worker dies before the next one
+    assert sorted(sweep_orphans(context, now=time.time() + 3600)) == sorted(job.id for job in jobs)
+    assert inspect.job_detail(context, running.id).state == "failed"  # RQ's policy: no retry left
+    assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in held)
+    assert all(inspect.job_detail(context, job.id).orphaned == 1 for job in held)
 
 
 def test_a_worker_runs_many_short_jobs_each_once_in_order(context, redis_url):

@@ -9,6 +9,7 @@ from collections import Counter
 
 from jobs import inspect, recurring
 from jobs.enqueue import queue_for
+from jobs.execution import RUNNING_MARK
 from tests import sample_jobs
 from tests.conftest import jobctl, wait_for
 
@@ -71,7 +72,8 @@ def test_the_scheduler_recovers_orphans_without_any_worker(context, processes, r
     job = sample_jobs.add.enqueue(1, 2)
     queue = queue_for(context, "default")
     context.redis.lrem(queue.key, 0, job.id)
-    context.redis.zadd(queue.started_job_registry.key, {f"{job.id}:dead-worker": time.time() - 5})
+    seen_running = int(time.time()) - 5 + RUNNING_MARK  # its worker's heartbeat had seen it run
+    context.redis.zadd(queue.started_job_registry.key, {f"{job.id}:dead-worker": seen_running})
     processes.start("scheduler", url=redis_url)
     wait_for(lambda: inspect.job_detail(context, job.id).orphaned == 1, timeout=20, what="orphan recovery")
     assert inspect.job_detail(context, job.id).state == "scheduled"  # its retry, after the backoff
