@@ -461,13 +461,6 @@ class JobQueue(Queue):
         super().push_job_id(job_id, pipeline, at_front)
         wake(pipeline, current().keys, self.name)
 
-    def enqueue_dependents(self, job, pipeline=None, exclude_job_id=None, refresh_job_status=True):
-        """RQ's, once one look shows the job has dependents at all: RQ watches and reads their set (three
-        round trips) after every job that fails, which seldom has any."""
-        if pipeline is None and not self.connection.exists(job.dependents_key):
-            return
-        super().enqueue_dependents(job, pipeline, exclude_job_id, refresh_job_status)
-
     @classmethod
     def dequeue_any(
         cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None

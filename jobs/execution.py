@@ -120,6 +120,13 @@ def pending_ttl(context: Context, delay: float = 0) -> int:
     return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)
 
 
+def put_back(pipe, context: Context, job: RQJob, queue) -> None:
+    """Queue `job` again at the front of `queue`, in `pipe`, without counting the attempt it was in (no
+    retry used): that attempt's start is written out to its timeline."""
+    timeline.close_attempt(pipe, context.keys, job, pending_ttl(context))
+    queue._enqueue_job(job, pipeline=pipe, at_front=True)
+
+
 _TIMES = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")  # job hash fields
 
 
@@ -807,7 +814,7 @@ class Worker(SimpleWorker):
                 for queue_name, entry in self._prefetched.entries():
                     pipe.zadd(started_key(queue_name), {entry: deadline}, xx=True)
                 # jobs ended whose ends wait for the next take, which a slow job may hold back for long
-                for end in [finishing.rider.end for finishing in list(self._finishing)]:
+                for end in [finishing.rider.end for finishing in self._finishing]:
                     pipe.zadd(end.started_key, {end.entry: deadline}, xx=True)
             if running is not None and (beat_ttl is not None or seen != self._seen_running):
                 registry_key, execution = running
@@ -921,8 +928,7 @@ class Worker(SimpleWorker):
         """The shutdown deadline stopped this job: put it back at the front of its queue, no attempt used."""
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe)
-            queue._enqueue_job(job, pipeline=pipe, at_front=True)
-            timeline.close_attempt(pipe, self.context.keys, job, pending_ttl(self.context))
+            put_back(pipe, self.context, job, queue)
             timeline.record(
                 pipe,
                 self.context.keys,

@@ -28,7 +28,7 @@ from rq.utils import parse_composite_key
 from . import index, locks, timeline
 from .connection import Context, OutageLog
 from .enqueue import queue_for
-from .execution import RUNNING_MARK, Job, clean_registries_except_started, pending_ttl
+from .execution import RUNNING_MARK, Job, clean_registries_except_started, pending_ttl, put_back
 
 log = logging.getLogger("jobs.maintenance")
 
@@ -131,8 +131,7 @@ def _requeue_or_fail(
         seen_running=running,
     )
     if orphaned < limit and not running:  # it may never have started: no attempt to count
-        timeline.close_attempt(pipe, context.keys, job, pending_ttl(context))
-        queue._enqueue_job(job, pipeline=pipe, at_front=True)
+        put_back(pipe, context, job, queue)
         return
     if orphaned >= limit:
         job.error = f"poison job: its worker died {orphaned} times while running it"
