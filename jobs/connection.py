@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from redis.commands.core import Script
 from redis.connection import DefaultParser
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from .config import DEFAULT_REDIS_URL, Settings
 from .errors import ConfigError, RedisFull, RedisUnavailable
@@ -84,7 +86,7 @@ def client_for(url: str, *, resilient: bool) -> redis.Redis:
     try:
         if url.startswith(f"{SENTINEL_SCHEME}://"):
             return _sentinel_client(url, options)
-        return redis.Redis.from_url(url, **options)
+        return redis.Redis.from_pool(_Pool.from_url(url, **options))
     except ValueError as exc:
         example = "redis://127.0.0.1:6379/1 or redis+sentinel://host:26379,host2:26379/mymaster/1"
         raise ConfigError(f"{redacted(url)} is not a Redis URL (e.g. {example}): {exc}") from None
@@ -152,8 +154,53 @@ def _sentinel_client(url: str, options: dict) -> redis.Redis:
         username=parsed.username,
         password=parsed.password,
         connection_class=_SentinelConnection,
+        connection_pool_class=_SentinelPool,
         **options,
     )
+
+
+class _Holding:
+    """Mixed into redis-py's connection pools: `held()` is a connection that its thread keeps out of the
+    pool for `_command`, given back when the thread ends. Taking a connection from redis-py 8's pool and
+    giving it back (its lock, its metrics, its events) costs a sixth of a one-by-one enqueue's CPU; a
+    held connection costs the pool's check that it is still sound."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._held = threading.local()  # also in a forked child: the parent's connections are not its own
+
+    def held(self) -> redis.connection.AbstractConnection:
+        """This thread's connection, connected and with nothing left to read on it."""
+        holder = getattr(self._held, "holder", None)
+        if holder is None or self.pid != os.getpid():
+            holder = _Holder(self, self.get_connection())  # as the pool checks it; after a fork, resets it
+            self._held.holder = holder
+            return holder.connection
+        connection = holder.connection
+        try:
+            if connection.can_read():  # a reply nobody read; or the server closed it: reconnect
+                connection.disconnect()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+        return connection
+
+
+class _Holder:
+    """A connection held out of its pool by one thread, given back when that thread's locals go."""
+
+    def __init__(self, pool: redis.ConnectionPool, connection: redis.connection.AbstractConnection):
+        self.pool, self.connection = pool, connection
+
+    def __del__(self) -> None:
+        self.pool.release(self.connection)
+
+
+class _Pool(_Holding, redis.ConnectionPool):
+    pass
+
+
+class _SentinelPool(_Holding, SentinelConnectionPool):
+    pass
 
 
 def run_script(script: Script, keys: Sequence, args: Sequence, client: redis.Redis | Pipeline) -> Any:
@@ -171,15 +218,23 @@ def run_script(script: Script, keys: Sequence, args: Sequence, client: redis.Red
 def _command(client: redis.Redis, *args) -> Any:
     """The raw reply to a command, sent as `client.execute_command` sends it (on a connection of its pool,
     with its retries) but without what redis-py 8 wraps around every command (its metrics, its checks of
-    the arguments), which here costs about as much as the round trip itself: 50 of 110 µs."""
+    the arguments), which here costs about as much as the round trip itself: 50 of 110 µs. The clients of
+    `client_for` lend this thread's held connection (`_Holding`), others one from their pool."""
     pool = client.connection_pool
-    connection = pool.get_connection()
+    held = isinstance(pool, _Holding)
+    connection = pool.held() if held else pool.get_connection()
     try:
         return connection.retry.call_with_retry(
             lambda: _send(connection, args), lambda error: connection.disconnect()
         )
+    except redis.ResponseError:
+        raise
+    except BaseException:
+        connection.disconnect()  # interrupted between sending and reading: its reply would be the next's
+        raise
     finally:
-        pool.release(connection)
+        if not held:
+            pool.release(connection)
 
 
 def _send(connection, args: tuple) -> Any:

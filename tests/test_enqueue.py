@@ -1,6 +1,8 @@
 """Defining jobs and enqueuing them from Python: catalog, JSON-only arguments, delays, dependencies."""
 
 import json
+import os
+import threading
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +12,7 @@ from rq.job import Dependency
 
 import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
-from jobs.connection import Context
+from jobs.connection import Context, _command
 from jobs.enqueue import queue_for
 from jobs.execution import Job
 from tests import sample_jobs
@@ -183,16 +185,71 @@ def test_enqueue_loads_its_scripts_again_when_the_server_has_lost_them(context):
     assert Job.fetch(bulk, connection=context.redis).args == ["after, bulk"]
 
 
+def _connection_id(context: Context) -> int:
+    """The server's id of the connection this thread's enqueues use (jobs.connection._Holding)."""
+    connection = context.redis.connection_pool.held()
+    connection.send_command("CLIENT", "ID")
+    return connection.read_response()
+
+
 def test_an_enqueue_on_a_connection_the_server_closed_goes_through_on_a_new_one(context, redis_url):
     # scripts skip redis-py's execute_command (jobs.connection._command) but keep its pool's checks
     first = sample_jobs.record.enqueue("first")
-    pooled = context.redis.client_id()  # the connection the enqueue used: the pool hands out the last one
+    held = _connection_id(context)
     other = redis.Redis.from_url(redis_url)
-    assert other.client_kill_filter(_id=pooled) == 1
+    assert other.client_kill_filter(_id=held) == 1
     other.close()
     second = sample_jobs.record.enqueue("second")
     assert queue_for(context, "default").get_job_ids() == [first.id, second.id]
-    assert context.redis.client_id() != pooled
+    assert _connection_id(context) != held
+
+
+def test_a_command_interrupted_before_reading_its_reply_leaves_it_to_no_other(context, monkeypatch):
+    connection = context.redis.connection_pool.held()  # the one this thread's scripts go by
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # a signal handled between sending and reading
+
+    monkeypatch.setattr(connection, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _command(context.redis, "BLPOP", "nothing-comes", 0.2)  # its nil comes later, on that socket
+    monkeypatch.undo()
+    assert _command(context.redis, "ECHO", "mine") == b"mine"
+
+
+def test_threads_that_enqueued_give_their_connection_back_when_they_end(context):
+    sample_jobs.record.enqueue("warm")
+    before = context.redis.info("clients")["connected_clients"]
+    for n in range(20):
+        thread = threading.Thread(target=sample_jobs.record.enqueue, args=[f"thread {n}"])
+        thread.start()
+        thread.join()
+    assert context.redis.info("clients")["connected_clients"] <= before + 1
+    assert len(queue_for(context, "default").get_job_ids()) == 21
+
+
+def test_a_forked_child_enqueues_on_its_own_connection_and_leaves_the_parent_s_alone(context):
+    parent = sample_jobs.record.enqueue("parent, before")
+    held = _connection_id(context)
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's exit status says how it went)
+        try:
+            sample_jobs.record.enqueue("child")
+            os._exit(0 if _connection_id(context) != held else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    after = sample_jobs.record.enqueue("parent, after")
+    assert _connection_id(context) == held
+    assert [
+        Job.fetch(i, connection=context.redis).args[0] for i in queue_for(context, "default").get_job_ids()
+    ] == [
+        "parent, before",
+        "child",
+        "parent, after",
+    ]
+    assert after.id != parent.id
 
 
 def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_twice(context, redis_url):
