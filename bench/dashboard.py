@@ -62,8 +62,9 @@ from jobs import admin, catalog, index, inspect, recurring, timeline  # noqa: E4
 from jobs.config import DEFAULT_QUEUES, Settings  # noqa: E402
 from jobs.connection import Context, activate  # noqa: E402
 from jobs.enqueue import queue_for  # noqa: E402
-from jobs.execution import ERROR_FIELD, Job, Worker, schedule  # noqa: E402
+from jobs.execution import Worker  # noqa: E402
 from jobs.retries import rq_retry  # noqa: E402
+from jobs.rqjob import ERROR_FIELD, Job, schedule  # noqa: E402
 
 QUEUE = "default"
 DEFAULT_JOBS = 100_000

@@ -15,8 +15,8 @@ from . import index, locks, recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .errors import InvalidArguments, JobNotFound
-from .execution import Job, pending_ttl
 from .maintenance import queue_names
+from .rqjob import Job, pending_ttl
 
 BATCH = 500
 AUDIT_LENGTH = 10_000

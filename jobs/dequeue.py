@@ -498,7 +498,7 @@ class JobQueue(Queue):
 
 def _restore(context: Context, queue, job_id, fields, job_class, taker: Taker, started, execution_id):
     """The job a take script started: its id and its hash's fields as they were before the start, read
-    as a `job_class` (jobs.execution.Job) carrying its execution. None when the hash is not an RQ job:
+    as a `job_class` (jobs.rqjob.Job) carrying its execution. None when the hash is not an RQ job:
     it is filed as failed."""
     execution = Execution(execution_id, as_text(job_id), queue.connection, taker.worker_name)
     execution.created_at = execution.last_heartbeat = started

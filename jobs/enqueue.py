@@ -30,8 +30,8 @@ from .connection import Context, current, run_script
 from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
 from .errors import InvalidArguments
-from .execution import PENDING_STATES, Job, Template, pending_ttl, schedule
 from .retries import rq_retry
+from .rqjob import PENDING_STATES, Job, Template, pending_ttl, schedule
 from .rqtimes import format_time
 
 

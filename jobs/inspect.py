@@ -18,8 +18,8 @@ from . import index, timeline
 from .connection import Context
 from .enqueue import queue_for
 from .errors import ConfigError, JobNotFound
-from .execution import ERROR_FIELD, Job
 from .maintenance import queue_names
+from .rqjob import ERROR_FIELD, Job
 from .rqtimes import parse_time
 
 SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead

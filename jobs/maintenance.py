@@ -28,7 +28,8 @@ from rq.utils import parse_composite_key
 from . import index, locks, timeline
 from .connection import Context, OutageLog
 from .enqueue import queue_for
-from .execution import RUNNING_MARK, Job, clean_registries_except_started, pending_ttl, put_back
+from .execution import RUNNING_MARK, clean_registries_except_started
+from .rqjob import Job, pending_ttl, put_back
 
 log = logging.getLogger("jobs.maintenance")
 

@@ -32,9 +32,9 @@ from .catalog import JobFunction
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
 from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedule
-from .execution import PENDING_STATES, Job
 from .firetimes import Timing
 from .keys import storable
+from .rqjob import PENDING_STATES, Job
 
 MISFIRE_POLICIES = ("once", "all", "skip")
 OVERLAP_POLICIES = ("allow", "skip")

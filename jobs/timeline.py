@@ -229,6 +229,29 @@ class Tally:
                 raise
 
 
+_worker_tally: Tally | None = None  # the counters of the worker running in this process, if one runs
+
+
+def worker_tally(keys: Keys) -> Tally:
+    """The counters of the worker running in this process, one per process whatever its threads, made on
+    first use; its heartbeat thread writes them."""
+    global _worker_tally
+    if _worker_tally is None:
+        _worker_tally = Tally(keys)
+    return _worker_tally
+
+
+def count(pipeline: Pipeline, keys: Keys, status: str, job_name: str, seconds: float | None = None) -> None:
+    """Count a job's outcome (and the duration of a success): in the counters of the worker running in
+    this process, else in `pipeline`."""
+    tally = _worker_tally or Tally(keys)
+    tally.count(status, job_name)
+    if seconds is not None:
+        tally.duration(job_name, seconds)
+    if tally is not _worker_tally:
+        tally.write(pipeline)
+
+
 def series(
     redis, keys: Keys, status: str, unit: str, buckets: int, end: float | None = None
 ) -> list[tuple[datetime, int]]:

@@ -10,7 +10,7 @@ import pytest
 
 from jobs import inspect, timeline
 from jobs.enqueue import queue_for
-from jobs.execution import Job
+from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import events, jobctl, wait_for
 

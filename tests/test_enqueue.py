@@ -14,7 +14,7 @@ import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
 from jobs.connection import Context, _command
 from jobs.enqueue import queue_for
-from jobs.execution import Job
+from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import events, jobctl, make_settings, ran, wait_for
 from tests.proxy import Proxy

@@ -12,9 +12,8 @@ from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 from rq.utils import str_to_date, utcformat
 
-from jobs import execution
 from jobs.enqueue import enqueue
-from jobs.execution import Job
+from jobs.rqjob import Job, _shapes
 from jobs.rqtimes import format_time, parse_time
 from tests import sample_jobs
 
@@ -85,4 +84,4 @@ def test_templates_keep_no_job_data(context):
     job = enqueue(sample_jobs.record, ["x" * 100_000])
     read = Job.read(job.id, raw_hash(context, job.id), context.redis)
     assert read.args == ["x" * 100_000]
-    assert all(template.copy().data == b"" for template in execution._shapes.values())
+    assert all(template.copy().data == b"" for template in _shapes.values())

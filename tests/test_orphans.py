@@ -13,8 +13,9 @@ from jobs import inspect, timeline
 from jobs.connection import Context
 from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import queue_for
-from jobs.execution import RUNNING_MARK, Job
+from jobs.execution import RUNNING_MARK
 from jobs.maintenance import claim_orphans, sweep_orphans
+from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import (
     ORPHAN_TIMEOUT,

@@ -4,7 +4,7 @@ it waits too long behind a slow job."""
 
 import time
 
-from jobs import execution, inspect, prefetch, timeline
+from jobs import inspect, prefetch, timeline
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
 from jobs.maintenance import sweep_orphans
@@ -52,7 +52,9 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_st
 
 
 def test_jobs_taken_ahead_by_a_killed_worker_go_back_without_using_a_retry(context, monkeypatch):
-    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    monkeypatch.setattr(
+        timeline, "_worker_tally", timeline.Tally(context.keys)
+    )  # as the worker's bootstrap does
     jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH)]  # no retries
     worker, (running, *held) = take_ahead(context)
     worker.prepare_execution(running)
@@ -138,7 +140,9 @@ def test_the_finishes_of_jobs_of_two_queues_sent_together_land_in_each_queues_re
     context, monkeypatch
 ):
     # as when a failed take's finishes go again with the next ones (the script writes each sorted set once)
-    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    monkeypatch.setattr(
+        timeline, "_worker_tally", timeline.Tally(context.keys)
+    )  # as the worker's bootstrap does
     jobs = [sample_jobs.record_critical.enqueue("critical"), sample_jobs.record_low.enqueue("low")]
     worker = Worker([queue_for(context, name) for name in ("critical", "low")], context)
     held_back = []

@@ -15,11 +15,12 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 import jobs as jobs_api
-from jobs import execution, index, inspect, timeline
+from jobs import index, inspect, timeline
 from jobs.builtin import noop
 from jobs.dequeue import Sent, send
+from jobs.due import Scheduler
 from jobs.enqueue import enqueue, queue_for
-from jobs.execution import Scheduler, Worker
+from jobs.execution import Worker
 from jobs.maintenance import sweep_orphans
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
@@ -317,11 +318,13 @@ class _Exploit:
 
 def _run_one(context, monkeypatch, worker_class=Worker) -> None:
     """Take and run the next job of `default` in this process, then send its end on its own."""
-    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))  # as the worker's bootstrap does
+    monkeypatch.setattr(
+        timeline, "_worker_tally", timeline.Tally(context.keys)
+    )  # as the worker's bootstrap does
     worker = worker_class([queue_for(context, "default")], context)
     worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
     worker._let_go()
-    execution._tally.flush(context.redis)  # as the worker's heartbeat thread does
+    timeline._worker_tally.flush(context.redis)  # as the worker's heartbeat thread does
 
 
 class _FailingByRQ(Worker):
@@ -387,7 +390,7 @@ def test_a_failure_sent_with_the_next_take_writes_what_rqs_own_path_writes(
 
 
 def test_a_failure_sent_again_or_after_the_sweep_recovered_its_run_writes_nothing(context, monkeypatch):
-    monkeypatch.setattr(execution, "_tally", timeline.Tally(context.keys))
+    monkeypatch.setattr(timeline, "_worker_tally", timeline.Tally(context.keys))
     queue = queue_for(context, "default")
     job = sample_jobs.always_fails.enqueue("boom")  # its retry is queued at once
     worker = Worker([queue], context)

@@ -1,0 +1,97 @@
+"""The RQ scheduler each worker process runs: it moves due delayed jobs and retries to their queues,
+waking idle workers of those queues."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import redis
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
+
+from .connection import OutageLog, current
+from .dequeue import wake
+from .errors import RedisFull
+from .firetimes import until_next_multiple
+
+log = logging.getLogger("jobs.worker")
+
+
+class _DueJobs(ScheduledJobRegistry):
+    """A queue's scheduled registry as RQ's scheduler moves its due jobs to the queue: each job moved
+    also wakes an idle worker of the queue, in the same transaction. RQ queues them through its plain
+    Queue, which does not, so an idle worker would find them only within dequeue.IDLE_WAIT."""
+
+    more_due = False  # whether the last look found a full chunk of due jobs: more may be due
+
+    def get_jobs_to_schedule(self, timestamp=None, chunk_size=1000):
+        """RQ's due jobs, at most `chunk_size`, noting whether there may be more."""
+        due = super().get_jobs_to_schedule(timestamp, chunk_size)
+        self.more_due = len(due) == chunk_size
+        return due
+
+    def remove(self, job, pipeline=None, delete_job=False):
+        removed = super().remove(job, pipeline, delete_job)
+        if pipeline is not None:
+            wake(pipeline, current().keys, self.name)
+        return removed
+
+
+MOVE_BUDGET = 10.0  # seconds one look may spend moving due jobs: the next renews its locks (60 s leases)
+
+
+class Scheduler(RQScheduler):
+    """RQ's scheduler (moves due delayed jobs and retries to their queues, waking idle workers), riding
+    out Redis outages with one log line per outage instead of dying with a traceback (RQ would restart it
+    only after 10 minutes), and ending when its worker process dies (RQ's would run on forever as an
+    orphan). It looks just after each whole second, when jobs are due (RQ's due times are whole seconds),
+    where RQ's looks at a random phase of its interval. While Redis is full it cannot take or renew its
+    locks, and pauses until Redis has room."""
+
+    def prepare_registries(self, queue_names=None):
+        """RQ's, with registries whose moved jobs wake idle workers."""
+        super().prepare_registries(queue_names)
+        self._scheduled_job_registries = [
+            _DueJobs(registry.name, connection=self.connection, serializer=self.serializer)
+            for registry in self._scheduled_job_registries
+        ]
+
+    def acquire_locks(self, auto_start=False):
+        """RQ's; a lock that a full Redis refuses to write is not acquired (tried again later)."""
+        try:
+            return super().acquire_locks(auto_start)
+        except RedisFull:
+            return set()
+
+    def enqueue_scheduled_jobs(self):
+        """RQ's, repeated while a queue has due jobs left (RQ's moves at most 1,000 per queue per look,
+        so a burst due at once would run up to a second per thousand late), for at most MOVE_BUDGET."""
+        deadline = time.monotonic() + MOVE_BUDGET
+        while True:
+            super().enqueue_scheduled_jobs()
+            more = any(registry.more_due for registry in self._scheduled_job_registries)
+            if not more or time.monotonic() > deadline:
+                return
+
+    def work(self):
+        self._install_signal_handlers()
+        outage, born = OutageLog(log, "RQ scheduler"), False
+        worker_pid = os.getppid()
+        while (
+            not self._stop_requested and os.getppid() == worker_pid
+        ):  # ends with its worker, even a killed one
+            try:
+                if not born:
+                    self.register_birth()
+                    born = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                outage.succeeded()
+            except (redis.ConnectionError, redis.TimeoutError, RedisFull) as exc:
+                outage.failed(exc)
+            time.sleep(until_next_multiple(time.time(), self.interval))
+        self.stop()
