@@ -292,9 +292,12 @@ class _Take:
     execution_prefix: str
 
 
+_PREFIX_LENGTH = 12  # hex digits of a take's execution id prefix; the job's place in the take follows
+
+
 def _request(queues, taker: Taker, wanted: int) -> _Take:
     # an execution id only tells apart the runs of one job: 48 random bits are plenty
-    started, execution_prefix = now(), uuid.uuid4().hex[:12]
+    started, execution_prefix = now(), uuid.uuid4().hex[:_PREFIX_LENGTH]
     keys = [key for queue in queues for key in (queue.key, started_key(queue.name))]
     args = [RQJob.redis_job_namespace_prefix, format_time(started), taker.worker_name, execution_prefix]
     return _Take(keys, [*args, heartbeat_deadline(taker.heartbeat_ttl), wanted], started, execution_prefix)
@@ -326,6 +329,13 @@ def _answered(riders: list[Rider], answer: list) -> list:
     if answer[1]:
         log.warning("a command of a job's end failed: %s", as_text(answer[1]))
     return answer[2:]
+
+
+def place_in_take(execution_id: str) -> tuple[str, int]:
+    """Which take started a run (its execution id prefix) and where its job stood in it (1 for the first;
+    0 for a run that no take started)."""
+    prefix, place = execution_id[:_PREFIX_LENGTH], execution_id[_PREFIX_LENGTH:]
+    return (prefix, int(place)) if place.isdigit() else (execution_id, 0)
 
 
 def _taken(context: Context, queues, take: _Take, result: list, job_class, taker: Taker) -> list:

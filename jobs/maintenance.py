@@ -27,6 +27,7 @@ from rq.utils import parse_composite_key
 
 from . import index, locks, timeline
 from .connection import Context, OutageLog
+from .dequeue import place_in_take
 from .enqueue import queue_for
 from .execution import RUNNING_MARK, clean_registries_except_started
 from .rqjob import Job, pending_ttl, put_back
@@ -71,13 +72,23 @@ def claim_orphans(context: Context, now: float | None = None) -> int:
 
 
 def recover_claimed(context: Context) -> list[str]:
-    """Step 2: requeue or fail each claimed orphan exactly once, whoever else is sweeping."""
+    """Step 2: requeue or fail each claimed orphan exactly once, whoever else is sweeping. The jobs of one
+    take that go back to the front of their queue go back in the order the take had them."""
+    entries = sorted(
+        (raw.decode() for raw in context.redis.zrange(context.keys.orphans, 0, -1)), key=_last_first
+    )
     recovered = []
-    for raw in context.redis.zrange(context.keys.orphans, 0, -1):
-        job_id = _recover(context, context.keys.orphans, raw.decode())
+    for entry in entries:
+        job_id = _recover(context, context.keys.orphans, entry)
         if job_id:
             recovered.append(job_id)
     return recovered
+
+
+def _last_first(entry: str) -> tuple[str, int]:
+    """Orphans in the order to put them back, each at the front of its queue: a take's last job first."""
+    prefix, place = place_in_take(parse_composite_key(entry.split("|", 1)[1])[1])
+    return prefix, -place
 
 
 def _recover(context: Context, orphans_key: str, entry: str) -> str | None:

@@ -51,17 +51,19 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_st
     assert events(context, taken[1].id) == ["enqueued"]
 
 
-def test_jobs_taken_ahead_by_a_killed_worker_go_back_without_using_a_retry(context, monkeypatch):
+def test_jobs_taken_ahead_by_a_killed_worker_go_back_in_order_without_using_a_retry(context, monkeypatch):
     monkeypatch.setattr(
         timeline, "_worker_tally", timeline.Tally(context.keys)
     )  # as the worker's bootstrap does
-    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH)]  # no retries
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH + 2)]  # no retries
     worker, (running, *held) = take_ahead(context)
     worker.prepare_execution(running)
     worker._tick(None)  # a heartbeat tick sees it run; the worker dies before the next one
-    assert sorted(sweep_orphans(context, now=time.time() + 3600)) == sorted(job.id for job in jobs)
+    swept = sweep_orphans(context, now=time.time() + 3600)
+    assert sorted(swept) == sorted(job.id for job in jobs[: prefetch.PREFETCH])
     assert inspect.job_detail(context, running.id).state == "failed"  # RQ's policy: no retry left
-    assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in held)
+    # back at the front, in the order they were taken, before the jobs that were never taken
+    assert queue_for(context, "default").get_job_ids() == [job.id for job in jobs[1:]]
     assert all(inspect.job_detail(context, job.id).orphaned == 1 for job in held)
 
 
