@@ -186,13 +186,17 @@ class _Holding:
 
 
 class _Holder:
-    """A connection held out of its pool by one thread, given back when that thread's locals go."""
+    """A connection held out of its pool by one thread, given back when that thread's locals go: in its own
+    process only. A forked child drops the locals of its parent's other threads as it starts, and must
+    not touch the pool then: another thread may have held the pool's lock at the fork, which the child
+    would wait for forever."""
 
     def __init__(self, pool: redis.ConnectionPool, connection: redis.connection.AbstractConnection):
-        self.pool, self.connection = pool, connection
+        self.pool, self.connection, self.pid = pool, connection, os.getpid()
 
     def __del__(self) -> None:
-        self.pool.release(self.connection)
+        if os.getpid() == self.pid:
+            self.pool.release(self.connection)
 
 
 class _Pool(_Holding, redis.ConnectionPool):

@@ -2,7 +2,9 @@
 
 import json
 import os
+import signal
 import threading
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -226,6 +228,41 @@ def test_threads_that_enqueued_give_their_connection_back_when_they_end(context)
         thread.join()
     assert context.redis.info("clients")["connected_clients"] <= before + 1
     assert len(queue_for(context, "default").get_job_ids()) == 21
+
+
+def test_a_child_forked_while_another_thread_takes_a_connection_starts(context):
+    # the child drops the other threads' held connections as it starts; the parent's pool lock, held at the
+    # fork by a thread taking a connection, stays held in the child forever
+    def enqueue_and_stay():
+        sample_jobs.record.enqueue("from a thread")
+        holding.set()
+        hold.wait(10)
+
+    def take_the_pool_lock():  # as a thread inside get_connection at the fork
+        with context.redis.connection_pool._lock:
+            locked.set()
+            hold.wait(10)
+
+    hold, holding, locked = threading.Event(), threading.Event(), threading.Event()
+    threads = [threading.Thread(target=enqueue_and_stay), threading.Thread(target=take_the_pool_lock)]
+    threads[0].start()
+    holding.wait(10)
+    threads[1].start()
+    locked.wait(10)
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's exit status says how it went)
+        os._exit(0)
+    hold.set()
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 10
+    while (status := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if status == (0, 0):
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert status != (0, 0), "the forked child hung as it started"
+    assert os.waitstatus_to_exitcode(status[1]) == 0
 
 
 def test_a_forked_child_enqueues_on_its_own_connection_and_leaves_the_parent_s_alone(context):
