@@ -16,9 +16,10 @@ TTL takes more than a queued one (a no-op job: about 1.3 KB against 0.45 KB) unt
 own writes are not bookkeeping: they go through the ordinary client, and a full Redis refuses them.
 
 The same script writes a transaction at most once where that matters (`sent_once`: a requeue, or a job's
-failure that does not ride in the worker's next take, which queues its retry and counts). A worker's client sends a command again when its connection fails before
-the reply, though Redis may have run it; a MULTI/EXEC sent twice would queue the retry twice, and mark
-it queued while another worker runs it. The script sets a mark of its own, which a second send finds.
+failure that does not ride in the worker's next take, which queues its retry and counts). A worker's
+client sends a command again when its connection fails before the reply, though Redis may have run it;
+a MULTI/EXEC sent twice would queue the retry twice, and mark it queued while another worker runs it.
+The script sets a mark of its own, which a second send finds.
 """
 
 from __future__ import annotations

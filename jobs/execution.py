@@ -241,19 +241,22 @@ class Worker(SimpleWorker):
         """RQ's, written by the heartbeat thread within TALLY_INTERVAL (as the state is)."""
         self._current_job = job_id
 
+    @property
+    def _tally(self) -> timeline.Tally:
+        """The counters of this process's worker (one per process, whatever its threads)."""
+        return timeline.worker_tally(self.context.keys)
+
     def increment_successful_job_count(self, pipeline=None):
         """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
-        timeline.worker_tally(self.context.keys).add(self.key, "successful_job_count", 1)
+        self._tally.add(self.key, "successful_job_count", 1)
 
     def increment_failed_job_count(self, pipeline=None):
         """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
-        timeline.worker_tally(self.context.keys).add(self.key, "failed_job_count", 1)
+        self._tally.add(self.key, "failed_job_count", 1)
 
     def increment_total_working_time(self, job_execution_time, pipeline=None):
         """RQ's worker statistic, summed in memory and written by the heartbeat thread."""
-        timeline.worker_tally(self.context.keys).add(
-            self.key, "total_working_time", job_execution_time.total_seconds()
-        )
+        self._tally.add(self.key, "total_working_time", job_execution_time.total_seconds())
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
         """RQ's, minus the job heartbeat it writes on its own: the job's end is saved right after."""
@@ -336,7 +339,7 @@ class Worker(SimpleWorker):
         if self._heartbeats is not None:
             self._heartbeats.join(timeout=5)
             try:
-                timeline.worker_tally(self.context.keys).flush(self.connection)
+                self._tally.flush(self.connection)
             except redis.RedisError as exc:
                 log.warning("worker %s: counters of the last second not written (%s)", self.name, exc)
         super().teardown()
@@ -373,7 +376,7 @@ class Worker(SimpleWorker):
         state, job_id, running = self._state, self._current_job, self._running
         seen = running[1].composite_key if running is not None else self._seen_running
         with self.connection.pipeline() as pipe:
-            counted = timeline.worker_tally(self.context.keys).write(pipe)
+            counted = self._tally.write(pipe)
             if state != self._written_state:
                 pipe.hset(self.key, "state", state)
             if job_id != self._written_job:
@@ -395,7 +398,7 @@ class Worker(SimpleWorker):
             try:
                 pipe.execute()
             except redis.RedisError:
-                timeline.worker_tally(self.context.keys).restore(counted)
+                self._tally.restore(counted)
                 raise
         self._written_state, self._written_job, self._seen_running = state, job_id, seen
 

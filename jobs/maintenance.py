@@ -85,15 +85,20 @@ def recover_claimed(context: Context) -> list[str]:
     return recovered
 
 
+def _parsed(entry: str) -> tuple[str, str, str]:
+    """An orphans-set entry's queue name, job id and execution id."""
+    queue_name, member = entry.split("|", 1)
+    return queue_name, *parse_composite_key(member)
+
+
 def _last_first(entry: str) -> tuple[str, int]:
     """Orphans in the order to put them back, each at the front of its queue: a take's last job first."""
-    prefix, place = place_in_take(parse_composite_key(entry.split("|", 1)[1])[1])
+    prefix, place = place_in_take(_parsed(entry)[2])
     return prefix, -place
 
 
 def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
-    queue_name, member = entry.split("|", 1)
-    job_id, execution_id = parse_composite_key(member)
+    queue_name, job_id, execution_id = _parsed(entry)
     queue = queue_for(context, queue_name)
     job_key = Job.key_for(job_id)
     with context.redis.pipeline() as pipe:

@@ -58,6 +58,15 @@ def context(redis_url) -> Context:
 
 
 @pytest.fixture
+def worker_tally(context, monkeypatch) -> timeline.Tally:
+    """The counters of a worker in this process, as its bootstrap makes them, for tests that drive a
+    worker's steps without running it; gone with the test."""
+    tally = timeline.Tally(context.keys)
+    monkeypatch.setattr(timeline, "_worker_tally", tally)
+    return tally
+
+
+@pytest.fixture
 def private_server(request, tmp_path) -> EmbeddedServer:
     """A server of the test's own (for tests that kill it or change its configuration); its appendfsync
     policy is `always` unless the test parametrizes this fixture indirectly with another."""

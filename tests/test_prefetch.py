@@ -4,7 +4,7 @@ it waits too long behind a slow job."""
 
 import time
 
-from jobs import inspect, prefetch, timeline
+from jobs import inspect, prefetch
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
 from jobs.maintenance import sweep_orphans
@@ -51,10 +51,7 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_their_queue_when_the_worker_st
     assert events(context, taken[1].id) == ["enqueued"]
 
 
-def test_jobs_taken_ahead_by_a_killed_worker_go_back_in_order_without_using_a_retry(context, monkeypatch):
-    monkeypatch.setattr(
-        timeline, "_worker_tally", timeline.Tally(context.keys)
-    )  # as the worker's bootstrap does
+def test_jobs_taken_ahead_by_a_killed_worker_go_back_in_order_without_using_a_retry(context, worker_tally):
     jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(prefetch.PREFETCH + 2)]  # no retries
     worker, (running, *held) = take_ahead(context)
     worker.prepare_execution(running)
@@ -139,12 +136,9 @@ def test_a_redis_that_forgets_its_scripts_mid_stream_still_runs_every_job_once(c
 
 
 def test_the_finishes_of_jobs_of_two_queues_sent_together_land_in_each_queues_registries(
-    context, monkeypatch
+    context, worker_tally
 ):
     # as when a failed take's finishes go again with the next ones (the script writes each sorted set once)
-    monkeypatch.setattr(
-        timeline, "_worker_tally", timeline.Tally(context.keys)
-    )  # as the worker's bootstrap does
     jobs = [sample_jobs.record_critical.enqueue("critical"), sample_jobs.record_low.enqueue("low")]
     worker = Worker([queue_for(context, name) for name in ("critical", "low")], context)
     held_back = []

@@ -316,15 +316,12 @@ class _Exploit:
         return (open, (str(self.path), "w"))
 
 
-def _run_one(context, monkeypatch, worker_class=Worker) -> None:
+def _run_one(context, worker_tally, worker_class=Worker) -> None:
     """Take and run the next job of `default` in this process, then send its end on its own."""
-    monkeypatch.setattr(
-        timeline, "_worker_tally", timeline.Tally(context.keys)
-    )  # as the worker's bootstrap does
     worker = worker_class([queue_for(context, "default")], context)
     worker.execute_job(*worker.dequeue_job_and_maintain_ttl(timeout=None))
     worker._let_go()
-    timeline._worker_tally.flush(context.redis)  # as the worker's heartbeat thread does
+    worker_tally.flush(context.redis)  # as the worker's heartbeat thread does
 
 
 class _FailingByRQ(Worker):
@@ -375,13 +372,13 @@ def _failure_state(context, job_id: str) -> tuple:
     ids=["failed", "retried", "scheduled"],
 )
 def test_a_failure_sent_with_the_next_take_writes_what_rqs_own_path_writes(
-    context, monkeypatch, enqueue_failing
+    context, worker_tally, enqueue_failing
 ):
     by_rq = enqueue_failing("by-rq")
-    _run_one(context, monkeypatch, _FailingByRQ)
+    _run_one(context, worker_tally, _FailingByRQ)
     context.redis.lrem("rq:queue:default", 0, by_rq.id)  # the retry, so the next take runs the other
     riding = enqueue_failing("riding")
-    _run_one(context, monkeypatch)
+    _run_one(context, worker_tally)
     if by_rq.get_status(refresh=True) == "queued":
         context.redis.rpush("rq:queue:default", by_rq.id)
     assert _failure_state(context, riding.id) == _failure_state(context, by_rq.id)
@@ -389,8 +386,7 @@ def test_a_failure_sent_with_the_next_take_writes_what_rqs_own_path_writes(
     assert counts == {"succeeded": 0, "failed": 2}
 
 
-def test_a_failure_sent_again_or_after_the_sweep_recovered_its_run_writes_nothing(context, monkeypatch):
-    monkeypatch.setattr(timeline, "_worker_tally", timeline.Tally(context.keys))
+def test_a_failure_sent_again_or_after_the_sweep_recovered_its_run_writes_nothing(context, worker_tally):
     queue = queue_for(context, "default")
     job = sample_jobs.always_fails.enqueue("boom")  # its retry is queued at once
     worker = Worker([queue], context)
