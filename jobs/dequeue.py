@@ -6,7 +6,8 @@ reads the job's hash (no second round trip to fetch it) and starts the job: its 
 "started" event of its timeline) and RQ's started registry (entry "job id:execution id", scored with the
 heartbeat deadline). At every instant the job is in a queue or in the started registry; a worker that
 dies after the script is found by the orphan sweep when its heartbeats stop. While jobs are short, one
-take starts several (jobs.prefetch), and the next take is sent before the worker needs it (`Ahead`).
+take starts several (jobs.prefetch), and the next take is sent before the worker needs it (`Ahead`);
+a job that a dead worker held (its hash counts it `orphaned`) is taken alone (jobs.maintenance).
 The same script carries, in front, the worker's records of the ends of the jobs it ran since its last
 take (`Rider`s: a `Finish` for a success, a `Failure` for a failure or a retry): one round trip per
 take.
@@ -157,27 +158,39 @@ for _, args in ipairs(batched) do note(redis.pcall(unpack(args))) end
 local prefix, started, worker, execution = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 local deadline, wanted = ARGV[a + 4], tonumber(ARGV[a + 5])
 for i = riders + 1, #KEYS, 2 do
-  local taken, entries = {}, {}
-  while #taken < 2 * wanted do
+  local taken, entries, alone = {}, {}, false
+  while #taken < 2 * wanted and not alone do
     local popped = redis.call('LPOP', KEYS[i], wanted - #taken / 2)
     if not popped then break end
-    for _, job_id in ipairs(popped) do
+    for p, job_id in ipairs(popped) do
       local job_key = prefix .. job_id
       local fields = redis.call('HGETALL', job_key)
-      local status, expires = nil, false
+      local status, expires, orphaned = nil, false, false
       for f = 1, #fields, 2 do
-        if fields[f] == 'status' then status = fields[f + 1] elseif fields[f] == 'ttl' then expires = true end
+        local name = fields[f]
+        if name == 'status' then status = fields[f + 1]
+        elseif name == 'ttl' then expires = true
+        elseif name == 'orphaned' then orphaned = true end
       end
       -- not started: deleted while queued (no fields), or a second entry of a job that is running or has
       -- ended (every path that queues a job marks it queued in the same step; a retried write can queue it
       -- twice)
       if #fields > 0 and not already_taken[status] then
+        -- a job that a dead worker held is taken alone: it starts a take of its own, or ends this one
+        -- before it; the jobs popped after it go back to the front of the queue, in order
+        alone = orphaned
+        if alone then
+          local back_from = #taken == 0 and p + 1 or p
+          for q = #popped, back_from, -1 do redis.call('LPUSH', KEYS[i], popped[q]) end
+          if back_from == p then break end
+        end
         redis.call('HSET', job_key, 'status', 'started', 'started_at', started, 'worker_name', worker)
         if expires then redis.call('PERSIST', job_key) end
         entries[#entries + 1] = deadline
         entries[#entries + 1] = job_id .. ':' .. execution .. (#taken / 2 + 1)
         taken[#taken + 1] = job_id
         taken[#taken + 1] = fields
+        if alone then break end
       end
     end
   end

@@ -140,13 +140,17 @@ class Worker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """The next job taken ahead (prefetch.py; when none is left, those of the take in flight), else
         RQ's wait for a job, which the take script (dequeue.py) starts as it takes it, sending the ends
-        of the jobs run since the last take in the same round trip."""
+        of the jobs run since the last take in the same round trip. A job that a dead worker held runs
+        with no other job held or ended and unrecorded (maintenance.py)."""
         held = self._prefetched.next()
         if held is None and self._ahead is not None:
             self._read_ahead()
             held = self._prefetched.next()
         if held is not None:
-            self._take_ahead()
+            if held[0].orphaned:  # it runs alone: should it kill this worker too, no other job dies with it
+                self._let_go()
+            else:
+                self._take_ahead()
             return held
         riders = [finishing.rider for finishing in self._finishing]
         with taking_for(self._taker, riders, self._settle_finishing, self._prefetched.wanted()) as taking:

@@ -5,13 +5,18 @@ Orphan recovery is two atomic steps, so a crash between them neither loses nor d
 1. a Lua script moves started-registry entries whose heartbeat expired into `{p}orphans` (a zset that,
    like RQ's registries, always holds the job while it is neither running nor queued);
 2. per entry, a WATCHed transaction removes it from `{p}orphans` and requeues the job, or fails it as
-   poison after JOBS_MAX_ORPHANS orphanings; a concurrent sweeper's transaction aborts, and an entry
-   left by a crashed sweeper is finished by the next sweep.
+   poison; a concurrent sweeper's transaction aborts, and an entry left by a crashed sweeper is finished
+   by the next sweep.
 
 A job known to have been running (its worker's heartbeat thread marked its entry: execution.RUNNING_MARK)
 is requeued under its retry policy, as RQ treats an abandoned job: with no retry left it fails. Any other
 may never have started (a worker takes short jobs ahead, jobs.prefetch, and a job is marked within a
 second of its start): it goes back to the front of its queue without using a retry.
+
+A job a dead worker held is from then on taken alone, and its worker holds no other job while it runs
+(jobs.dequeue), so that a job that kills its worker takes no other job down with it more than once. It
+is failed as poison at its JOBS_MAX_ORPHANS-th death, if that death is surely its own: it was seen
+running, or it was taken alone (any death after the first).
 """
 
 from __future__ import annotations
@@ -147,11 +152,13 @@ def _requeue_or_fail(
         count=orphaned,
         seen_running=running,
     )
-    if orphaned < limit and not running:  # it may never have started: no attempt to count
+    # a death is surely the job's own when it was seen running, or taken alone: as it is after a first death
+    poison = orphaned >= limit and (running or orphaned > 1)
+    if not (running or poison):  # it may never have started: no attempt to count
         put_back(pipe, context, job, queue)
         return
-    if orphaned >= limit:
-        job.error = f"poison job: its worker died {orphaned} times while running it"
+    if poison:
+        job.error = f"poison job: a worker died holding it {orphaned} times"
     elif job.retries_left:
         job.error = "worker died while running the job"
         job.retry(queue, pipe)

@@ -116,7 +116,9 @@ def _registry(kind, queue_name: str, connection, job_class):
 
 _RAW_TIMES = tuple((name, name.encode()) for name in _TIMES)
 # fields read per job, named as Redis gives them
-_PER_JOB = frozenset(name.encode() for name in ("data", "status", "worker_name", "source", *_TIMES))
+_PER_JOB = frozenset(
+    name.encode() for name in ("data", "status", "worker_name", "source", "orphaned", *_TIMES)
+)
 SHAPES = 256  # job shapes Job.read keeps a template of
 _shapes: dict[tuple, Template] = {}
 _ZLIB = b"x"  # how a zlib stream made as RQ makes it starts (JSON never does)
@@ -131,6 +133,7 @@ class Job(RQJob):
     """RQ's job, serialized as JSON, resolved through the catalog, and recording its timeline."""
 
     source: str | None = None  # who enqueued the job, kept in its hash when it was queued at once
+    orphaned: int = 0  # how many times a worker died holding the job (jobs.maintenance)
 
     def __init__(self, id=None, connection=None, serializer=None):
         super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
@@ -189,6 +192,7 @@ class Job(RQJob):
         self.worker_name = as_text(value) if (value := raw.get(b"worker_name")) else None
         self._status = JobStatus(as_text(value)) if (value := raw.get(b"status")) else JobStatus.CREATED
         self.source = as_text(value) if (value := raw.get(b"source")) else None
+        self.orphaned = int(raw.get(b"orphaned") or 0)
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict:
         """RQ's, with the job's `source` when it has one."""

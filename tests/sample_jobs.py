@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from jobs import job
 from jobs.connection import current
+from jobs.dequeue import started_key
 
 
 def _record(key: str, value: str) -> None:
@@ -54,6 +56,22 @@ def slow_then_ok(tag: str, seconds: float) -> str:
     if attempt == 1:
         _record("running", f"{tag}:{os.getpid()}")
         time.sleep(seconds)
+    _record("ran", tag)
+    return tag
+
+
+@job(retries=0)
+def kills_its_worker(tag: str) -> None:
+    """Record `tag`, then kill the process running it at once, as a crash or the OOM killer would."""
+    _record("ran", tag)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(retries=0)
+def records_started(tag: str) -> str:
+    """Record in test:started the ids of the default queue's started jobs, as they are while it runs."""
+    entries = current().redis.zrange(started_key("default"), 0, -1)
+    _record("started", ",".join(sorted(entry.decode().split(":")[0] for entry in entries)))
     _record("ran", tag)
     return tag
 

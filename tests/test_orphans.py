@@ -25,6 +25,7 @@ from tests.conftest import (
     family_of,
     jobctl,
     make_settings,
+    ran,
     wait_for,
 )
 
@@ -85,6 +86,42 @@ def test_a_job_orphaned_three_times_is_failed_as_poison(context, seen):
     assert detail.state == "failed" and detail.orphaned == 3
     assert "poison job" in detail.traceback
     assert events(context, job.id)[-2:] == ["orphaned", "failed"]
+
+
+def test_a_job_not_seen_running_is_poison_only_once_a_death_is_surely_its_own(context, redis_url):
+    strict = Context.connect(make_settings(redis_url, max_orphans=1))
+    job = sample_jobs.record.enqueue("held")
+    plant_started(context, job, "first", seen=False)  # held by a dying worker, maybe behind another job
+    assert sweep_orphans(strict) == [job.id]
+    assert inspect.job_detail(context, job.id).state == "queued"
+    plant_started(context, job, "alone", seen=False)  # taken alone since: the death is its own
+    assert sweep_orphans(strict) == [job.id]
+    detail = inspect.job_detail(context, job.id)
+    assert detail.state == "failed" and detail.orphaned == 2
+    assert "poison job" in detail.traceback
+
+
+def test_a_job_that_kills_its_worker_takes_no_other_job_down_more_than_once(context, processes, redis_url):
+    before = [sample_jobs.record.enqueue(f"before-{i}") for i in range(3)]
+    killer = sample_jobs.kills_its_worker.enqueue("killer")
+    after = [sample_jobs.record.enqueue(f"after-{i}") for i in range(12)]  # taken with it, or ahead
+    first = processes.start("worker", "-c", "1", url=redis_url, JOBS_MAX_ORPHANS="2")
+    wait_for(lambda: "killer" in ran(context), what="the killer to run")
+    os.killpg(first.pid, signal.SIGKILL)  # its pool too: every job it held goes back before any is taken
+    first.wait()
+    assert killer.id in sweep_orphans(context, now=time.time() + 3600)
+    processes.start("worker", "-c", "1", url=redis_url, JOBS_MAX_ORPHANS="2")
+    wait_for(
+        lambda: inspect.job_detail(context, killer.id).state == "failed", timeout=60, what="the poison job"
+    )
+    detail = inspect.job_detail(context, killer.id)
+    assert detail.orphaned == 2 and "poison job" in detail.traceback
+    others = [*before, *after]
+    wait_for(lambda: all(inspect.job_detail(context, job.id).state == "finished" for job in others))
+    assert all(inspect.job_detail(context, job.id).orphaned <= 1 for job in others)
+    tags = ran(context)
+    assert tags.count("killer") == 2
+    assert all(tags.count(job.args[0]) == 1 for job in after)  # none had started when it first ran
 
 
 def test_a_job_seen_running_is_recovered_under_its_retry_policy(context):

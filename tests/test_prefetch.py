@@ -64,6 +64,34 @@ def test_jobs_taken_ahead_by_a_killed_worker_go_back_in_order_without_using_a_re
     assert all(inspect.job_detail(context, job.id).orphaned == 1 for job in held)
 
 
+def ids(jobs) -> list[str]:
+    return [job.id for job in jobs]
+
+
+def test_a_job_that_a_dead_worker_held_is_taken_alone(context):
+    jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(6)]
+    for held in jobs[2:4]:
+        context.redis.hset(held.key, "orphaned", 1)
+    queue = queue_for(context, "default")
+    assert ids(take_ahead(context)[1]) == ids(jobs[:2])  # the take ends before it...
+    assert queue.get_job_ids() == ids(jobs[2:])  # ...which stays at the front, with those behind it
+    assert ids(take_ahead(context)[1]) == ids(jobs[2:3])  # then it is a take of its own
+    assert ids(take_ahead(context)[1]) == ids(jobs[3:4])
+    assert ids(take_ahead(context)[1]) == ids(jobs[4:])
+    assert sorted(queue.started_job_registry.get_job_ids()) == sorted(ids(jobs))
+
+
+def test_a_job_that_a_dead_worker_held_runs_with_no_other_job_held_or_unrecorded(context, redis_url):
+    before = [sample_jobs.record.enqueue(f"before-{i}") for i in range(5)]
+    held = sample_jobs.records_started.enqueue("held")
+    after = [sample_jobs.record.enqueue(f"after-{i}") for i in range(2 * prefetch.PREFETCH)]
+    context.redis.hset(held.key, "orphaned", 1)
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    # as it ran, no job was taken ahead and every job before it had its end recorded
+    assert context.redis.lrange("test:started", 0, -1) == [held.id.encode()]
+    assert ran(context) == [job.args[0] for job in (*before, held, *after)]
+
+
 def test_a_worker_runs_many_short_jobs_each_once_in_order(context, redis_url):
     jobs = [sample_jobs.record.enqueue(f"job-{i}") for i in range(60)]
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
