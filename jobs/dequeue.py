@@ -291,7 +291,7 @@ def taking_for(
 
 
 def send(connection, riders: list[Rider]) -> None:
-    """Send `riders` on their own (their worker takes no more jobs now)."""
+    """Send `riders` on their own, with no take."""
     _call(connection, riders, None)
 
 

@@ -147,8 +147,8 @@ class Worker(SimpleWorker):
             self._read_ahead()
             held = self._prefetched.next()
         if held is not None:
-            if held[0].orphaned:  # it runs alone: should it kill this worker too, no other job dies with it
-                self._let_go()
+            if held[0].orphaned:
+                self._clear_for_lone_job()
             else:
                 self._take_ahead()
             return held
@@ -165,6 +165,15 @@ class Worker(SimpleWorker):
         if self._ahead is None and wanted > 1 and not self._stop_requested:
             riders = [finishing.rider for finishing in self._finishing]
             self._ahead = Ahead(self.connection, self._ordered_queues, self._taker, riders, wanted)
+
+    def _clear_for_lone_job(self) -> None:
+        """Before a job that a dead worker held: write the ends of the jobs run so far and hold no other
+        job, so that should it kill this worker too, no other job dies with it. When Redis cannot be
+        reached, the ends wait for the next take (as after a failed take) and the job runs."""
+        try:
+            self._let_go()
+        except redis.RedisError as exc:
+            log.warning("worker %s: the ends of its last jobs not written yet (%s)", self.name, exc)
 
     def _read_ahead(self) -> None:
         """Read the take sent ahead (unless the heartbeat thread did), and settle the ends it carried."""

@@ -4,6 +4,8 @@ it waits too long behind a slow job."""
 
 import time
 
+import redis
+
 from jobs import inspect, prefetch
 from jobs.enqueue import queue_for
 from jobs.execution import Worker
@@ -90,6 +92,26 @@ def test_a_job_that_a_dead_worker_held_runs_with_no_other_job_held_or_unrecorded
     # as it ran, no job was taken ahead and every job before it had its end recorded
     assert context.redis.lrange("test:started", 0, -1) == [held.id.encode()]
     assert ran(context) == [job.args[0] for job in (*before, held, *after)]
+
+
+def unreachable(*_) -> None:
+    raise redis.ConnectionError("Redis cannot be reached")
+
+
+def test_a_lone_job_runs_when_the_ends_before_it_cannot_be_written_yet(context, monkeypatch):
+    first = sample_jobs.record.enqueue("first")
+    lone = sample_jobs.record.enqueue("lone")
+    context.redis.hset(lone.key, "orphaned", 1)
+    queue = queue_for(context, "default")
+    worker, (taken,) = take_ahead(context)
+    worker.execute_job(taken, queue)  # its end waits for the next take
+    worker._prefetched.fill([(take_ahead(context)[1][0], queue)])
+    monkeypatch.setattr("jobs.execution.send", unreachable)
+    held, _ = worker.dequeue_job_and_maintain_ttl(timeout=None)
+    assert held.id == lone.id and inspect.job_detail(context, first.id).state == "started"
+    monkeypatch.undo()
+    worker._let_go()
+    assert inspect.job_detail(context, first.id).state == "finished"
 
 
 def test_a_worker_runs_many_short_jobs_each_once_in_order(context, redis_url):
