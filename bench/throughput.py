@@ -28,9 +28,9 @@ drains a few hundred jobs/s, the full default run takes about an hour, mostly in
 
 It also times enqueueing no-op jobs, pipelined (`Queue.enqueue_many`) and one by one (`jobs.enqueue`).
 One by one is timed twice on the private server, each time in three rounds that alternate ours, RQ's, a
-bare LPUSH, ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), and ours and
-RQ's for jobs that must be unique (a `unique` key each; RQ: an id each with `unique=True`), medians
-printed: as the OS places this process and the server, and with both confined to one core. On a VM a
+bare LPUSH, ours and RQ's for jobs delayed by a minute (`delay=60`, `Queue.enqueue_in`), ours and
+RQ's for jobs that must be unique (a `unique` key each; RQ: an id each with `unique=True`), and ours and
+RQ's for jobs with an id of the caller's own (`job_id=`), medians printed: as the OS places this process and the server, and with both confined to one core. On a VM a
 round trip between two cores can cost more than the work at both ends (waking the other core), which
 then bounds every one-by-one enqueue alike; on one core it costs a switch, and what each enqueue makes
 client and server do shows.
@@ -341,7 +341,8 @@ def measure_enqueue_one_by_one(context: Context, count: int) -> list[list[float]
     """Per second, enqueueing `count` no-op jobs one at a time, in ONE_BY_ONE_ROUNDS rounds that alternate
     them (a VM's speed drifts within a minute): ours (`jobs.enqueue.enqueue`), RQ's `Queue.enqueue`
     (JSON), the floor of one round trip through redis-py (a bare LPUSH), then ours and RQ's delayed by a
-    minute, then ours and RQ's unique. One list of rates per round, in that order."""
+    minute, ours and RQ's unique, and ours and RQ's with an id of their own. One list of rates per
+    round, in that order."""
     rq_queue = Queue(QUEUE, connection=context.redis, serializer=JSONSerializer)
     minute, keys = timedelta(minutes=1), (f"key-{n}" for n in itertools.count())
     enqueues = (
@@ -352,6 +353,8 @@ def measure_enqueue_one_by_one(context: Context, count: int) -> list[list[float]
         (lambda: rq_queue.enqueue_in(minute, "jobs.builtin.noop"), rq_queue.scheduled_job_registry.key),
         (lambda: enqueue(unique_noop, [next(keys)], context=context), rq_queue.key),
         (lambda: rq_queue.enqueue("jobs.builtin.noop", job_id=next(keys), unique=True), rq_queue.key),
+        (lambda: enqueue(noop, job_id=next(keys), context=context), rq_queue.key),
+        (lambda: rq_queue.enqueue("jobs.builtin.noop", job_id=next(keys)), rq_queue.key),
     )
     rounds = []
     for _ in range(ONE_BY_ONE_ROUNDS):
@@ -421,7 +424,8 @@ def print_enqueue_table(
     print(f"{'pipelined, RQ (Queue.enqueue_many, ' + str(BATCH) + '/pipeline)':<45} {rq:>9,.0f}")
     for placement, rounds in one_by_one.items():
         columns = list(zip(*rounds, strict=True))
-        ours, rq, lpush, ours_later, rq_later, ours_unique, rq_unique = map(statistics.median, columns)
+        medians = [statistics.median(column) for column in columns]
+        ours, rq, lpush = medians[:3]
         spread = [f"({min(column):,.0f}-{max(column):,.0f})" for column in columns]
         print(f"one by one, {placement} (medians of {len(rounds)} rounds, their range):")
         verdict = "ok" if ours >= TARGET_ONE_BY_ONE else "LOW"
@@ -432,16 +436,19 @@ def print_enqueue_table(
         print(
             f"{'  a bare LPUSH through redis-py':<38} {lpush:>9,.0f} {spread[2]:>17}  (ours: {ours / lpush:.2f}x)"
         )
-        print(
-            f"{'  ours, delayed (delay=60)':<38} {ours_later:>9,.0f} {spread[3]:>17}"
-            f"      {ours_later / rq_later:.2f}x RQ's"
-        )
-        print(f"{'  RQ, delayed (Queue.enqueue_in)':<38} {rq_later:>9,.0f} {spread[4]:>17}")
-        print(
-            f"{'  ours, unique (a unique key each)':<38} {ours_unique:>9,.0f} {spread[5]:>17}"
-            f"      {ours_unique / rq_unique:.2f}x RQ's"
-        )
-        print(f"{'  RQ, unique (an id each, unique=True)':<38} {rq_unique:>9,.0f} {spread[6]:>17}")
+        for n, (label, rq_label) in enumerate(_VARIANTS):
+            at = 3 + 2 * n  # ours, then RQ's at the next column
+            ours_at, rq_at = medians[at], medians[at + 1]
+            print(f"{'  ' + label:<38} {ours_at:>9,.0f} {spread[at]:>17}      {ours_at / rq_at:.2f}x RQ's")
+            print(f"{'  ' + rq_label:<38} {rq_at:>9,.0f} {spread[at + 1]:>17}")
+
+
+# the one-by-one enqueues timed after the bare LPUSH, ours then RQ's: (label of ours, label of RQ's)
+_VARIANTS = (
+    ("ours, delayed (delay=60)", "RQ, delayed (Queue.enqueue_in)"),
+    ("ours, unique (a unique key each)", "RQ, unique (an id each, unique=True)"),
+    ("ours, an id of its own (job_id=)", "RQ, an id of its own (job_id=)"),
+)
 
 
 def run_worker_benchmarks(context: Context, args) -> dict:

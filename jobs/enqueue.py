@@ -20,7 +20,7 @@ import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 
@@ -110,7 +110,8 @@ def enqueue(
     Refuses (InvalidArguments / UnknownJob) before writing anything when the job is unknown, an argument
     is not JSON or the arguments do not fit the function. `at`/`delay` make it a delayed job;
     `depends_on` (job ids or jobs) defers it until those have succeeded. With `pipeline` (a transaction
-    in MULTI state) every write joins it and the caller executes it; dependencies need their own.
+    in MULTI state) every write joins it and the caller executes it; dependencies need their own. A
+    `job_id` that names an existing job is written over, as RQ does.
     """
     spec = (
         target.spec
@@ -123,10 +124,14 @@ def enqueue(
     call = Call(spec, tuple(args), kwargs)
     data = _data(call)
     check_signature(spec, args, kwargs)
+    if job_id is not None:
+        _check_job_id(job_id)
     due = _due_at(at, delay)
     context = context or current()
-    if job_id is None and depends_on is None and pipeline is None:
-        return _enqueue_one(context, call, data, queue or spec.queue, due, source)
+    if depends_on is None and pipeline is None and (job_id is None or spec.unique is None):
+        job = _enqueue_one(context, call, data, queue or spec.queue, due, source, job_id)
+        if job is not None:
+            return job
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
     if depends_on is not None:
@@ -146,6 +151,14 @@ def enqueue(
     else:
         _write_once(context, job, write)
     return job
+
+
+def _check_job_id(job_id: str) -> None:
+    """Raise InvalidArguments when RQ would refuse `job_id`."""
+    try:
+        validate_job_id(job_id)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArguments(f"job id {job_id!r}: {exc}") from None
 
 
 def _write_once(context: Context, job: Job, write) -> None:
@@ -285,30 +298,41 @@ def _send_chunk(pipe: Pipeline, runs: list) -> list[str]:
     ]
 
 
-def _run(context: Context, call: Call, data: bytes) -> tuple:
-    """A run of a checked call as the enqueue scripts take it: a new id, its stored data, and its unique
-    key when its job has one."""
+def _run(context: Context, call: Call, data: bytes, job_id: str | None = None) -> tuple:
+    """A run of a checked call as the enqueue scripts take it: its id (`job_id`, else a new one), its
+    stored data, and its unique key when its job has one."""
     spec = call.spec
     unique = (
         ()
         if spec.unique is None
         else (context.keys.unique(spec.render(spec.unique, call.args, call.kwargs)),)
     )
-    return (str(uuid.uuid4()), _stored(data), *unique)
+    return (job_id or str(uuid.uuid4()), _stored(data), *unique)
 
 
 def _enqueue_one(
-    context: Context, call: Call, data: bytes, queue_name: str, due: datetime | None, source: str
-) -> Job:
+    context: Context,
+    call: Call,
+    data: bytes,
+    queue_name: str,
+    due: datetime | None,
+    source: str,
+    own_id: str | None = None,
+) -> Job | None:
     """Enqueue one checked call (its `_data`) now, or scheduled for `due`, in one round trip, and return
-    its job as RQ would read it."""
+    its job as RQ would read it; with `own_id` (the caller's id for it, never with a unique key), None
+    when a job of that id exists, for RQ's path to write over it."""
     prototype = _prototype(context, call.spec, queue_name, scheduled=due is not None)
-    run, created = _run(context, call, data), rq_now()
+    run, created = _run(context, call, data, own_id), rq_now()
     stamp = format_time(created).encode()
     if due is None:
         answer = _write_run(context, context.redis, prototype, [run], stamp, source)
+        id_taken = answer == _ID_TAKEN
     else:
         answer = [_write_scheduled(context, prototype, run, stamp, due, source)]
+        id_taken = answer == [None]
+    if id_taken:
+        return None
     (job_id,) = prototype.ids([run], answer)
     if job_id != run[0]:  # the pending job that holds its unique key
         return Job.fetch(job_id, connection=context.redis)
@@ -430,13 +454,19 @@ def _lua_string(value: bytes) -> str:
     return "'" + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in value) + "'"
 
 
+_ID_TAKEN = -1  # what the enqueue script answers for a job whose id, the caller's own, names another job
+
 # Jobs queued: KEYS the queue, RQ's set of queues, the queue's wake list; ARGV the source, creation time
 # and queue name, then per job its id and data (and its unique key, with UNIQUE). Answers how many were
-# queued, or with UNIQUE the id each job became.
+# queued, or with UNIQUE the id each job became; ID_TAKEN when the first job's id (one job, of an id of
+# the caller's own) names another job.
 _BULK = """
--- a call sent again (a client retrying after its connection failed before the reply) finds its first job:
--- it ran already, all of it, and must not queue its jobs twice (with UNIQUE, each finds it owns its key)
-if not UNIQUE and redis.call('EXISTS', JOB_PREFIX .. ARGV[4]) == 1 then return 0 end
+-- a call sent again (a client retrying after its connection failed before the reply) finds its first job
+-- as it wrote it, to its creation time: it ran already, all of it, and must not queue its jobs twice
+-- (with UNIQUE, each finds it owns its key)
+if not UNIQUE and redis.call('EXISTS', JOB_PREFIX .. ARGV[4]) == 1 then
+  return redis.call('HGET', JOB_PREFIX .. ARGV[4], 'created_at') == ARGV[2] and 0 or ID_TAKEN
+end
 local source, stamp, origin = ARGV[1], ARGV[2], ARGV[3]
 local ids, became = {}, {}
 for i = 4, #ARGV, UNIQUE and 3 or 2 do
@@ -463,16 +493,19 @@ if #ids > 0 then
 end
 if UNIQUE then return became end
 return #ids
-""".replace("WAKE_TOKENS", str(WAKE_TOKENS))
+""".replace("WAKE_TOKENS", str(WAKE_TOKENS)).replace("ID_TAKEN", str(_ID_TAKEN))
 
 
 # One job scheduled: KEYS the scheduled registry, RQ's set of queues, the queue, the job's timeline; ARGV
 # the job id, data, creation time, queue name, due time (epoch second), timeline entry and its ttl (and,
-# with UNIQUE, its unique key, held as long). Answers the id the job became.
+# with UNIQUE, its unique key, held as long). Answers the id the job became, or nil when its id (the
+# caller's own) names another job.
 _SCHEDULE = """
 local job_id = ARGV[1]
 local job_key = JOB_PREFIX .. job_id
-if redis.call('EXISTS', job_key) == 1 then return job_id end  -- sent again after a lost reply: done
+if redis.call('EXISTS', job_key) == 1 then  -- sent again after a lost reply (done), or another job's id
+  return redis.call('HGET', job_key, 'created_at') == ARGV[3] and job_id or false
+end
 local owner = UNIQUE and owner_of(ARGV[8], job_id)
 if owner then return owner end
 redis.call('HSET', job_key, 'data', ARGV[2], 'created_at', ARGV[3], 'origin', ARGV[4], FIELDS)

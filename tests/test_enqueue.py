@@ -13,7 +13,7 @@ import redis
 from rq.job import Dependency
 
 import jobs as jobs_api
-from jobs import InvalidArguments, UnknownJob, catalog, enqueue, timeline
+from jobs import InvalidArguments, UnknownJob, catalog, enqueue, inspect, timeline
 from jobs.connection import Context, _command
 from jobs.enqueue import queue_for
 from jobs.rqjob import Job
@@ -49,6 +49,25 @@ def test_enqueue_by_name_with_queue_and_job_id_overrides(context):
     job = enqueue("tests.sample_jobs.record", ["x"], queue="low", job_id="my-id")
     assert job.id == "my-id"
     assert queue_for(context, "low").get_job_ids() == ["my-id"]
+
+
+def test_an_id_of_ones_own_that_names_an_ended_job_runs_it_again_with_the_new_arguments(context, redis_url):
+    sample_jobs.record.enqueue("first", job_id="again")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    again = sample_jobs.record.enqueue("second", job_id="again")  # RQ's path writes over the ended job
+    assert again.args == ["second"] and again.get_status() == "queued"
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["first", "second"]
+    assert inspect.job_detail(context, "again").state == "finished"
+    later = sample_jobs.record.enqueue_in(timedelta(minutes=1), "third", job_id="again")
+    assert later.args == ["third"] and later.get_status() == "scheduled"
+    assert queue_for(context, "default").scheduled_job_registry.get_job_ids() == ["again"]
+
+
+def test_an_id_rq_would_refuse_is_refused_and_nothing_is_written(context):
+    with pytest.raises(InvalidArguments, match="job id 'not mine!'"):
+        sample_jobs.record.enqueue("x", job_id="not mine!")
+    assert context.redis.dbsize() == 0
 
 
 def test_non_json_argument_is_refused_by_name_and_nothing_is_written(context):
@@ -144,18 +163,26 @@ def test_every_path_writes_the_hash_rq_writes_whatever_the_description_holds(con
         fields = context.redis.hgetall(Job.key_for(job_id))
         return {k: v for k, v in fields.items() if k not in per_run and v != b""}  # RQ reads "" as absent
 
-    by_rq = enqueue(sample_jobs.described, ["rq"], job_id="written-by-rq", queue="low")  # RQ's own path
+    def by_rq(**options) -> Job:  # RQ's own path, which a caller's transaction takes
+        with context.redis.pipeline() as pipe:
+            pipe.multi()
+            job = enqueue(sample_jobs.described, ["rq"], queue="low", pipeline=pipe, **options)
+            pipe.execute()
+        return job
+
+    expected = common_fields(by_rq().id)
     one = enqueue(sample_jobs.described, ["one"], queue="low")
     (bulk,) = jobs_api.enqueue_many([sample_jobs.described.call("bulk")], queue="low")
-    expected = common_fields(by_rq.id)
+    named = enqueue(sample_jobs.described, ["named"], queue="low", job_id="named")
     assert expected[b"description"] == sample_jobs.described.spec.description.encode()
-    assert common_fields(one.id) == common_fields(bulk) == expected
+    assert common_fields(one.id) == common_fields(bulk) == common_fields(named.id) == expected
     elsewhere = enqueue(sample_jobs.described, ["elsewhere"])  # the same job's script, another queue
     assert common_fields(elsewhere.id) == expected | {b"origin": b"default"}
     assert Job.fetch(one.id, connection=context.redis).description == sample_jobs.described.spec.description
-    later_by_rq = enqueue(sample_jobs.described, ["rq"], job_id="scheduled-by-rq", queue="low", delay=60)
+    later_by_rq = by_rq(delay=60)
     later = enqueue(sample_jobs.described, ["later"], queue="low", delay=60)
-    assert common_fields(later.id) == common_fields(later_by_rq.id)
+    later_named = enqueue(sample_jobs.described, ["later"], queue="low", delay=60, job_id="later-named")
+    assert common_fields(later.id) == common_fields(later_named.id) == common_fields(later_by_rq.id)
     assert common_fields(later.id)[b"status"] == b"scheduled" and later.enqueued_at is None
     scheduled = [timeline.history(context.redis, context.keys, job.id)[0] for job in (later, later_by_rq)]
     assert [{k: v for k, v in entry.items() if k not in ("at", "due")} for entry in scheduled] == [
@@ -163,7 +190,7 @@ def test_every_path_writes_the_hash_rq_writes_whatever_the_description_holds(con
     ] * 2
     assert context.redis.ttl(context.keys.timeline(later.id)) > context.settings.failed_ttl
     assert jobctl("worker", "--burst", "--queues", "low,default", url=redis_url).returncode == 0
-    assert sorted(ran(context)) == ["bulk", "elsewhere", "one", "rq"]
+    assert sorted(ran(context)) == ["bulk", "elsewhere", "named", "one", "rq"]
 
 
 def test_more_queues_for_a_job_add_no_script_to_the_server(context):
@@ -289,6 +316,13 @@ def test_a_forked_child_enqueues_on_its_own_connection_and_leaves_the_parent_s_a
     assert after.id != parent.id
 
 
+def plant_ended(context: Context, job_id: str) -> None:
+    """A job of id `job_id` that has run and finished."""
+    sample_jobs.record.enqueue("ended", job_id=job_id)
+    context.redis.lrem(queue_for(context, "default").key, 0, job_id)
+    context.redis.hset(Job.key_for(job_id), "status", "finished")
+
+
 def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_twice(context, redis_url):
     # a resilient client (a worker's, say, for jobs that enqueue jobs) sends a command again when its
     # connection fails before the reply: the job must not be queued (and so run) twice
@@ -306,14 +340,23 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
         later = enqueue(sample_jobs.record, ["later"], delay=60, context=resilient)
         proxy.lose_reply_to(b"EVALSHA")
         unique = enqueue(sample_jobs.unique_job, ["once"], context=resilient)  # finds it holds its key
-        proxy.lose_reply_to(b"EXEC")  # RQ's transaction: a job id of one's own
+        proxy.lose_reply_to(b"EVALSHA")
         named = enqueue(sample_jobs.record, ["named"], job_id="named", context=resilient)
-        assert proxy.replies_lost == 5
-        queued = [first.id, held.id, one.id, bulk, unique.id, named.id]
+        proxy.lose_reply_to(b"EVALSHA")
+        named_later = enqueue(
+            sample_jobs.record, ["named"], job_id="named-later", delay=60, context=resilient
+        )
+        plant_ended(context, "reused")
+        proxy.lose_reply_to(b"EXEC")  # RQ's transaction: an id of one's own that names an ended job
+        reused = enqueue(sample_jobs.record, ["reused"], job_id="reused", context=resilient)
+        assert proxy.replies_lost == 7
+        queued = [first.id, held.id, one.id, bulk, unique.id, named.id, reused.id]
         assert queue_for(context, "default").get_job_ids() == queued
         assert unique.get_status(refresh=False) == "queued" and unique.args == ["once"]
-        assert set(queue_for(context, "default").scheduled_job_registry.get_job_ids()) == {soon.id, later.id}
+        scheduled = {soon.id, later.id, named_later.id}
+        assert set(queue_for(context, "default").scheduled_job_registry.get_job_ids()) == scheduled
         assert events(context, later.id) == ["scheduled"] and events(context, named.id) == ["enqueued"]
+        assert events(context, named_later.id) == ["scheduled"]
         resilient.redis.close()
     finally:
         proxy.close()

@@ -27,3 +27,23 @@ def test_a_no_op_job_costs_no_more_commands_than_the_budget(store, private_serve
     per_job = (commands(store.redis) - before) / JOBS
     assert store.redis.zcard("rq:finished:default") == JOBS
     assert per_job <= BUDGET, f"{per_job:.1f} commands per job (budget {BUDGET})"
+
+
+def calls(redis) -> dict[str, int]:
+    """How many times the server has run each command so far."""
+    return {name: s["calls"] for name, s in redis.info("commandstats").items()}
+
+
+def test_every_kind_of_enqueue_is_one_script_call(store):
+    def script_calls(**options) -> dict[str, int]:
+        before = calls(store.redis)
+        enqueue(noop, context=store, **options)
+        after = calls(store.redis)
+        return {
+            name: after.get(name, 0) - before.get(name, 0) for name in ("cmdstat_evalsha", "cmdstat_exec")
+        }
+
+    enqueue(noop, context=store)  # the server has the script now
+    enqueue(noop, delay=60, context=store)
+    for options in ({}, {"delay": 60}, {"job_id": "own"}, {"job_id": "own-later", "delay": 60}):
+        assert script_calls(**options) == {"cmdstat_evalsha": 1, "cmdstat_exec": 0}, options
