@@ -4,6 +4,7 @@ runs even when Redis itself loses writes. One line per run: `tag pid job_id time
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from rq import get_current_job
@@ -33,3 +34,10 @@ def effect_failing_first(tag: str) -> None:
     effect(tag)
     if get_current_job().retries_left == RETRIES:
         raise RuntimeError(f"first attempt of {tag}")
+
+
+@job(retries=RETRIES, backoff=0)
+def effect_then_die(tag: str) -> None:
+    """`effect`, then kill the worker process running it at once, as a crash or the OOM killer would."""
+    effect(tag)
+    os.kill(os.getpid(), signal.SIGKILL)
