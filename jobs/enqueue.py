@@ -111,7 +111,8 @@ def enqueue(
     is not JSON or the arguments do not fit the function. `at`/`delay` make it a delayed job;
     `depends_on` (job ids or jobs) defers it until those have succeeded. With `pipeline` (a transaction
     in MULTI state) every write joins it and the caller executes it; dependencies need their own. A
-    `job_id` that names an existing job is written over, as RQ does.
+    `job_id` that names a job that has ended runs it again, with these arguments; one that names a job
+    not done yet (queued, scheduled, deferred, running) is refused.
     """
     spec = (
         target.spec
@@ -165,14 +166,21 @@ def _write_once(context: Context, job: Job, write) -> None:
     """Run `write(pipe)` in a transaction of its own, once. Sent again after a lost reply, a transaction
     would queue the job twice, and could mark it queued while it runs: with the job's key watched,
     redis-py does not send it again but raises WatchError, and the next look finds the job as this call
-    wrote it (its creation time, to the microsecond) and stops."""
+    wrote it (its creation time, to the microsecond) and stops. Refuses (InvalidArguments) an id of the
+    caller's own that names a job not done yet: written over, a running job would run again beside
+    itself, and a queued or scheduled one would keep its old queue entry or due time and run twice."""
     created = format_time(job.created_at).encode()
     with context.redis.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(job.key)
-                if pipe.hget(job.key, "created_at") == created:
+                found, status = pipe.hmget(job.key, "created_at", "status")
+                if found == created:
                     return
+                if status in PENDING_STATES:
+                    raise InvalidArguments(
+                        f"job {job.id} is {status.decode()}: enqueue it under that id once it has ended"
+                    )
                 pipe.multi()
                 write(pipe)
                 pipe.execute()

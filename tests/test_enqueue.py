@@ -15,10 +15,11 @@ from rq.job import Dependency
 import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, inspect, timeline
 from jobs.connection import Context, _command
+from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import queue_for
 from jobs.rqjob import Job
 from tests import sample_jobs
-from tests.conftest import events, jobctl, make_settings, ran, wait_for
+from tests.conftest import ORPHAN_TIMEOUT, events, jobctl, make_settings, ran, wait_for
 from tests.proxy import Proxy
 
 
@@ -62,6 +63,23 @@ def test_an_id_of_ones_own_that_names_an_ended_job_runs_it_again_with_the_new_ar
     later = sample_jobs.record.enqueue_in(timedelta(minutes=1), "third", job_id="again")
     assert later.args == ["third"] and later.get_status() == "scheduled"
     assert queue_for(context, "default").scheduled_job_registry.get_job_ids() == ["again"]
+
+
+def test_an_id_of_ones_own_that_names_a_job_not_done_yet_is_refused_and_nothing_is_written(context):
+    queue = queue_for(context, "default")
+    running = sample_jobs.record.enqueue("running", job_id="busy")
+    with taking_for(Taker("worker", ORPHAN_TIMEOUT, lambda: False)):
+        JobQueue.dequeue_any([queue], None, connection=context.redis, job_class=Job)
+    queued = sample_jobs.record.enqueue("queued", job_id="waiting")
+    later = sample_jobs.record.enqueue_in(timedelta(minutes=1), "later", job_id="due")
+    written = {job.id: context.redis.hgetall(job.key) for job in (running, queued, later)}
+    for job_id, state in (("busy", "started"), ("waiting", "queued"), ("due", "scheduled")):
+        with pytest.raises(InvalidArguments, match=f"job {job_id} is {state}: enqueue it under that id once"):
+            sample_jobs.record.enqueue("again", job_id=job_id)
+        with pytest.raises(InvalidArguments, match=f"job {job_id} is {state}"):
+            sample_jobs.record.enqueue_in(timedelta(minutes=5), "again, later", job_id=job_id)
+    assert {job_id: context.redis.hgetall(Job.key_for(job_id)) for job_id in written} == written
+    assert queue.get_job_ids() == ["waiting"] and queue.scheduled_job_registry.get_job_ids() == ["due"]
 
 
 def test_an_id_rq_would_refuse_is_refused_and_nothing_is_written(context):
