@@ -166,9 +166,8 @@ def _write_once(context: Context, job: Job, write) -> None:
     """Run `write(pipe)` in a transaction of its own, once. Sent again after a lost reply, a transaction
     would queue the job twice, and could mark it queued while it runs: with the job's key watched,
     redis-py does not send it again but raises WatchError, and the next look finds the job as this call
-    wrote it (its creation time, to the microsecond) and stops. Refuses (InvalidArguments) an id of the
-    caller's own that names a job not done yet: written over, a running job would run again beside
-    itself, and a queued or scheduled one would keep its old queue entry or due time and run twice."""
+    wrote it (its creation time, to the microsecond) and stops. Refuses an id that names a job not done
+    yet (`_check_id_free`)."""
     created = format_time(job.created_at).encode()
     with context.redis.pipeline() as pipe:
         while True:
@@ -177,10 +176,7 @@ def _write_once(context: Context, job: Job, write) -> None:
                 found, status = pipe.hmget(job.key, "created_at", "status")
                 if found == created:
                     return
-                if status in PENDING_STATES:
-                    raise InvalidArguments(
-                        f"job {job.id} is {status.decode()}: enqueue it under that id once it has ended"
-                    )
+                _check_id_free(job.id, status)
                 pipe.multi()
                 write(pipe)
                 pipe.execute()
@@ -189,9 +185,20 @@ def _write_once(context: Context, job: Job, write) -> None:
                 continue
 
 
+def _check_id_free(job_id: str, status: bytes | None) -> None:
+    """Raise InvalidArguments when the job that `job_id` (the caller's own) names, of `status`, is not
+    done yet: written over, a running job would run again beside itself, and a queued or scheduled one
+    would keep its old queue entry or due time and run twice."""
+    if status in PENDING_STATES:
+        raise InvalidArguments(
+            f"job {job_id} is {status.decode()}: enqueue it under that id once it has ended"
+        )
+
+
 def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:
     """Enqueue `job` with `write` unless the unique `key` belongs to a pending job, which is returned
-    instead. Optimistic: a concurrent enqueue of the same key or a change of the owner aborts and retries."""
+    instead (or its id names a job not done yet: `_check_id_free`). Optimistic: a concurrent enqueue of
+    the same key or a change of the owner aborts and retries."""
     unique_key = context.keys.unique(key)
     with context.redis.pipeline() as pipe:
         while True:
@@ -203,6 +210,8 @@ def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:
                     pipe.watch(owner_key)
                     if pipe.hget(owner_key, "status") in PENDING_STATES:
                         return Job.fetch(owner.decode(), connection=context.redis)
+                pipe.watch(job.key)
+                _check_id_free(job.id, pipe.hget(job.key, "status"))
                 pipe.multi()
                 pipe.set(unique_key, job.id, ex=pending_ttl(context))
                 write(pipe)
