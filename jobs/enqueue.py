@@ -138,6 +138,8 @@ def enqueue(
     if depends_on is not None:
         if pipeline is not None:
             raise InvalidArguments("a job with dependencies cannot join another transaction")
+        if job_id is not None:  # RQ's transaction below writes a deferred job over whatever has its id
+            _check_id_free(job_id, context.redis.hget(job.key, "status"))
         job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)

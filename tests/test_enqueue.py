@@ -80,6 +80,8 @@ def test_an_id_of_ones_own_that_names_a_job_not_done_yet_is_refused_and_nothing_
             sample_jobs.record.enqueue_in(timedelta(minutes=5), "again, later", job_id=job_id)
     with pytest.raises(InvalidArguments, match="job waiting is queued"):  # the same with a unique key
         sample_jobs.unique_job.enqueue("a key of its own", job_id="waiting")
+    with pytest.raises(InvalidArguments, match="job waiting is queued"):  # or after a job not done yet
+        sample_jobs.record.enqueue("after", job_id="waiting", depends_on="busy")
     assert {job_id: context.redis.hgetall(Job.key_for(job_id)) for job_id in written} == written
     assert queue.get_job_ids() == ["waiting"] and queue.scheduled_job_registry.get_job_ids() == ["due"]
 
