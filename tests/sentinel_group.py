@@ -14,14 +14,23 @@ from tests.conftest import wait_for
 SERVICE = "mymaster"
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` different free ports: nothing binds them before all are chosen, so `free_port` alone may
+    give one port twice (two sentinels once got the same, and one of them could not start)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 class SentinelGroup:
     """A master, a replica and three sentinels on free ports, each in a directory of its own."""
 
     def __init__(self, root: Path):
         self.root = root
         self.processes: dict[str, subprocess.Popen] = {}
-        self.master_port, self.replica_port = free_port(), free_port()
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.master_port, self.replica_port, *self.sentinel_ports = _free_ports(5)
 
     @property
     def url(self) -> str:
