@@ -121,9 +121,9 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                 job = Job.fetch(job_id, connection=context.redis)
                 execution = Execution(execution_id, job_id, connection=context.redis)
                 # the execution record may have expired with the dead worker's heartbeats; the job keeps the name
-                raw_worker = pipe.hget(execution.key, "worker_name") or pipe.hget(job_key, "worker_name")
-                worker_name = (raw_worker or b"").decode() or None
-                orphaned = int(pipe.hget(job_key, "orphaned") or 0) + 1
+                raw_worker = pipe.hget(execution.key, "worker_name")
+                worker_name = raw_worker.decode() if raw_worker else job.worker_name
+                orphaned = job.orphaned + 1
                 pipe.multi()
                 pipe.zrem(orphans_key, entry)
                 pipe.hset(job_key, "orphaned", orphaned)
