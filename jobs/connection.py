@@ -48,9 +48,11 @@ class ReportingRetry(Retry):
 
     def call_with_retry(self, do, fail, *args, **kwargs):
         def attempt():
+            global _link_failures
             try:
                 result = do()
             except self._supported_errors as error:
+                _link_failures += 1
                 if _PROCESS_OUTAGE.reached:  # before that, it is not an outage: the caller says what failed
                     _PROCESS_OUTAGE.failed(error)
                 raise
@@ -159,15 +161,34 @@ def _sentinel_client(url: str, options: dict) -> redis.Redis:
     )
 
 
+# Attempts that failed to reach Redis in this process (resilient clients). A connection that has not been
+# used since the last one may be just as dead: after a cut link its packets vanish, and its next command
+# would wait COMMAND_TIMEOUT to find out, one connection after another, while heartbeats lapse.
+_link_failures = 0
+
+
+def _fresh(connection: redis.connection.AbstractConnection) -> redis.connection.AbstractConnection:
+    """`connection`, closed (so that its next command opens it again) when this process has failed to
+    reach Redis since it was last handed out."""
+    if getattr(connection, "_failures_seen", _link_failures) != _link_failures:
+        connection.disconnect()
+    connection._failures_seen = _link_failures
+    return connection
+
+
 class _Holding:
     """Mixed into redis-py's connection pools: `held()` is a connection that its thread keeps out of the
     pool for `_command`, given back when the thread ends. Taking a connection from redis-py 8's pool and
     giving it back (its lock, its metrics, its events) costs a sixth of a one-by-one enqueue's CPU; a
-    held connection costs the pool's check that it is still sound."""
+    held connection costs the pool's check that it is still sound. Every connection handed out is
+    opened again first when the process has failed to reach Redis since (`_fresh`)."""
 
     def reset(self) -> None:
         super().reset()
         self._held = threading.local()  # also in a forked child: the parent's connections are not its own
+
+    def get_connection(self, *args, **kwargs) -> redis.connection.AbstractConnection:
+        return _fresh(super().get_connection(*args, **kwargs))
 
     def held(self) -> redis.connection.AbstractConnection:
         """This thread's connection, connected and with nothing left to read on it."""
@@ -176,7 +197,7 @@ class _Holding:
             holder = _Holder(self, self.get_connection())  # as the pool checks it; after a fork, resets it
             self._held.holder = holder
             return holder.connection
-        connection = holder.connection
+        connection = _fresh(holder.connection)
         try:
             if connection.can_read():  # a reply nobody read; or the server closed it: reconnect
                 connection.disconnect()

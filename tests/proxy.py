@@ -64,6 +64,7 @@ class Proxy:
             except OSError:
                 return
             self.held.append(client)
+            generation = self.generation  # read before the link: a cut after this one ends this link too
             if not self.linked.is_set():
                 continue  # accepted, never answered: a connection into the void
             upstream = socket.create_connection((self.host, self.target))
@@ -71,7 +72,7 @@ class Proxy:
             link = {"losing": False}  # whether the next reply on this link is to be lost
             for source, sink, requests in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink, self.generation, link, requests), daemon=True
+                    target=self._pump, args=(source, sink, generation, link, requests), daemon=True
                 ).start()
 
     def _pump(
