@@ -170,9 +170,11 @@ _link_failures = 0
 def _fresh(connection: redis.connection.AbstractConnection) -> redis.connection.AbstractConnection:
     """`connection`, closed (so that its next command opens it again) when this process has failed to
     reach Redis since it was last handed out."""
-    if getattr(connection, "_failures_seen", _link_failures) != _link_failures:
-        connection.disconnect()
-    connection._failures_seen = _link_failures
+    seen = getattr(connection, "_failures_seen", None)
+    if seen != _link_failures:
+        if seen is not None:
+            connection.disconnect()
+        connection._failures_seen = _link_failures
     return connection
 
 
