@@ -109,10 +109,11 @@ def enqueue(
 
     Refuses (InvalidArguments / UnknownJob) before writing anything when the job is unknown, an argument
     is not JSON or the arguments do not fit the function. `at`/`delay` make it a delayed job;
-    `depends_on` (job ids or jobs) defers it until those have succeeded. With `pipeline` (a transaction
-    in MULTI state) every write joins it and the caller executes it; dependencies need their own. A
-    `job_id` that names a job that has ended runs it again, with these arguments; one that names a job
-    not done yet (queued, scheduled, deferred, running) is refused.
+    `depends_on` (job ids or jobs) defers it until those have succeeded (queued at once if they have);
+    it cannot be delayed too. With `pipeline` (a transaction in MULTI state) every write joins it and
+    the caller executes it; dependencies need their own. A `job_id` that names a job that has ended runs
+    it again, with these arguments; one that names a job not done yet (queued, scheduled, deferred,
+    running) is refused.
     """
     spec = (
         target.spec
@@ -128,6 +129,13 @@ def enqueue(
     if job_id is not None:
         _check_job_id(job_id)
     due = _due_at(at, delay)
+    if depends_on is not None and due is not None:
+        # RQ's scheduler would queue it when due whatever its dependencies, and they would queue it again
+        raise InvalidArguments(
+            "a job with dependencies runs once they have finished: it cannot also be delayed"
+        )
+    if depends_on is not None and pipeline is not None:
+        raise InvalidArguments("a job with dependencies cannot join another transaction")
     context = context or current()
     if depends_on is None and pipeline is None and (job_id is None or spec.unique is None):
         job = _enqueue_one(context, call, data, queue or spec.queue, due, source, job_id)
@@ -135,25 +143,13 @@ def enqueue(
             return job
     rq_queue = queue_for(context, queue or spec.queue)
     job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
-    if depends_on is not None:
-        if pipeline is not None:
-            raise InvalidArguments("a job with dependencies cannot join another transaction")
-        if job_id is not None:  # RQ's transaction below writes a deferred job over whatever has its id
-            _check_id_free(job_id, context.redis.hget(job.key, "status"))
-        job = rq_queue.setup_dependencies(job)  # RQ's own WATCH loop; a finished dependency falls through
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job
-    write = functools.partial(_write, context, rq_queue, job, due, source)
-    if spec.unique is not None:
-        return _enqueue_unique(context, spec.render(spec.unique, args, kwargs), job, write)
-    if job.get_status(refresh=False) == JobStatus.DEFERRED:  # RQ wrote it; only its timeline is left
-        with context.redis.pipeline() as own:
-            write(own)
-            own.execute()
-    else:
-        _write_once(context, job, write)
-    return job
+    unique = None if spec.unique is None else context.keys.unique(spec.render(spec.unique, args, kwargs))
+    return _write_once(
+        context, rq_queue, job, functools.partial(_write, context, rq_queue, job, due, source), unique
+    )
 
 
 def _check_job_id(job_id: str) -> None:
@@ -164,27 +160,48 @@ def _check_job_id(job_id: str) -> None:
         raise InvalidArguments(f"job id {job_id!r}: {exc}") from None
 
 
-def _write_once(context: Context, job: Job, write) -> None:
-    """Run `write(pipe)` in a transaction of its own, once. Sent again after a lost reply, a transaction
+def _write_once(context: Context, rq_queue: Queue, job: Job, write, unique_key: str | None) -> Job:
+    """Write `job` with `write(pipe)` in a transaction of its own, once, and return it; or, when a pending
+    job holds its `unique_key`, write nothing and return that job. A job with dependencies is written
+    deferred in the same transaction unless they have all finished (RQ's `setup_dependencies`).
+    Refuses an id that names a job not done yet (`_check_id_free`).
+
+    Optimistic: a change to anything read (the unique key and its owner, the job's key, its
+    dependencies) aborts and the whole look is taken again. Sent again after a lost reply, a transaction
     would queue the job twice, and could mark it queued while it runs: with the job's key watched,
     redis-py does not send it again but raises WatchError, and the next look finds the job as this call
-    wrote it (its creation time, to the microsecond) and stops. Refuses an id that names a job not done
-    yet (`_check_id_free`)."""
+    wrote it (its creation time, to the microsecond), or holding its unique key, and stops."""
     created = format_time(job.created_at).encode()
+    status = job.get_status(refresh=False)
     with context.redis.pipeline() as pipe:
         while True:
             try:
+                if unique_key is not None and (owner := _pending_owner(pipe, unique_key)) is not None:
+                    return Job.fetch(owner, connection=context.redis)
                 pipe.watch(job.key)
-                found, status = pipe.hmget(job.key, "created_at", "status")
+                found, found_status = pipe.hmget(job.key, "created_at", "status")
                 if found == created:
-                    return
-                _check_id_free(job.id, status)
-                pipe.multi()
+                    return job
+                _check_id_free(job.id, found_status)
+                rq_queue.setup_dependencies(job, pipeline=pipe)  # watches them; starts the transaction
+                if unique_key is not None:
+                    pipe.set(unique_key, job.id, ex=pending_ttl(context))
                 write(pipe)
                 pipe.execute()
-                return
+                return job
             except redis.WatchError:
-                continue
+                job._status = status  # deferred, or not, by the next look (as RQ's own loop resets it)
+
+
+def _pending_owner(pipe: Pipeline, unique_key: str) -> str | None:
+    """The id of the job not done yet that holds `unique_key`, if any; both keys watched in `pipe`."""
+    pipe.watch(unique_key)
+    owner = pipe.get(unique_key)
+    if owner is None:
+        return None
+    owner_key = Job.key_for(owner.decode())
+    pipe.watch(owner_key)
+    return owner.decode() if pipe.hget(owner_key, "status") in PENDING_STATES else None
 
 
 def _check_id_free(job_id: str, status: bytes | None) -> None:
@@ -195,32 +212,6 @@ def _check_id_free(job_id: str, status: bytes | None) -> None:
         raise InvalidArguments(
             f"job {job_id} is {status.decode()}: enqueue it under that id once it has ended"
         )
-
-
-def _enqueue_unique(context: Context, key: str, job: Job, write) -> Job:
-    """Enqueue `job` with `write` unless the unique `key` belongs to a pending job, which is returned
-    instead (or its id names a job not done yet: `_check_id_free`). Optimistic: a concurrent enqueue of
-    the same key or a change of the owner aborts and retries."""
-    unique_key = context.keys.unique(key)
-    with context.redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(unique_key)
-                owner = pipe.get(unique_key)
-                if owner is not None:
-                    owner_key = Job.key_for(owner.decode())
-                    pipe.watch(owner_key)
-                    if pipe.hget(owner_key, "status") in PENDING_STATES:
-                        return Job.fetch(owner.decode(), connection=context.redis)
-                pipe.watch(job.key)
-                _check_id_free(job.id, pipe.hget(job.key, "status"))
-                pipe.multi()
-                pipe.set(unique_key, job.id, ex=pending_ttl(context))
-                write(pipe)
-                pipe.execute()
-                return job
-            except redis.WatchError:
-                continue
 
 
 def _create(context: Context, rq_queue: Queue, spec: JobSpec, args, kwargs, job_id, depends_on) -> Job:
@@ -254,7 +245,9 @@ def _write(
         )
     else:
         job.source = source  # the hash tells the `enqueued` event: nothing to store
-        rq_queue.enqueue_job(job, pipeline=pipe)
+        # RQ's enqueue_job without its look at dependencies: taken already, in this transaction's watch
+        pipe.sadd(rq_queue.redis_queues_keys, rq_queue.key)
+        rq_queue._enqueue_job(job, pipeline=pipe)
 
 
 def _scheduled_event(context: Context, queue_name: str, due: datetime, source: str) -> tuple[str, int]:

@@ -155,6 +155,52 @@ def test_a_dependent_allowed_to_follow_a_failure_runs_once_its_dependency_failed
     assert ran(context) == ["child"] and parent.get_status(refresh=True) == "failed"
 
 
+def test_a_dependent_of_jobs_that_have_all_finished_is_queued_at_once(context, redis_url):
+    parent = sample_jobs.record.enqueue("parent")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    assert child.get_status(refresh=True) == "queued" and queue_for(context, "default").get_job_ids() == [
+        child.id
+    ]
+    assert events(context, child.id) == ["enqueued"]
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["parent", "child"]
+
+
+def test_a_dependent_and_its_timeline_are_written_in_one_transaction(context):
+    parent = sample_jobs.record.enqueue("parent")
+    context.redis.config_resetstat()
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    # RQ reads the dependencies in a transaction of their own; the job, its registration as a dependent
+    # and its timeline are written in one (they were two: a crash between left a job with no timeline)
+    assert context.redis.info("commandstats")["cmdstat_exec"]["calls"] == 2
+    assert child.get_status(refresh=True) == "deferred" and events(context, child.id) == ["deferred"]
+    assert queue_for(context, "default").deferred_job_registry.get_job_ids() == [child.id]
+
+
+def test_a_job_cannot_both_wait_for_others_and_be_delayed(context):
+    parent = sample_jobs.record.enqueue("parent")
+    written = context.redis.dbsize()
+    with pytest.raises(InvalidArguments, match="a job with dependencies runs once they have finished"):
+        enqueue(sample_jobs.record, ["child"], depends_on=parent, delay=60)
+    with pytest.raises(InvalidArguments, match="a job with dependencies runs once they have finished"):
+        enqueue(sample_jobs.record, ["child"], depends_on=parent, at=datetime.now(UTC) + timedelta(hours=1))
+    assert context.redis.dbsize() == written
+
+
+def test_a_dependent_whose_unique_key_a_pending_job_holds_is_not_written(context):
+    parent = sample_jobs.record.enqueue("parent")
+    holder = sample_jobs.unique_job.enqueue("k")
+    keys = context.redis.dbsize()
+    again = sample_jobs.unique_job.enqueue("k", depends_on=parent)
+    assert again.id == holder.id and context.redis.dbsize() == keys
+    assert queue_for(context, "default").deferred_job_registry.get_job_ids() == []
+    assert context.redis.smembers(parent.dependents_key) == set()
+    free = sample_jobs.unique_job.enqueue("other", depends_on=parent)  # a key nobody holds: deferred
+    assert free.get_status(refresh=True) == "deferred"
+    assert sample_jobs.unique_job.enqueue("other").id == free.id  # and it holds its key
+
+
 def test_enqueue_many_writes_jobs_rq_reads_like_any_other_and_they_run(context, redis_url):
     ids = jobs_api.enqueue_many([sample_jobs.record.call(f"bulk-{i}") for i in range(2500)])
     assert len(ids) == len(set(ids)) == 2500
@@ -369,16 +415,24 @@ def test_an_enqueue_whose_reply_is_lost_is_sent_again_without_queueing_the_job_t
             sample_jobs.record, ["named"], job_id="named-later", delay=60, context=resilient
         )
         plant_ended(context, "reused")
+        plant_ended(context, "reused-before")
         proxy.lose_reply_to(b"EXEC")  # RQ's transaction: an id of one's own that names an ended job
         reused = enqueue(sample_jobs.record, ["reused"], job_id="reused", context=resilient)
-        assert proxy.replies_lost == 7
-        queued = [first.id, held.id, one.id, bulk, unique.id, named.id, reused.id]
+        proxy.lose_reply_to(b":dependents")  # the transaction that defers a job (not RQ's read before it)
+        deferred = enqueue(sample_jobs.record, ["deferred"], depends_on=first, context=resilient)
+        proxy.lose_reply_to(b"rq:queues")  # the one that queues a job whose dependency has finished
+        ready = enqueue(sample_jobs.record, ["ready"], depends_on="reused-before", context=resilient)
+        assert proxy.replies_lost == 9
+        queued = [first.id, held.id, one.id, bulk, unique.id, named.id, reused.id, ready.id]
         assert queue_for(context, "default").get_job_ids() == queued
         assert unique.get_status(refresh=False) == "queued" and unique.args == ["once"]
         scheduled = {soon.id, later.id, named_later.id}
         assert set(queue_for(context, "default").scheduled_job_registry.get_job_ids()) == scheduled
         assert events(context, later.id) == ["scheduled"] and events(context, named.id) == ["enqueued"]
         assert events(context, named_later.id) == ["scheduled"]
+        assert events(context, deferred.id) == ["deferred"] and events(context, ready.id) == ["enqueued"]
+        assert queue_for(context, "default").deferred_job_registry.get_job_ids() == [deferred.id]
+        assert context.redis.smembers(first.dependents_key) == {deferred.id.encode()}
         resilient.redis.close()
     finally:
         proxy.close()
