@@ -142,7 +142,10 @@ def enqueue(
         if job is not None:
             return job
     rq_queue = queue_for(context, queue or spec.queue)
-    job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
+    try:
+        job = _create(context, rq_queue, spec, args, kwargs, job_id, depends_on)
+    except ValueError as exc:  # what RQ refuses once the rest is checked: a depends_on it cannot read
+        raise InvalidArguments(f"depends_on: {exc}") from None
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job

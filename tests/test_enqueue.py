@@ -188,6 +188,13 @@ def test_a_job_cannot_both_wait_for_others_and_be_delayed(context):
     assert context.redis.dbsize() == written
 
 
+def test_a_depends_on_that_names_no_job_is_refused_and_nothing_is_written(context):
+    for wrong in (123, [None]):
+        with pytest.raises(InvalidArguments, match="depends_on: depends_on items must be Job objects"):
+            sample_jobs.add.enqueue(1, 2, depends_on=wrong)
+    assert context.redis.dbsize() == 0
+
+
 def test_a_dependent_whose_unique_key_a_pending_job_holds_is_not_written(context):
     parent = sample_jobs.record.enqueue("parent")
     holder = sample_jobs.unique_job.enqueue("k")
