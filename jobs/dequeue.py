@@ -245,6 +245,11 @@ class Taker:
     worker_name: str
     heartbeat_ttl: int  # seconds a started job stays in the started registry without a heartbeat
     stop_requested: Callable[[], bool]  # whether an idle wait should end with StopRequested
+    make_way: Callable[[], bool] = lambda: False  # whether an idle wait should end with MakeWay
+
+
+class MakeWay(Exception):  # noqa: N818 (a signal, as RQ's StopRequested)
+    """An idle wait for jobs ended: another worker of the process runs a job alone (jobs.alone)."""
 
 
 @dataclass
@@ -512,6 +517,8 @@ class JobQueue(Queue):
                 return None
             if taking.taker.stop_requested():  # asked from another thread: no signal handler raises it here
                 raise StopRequested()
+            if taking.taker.make_way():
+                raise MakeWay()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [queue.key for queue in queues])

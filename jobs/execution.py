@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 from rq import Queue as RQQueue
-from rq.exceptions import DeserializationError
+from rq.exceptions import DeserializationError, StopRequested
 from rq.job import JobStatus
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -29,12 +29,14 @@ from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
 from . import bodies, bookkeeping, catalog, index, timeline
+from .alone import Alone
 from .connection import Context, OutageLog
 from .dequeue import (
     Ahead,
     Failure,
     Finish,
     JobQueue,
+    MakeWay,
     Rider,
     Sent,
     Taker,
@@ -83,7 +85,8 @@ class Worker(SimpleWorker):
     death_penalty_class = JobTimeout
     log_result_lifespan = False  # RQ's "result is kept for N seconds" line after every job
 
-    def __init__(self, queues, context: Context, **kwargs):
+    def __init__(self, queues, context: Context, alone: Alone | None = None, **kwargs):
+        """`alone`: the process's other workers (threads), which make way for a job run alone."""
         kwargs.setdefault("name", timeline.worker_name(HOST, os.getpid(), uuid.uuid4().hex[:8]))
         super().__init__(
             queues,
@@ -105,7 +108,13 @@ class Worker(SimpleWorker):
         self._ahead: Ahead | None = None  # a take sent before this worker needs its jobs
         self._current_job: str | None = None  # the job being run, as the heartbeat thread writes it
         self._written_job: str | None = None
-        self._taker = Taker(self.name, int(context.settings.orphan_timeout), lambda: self._stop_requested)
+        self._alone = alone
+        make_way = (lambda: alone.claimed_by_another(self)) if alone else (lambda: False)
+        self._taker = Taker(
+            self.name, int(context.settings.orphan_timeout), lambda: self._stop_requested, make_way
+        )
+        if alone:
+            alone.join(self)
         self._next_suspension_check = 0.0
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
@@ -138,6 +147,29 @@ class Worker(SimpleWorker):
 
     # --- starting and ending jobs: one round trip for each, or for several short ones ---------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """The next job to run (`_next_job`). With other workers in the process (threads), one that must
+        run alone runs once they hold nothing and wait, and this one makes way for theirs (jobs.alone)."""
+        if self._alone is None:
+            return self._next_job(timeout, max_idle_time)
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            holding = bool(self._ahead or self._prefetched.entries() or self._finishing)
+            if not self._alone.wait_turn(self, lambda: self._stop_requested, holding):
+                self._step_aside()
+                continue
+            try:
+                taken = self._next_job(timeout, max_idle_time)
+            except MakeWay:
+                continue
+            if taken is None:
+                self._alone.release(self)
+                return None
+            if self._alone.admit(self, alone=taken[0].orphaned):
+                return taken
+            self._step_aside(taken)
+
+    def _next_job(self, timeout, max_idle_time=None):
         """The next job taken ahead (prefetch.py; when none is left, those of the take in flight), else
         RQ's wait for a job, which the take script (dequeue.py) starts as it takes it, sending the ends
         of the jobs run since the last take in the same round trip. A job that a dead worker held runs
@@ -175,6 +207,18 @@ class Worker(SimpleWorker):
         except redis.RedisError as exc:
             log.warning("worker %s: the ends of its last jobs not written yet (%s)", self.name, exc)
 
+    def _step_aside(self, taken: tuple | None = None) -> None:
+        """Give back `taken` and all this worker holds, and write the ends of the jobs it ran, for a job
+        run alone. When Redis cannot be reached, the jobs are the orphan sweep's (never seen running,
+        they use no retry), and the ends are sent once it answers again."""
+        try:
+            self._let_go(taken)
+        except redis.RedisError as exc:
+            log.warning("worker %s: jobs left to the orphan sweep (%s)", self.name, exc)
+            self._prefetched.release()
+            self._ahead = None
+            self._wait_for_redis()
+
     def _read_ahead(self) -> None:
         """Read the take sent ahead (unless the heartbeat thread did), and settle the ends it carried."""
         ahead, self._ahead = self._ahead, None
@@ -186,11 +230,12 @@ class Worker(SimpleWorker):
             job.redis_server_version = self.get_redis_server_version()
         self._prefetched.fill(jobs)
 
-    def _let_go(self) -> None:
-        """Send the ends of the jobs run, and give back the jobs taken ahead: the worker runs no job now."""
+    def _let_go(self, taken: tuple | None = None) -> None:
+        """Send the ends of the jobs run, and give back the jobs taken ahead (after `taken`, a job taken
+        but not run): the worker runs no job now."""
         if self._ahead is not None:
             self._read_ahead()
-        give_back(self.connection, self._prefetched.release())
+        give_back(self.connection, [*([taken] if taken else []), *self._prefetched.release()])
         if self._finishing:
             send(self.connection, [finishing.rider for finishing in self._finishing])
             self._settle_finishing()
@@ -291,6 +336,8 @@ class Worker(SimpleWorker):
             self._running = None
             if job.started_at and job.ended_at:
                 self._prefetched.ran((job.ended_at - job.started_at).total_seconds())
+            if self._alone:
+                self._alone.release(self)
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat when it rides in a pipeline. RQ also beats on its own three times per job

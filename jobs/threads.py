@@ -17,6 +17,7 @@ import signal
 import threading
 
 from . import bodies
+from .alone import Alone
 from .connection import Context
 from .errors import WorkerInterrupted
 from .execution import INTERRUPT_SIGNAL, Worker
@@ -26,7 +27,8 @@ def run(context: Context, queues: list[str], burst: bool) -> None:
     """Run `context.settings.threads` workers on `queues` in threads of this process until they have all
     stopped (with `burst`, when the queues are empty). Call it from the main thread."""
     settings = context.settings
-    workers = [Worker(queues, context) for _ in range(settings.threads)]
+    alone = Alone()
+    workers = [Worker(queues, context, alone) for _ in range(settings.threads)]
 
     def stop(signum, frame) -> None:
         for worker in workers:
@@ -39,9 +41,17 @@ def run(context: Context, queues: list[str], burst: bool) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(INTERRUPT_SIGNAL, interrupt)
+
+    def work(worker: Worker, **kwargs) -> None:
+        try:
+            worker.work(**kwargs)
+        finally:  # however it ended: a job run alone must not wait for it
+            alone.leave(worker)
+
     threads = [
         threading.Thread(
-            target=worker.work,
+            target=work,
+            args=(worker,),
             kwargs={"burst": burst, "with_scheduler": number == 0, "logging_level": settings.log_level},
             name=f"worker-{number}",
         )

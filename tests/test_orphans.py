@@ -124,6 +124,28 @@ def test_a_job_that_kills_its_worker_takes_no_other_job_down_more_than_once(cont
     assert all(tags.count(job.args[0]) == 1 for job in after)  # none had started when it first ran
 
 
+def test_with_threads_a_job_that_kills_its_process_takes_no_other_job_down_twice(
+    context, processes, redis_url
+):
+    # 4 threads, 4 jobs: each thread runs one of them when the killer first kills the process
+    slow = [sample_jobs.sleep_then_record.enqueue(f"slow-{i}", 1.5) for i in range(3)]
+    killer = sample_jobs.kills_its_worker.enqueue("killer")
+    processes.start("worker", "-c", "1", "--threads", "4", url=redis_url, JOBS_MAX_ORPHANS="3")
+    jobs = [killer, *slow]
+    wait_for(
+        lambda: all(inspect.job_detail(context, job.id).state in ("finished", "failed") for job in jobs),
+        timeout=60,
+        what="every job to end",
+    )
+    detail = inspect.job_detail(context, killer.id)
+    assert detail.state == "failed" and detail.orphaned == 3 and "poison job" in detail.traceback
+    for job in slow:  # each ran alone, or beside jobs that held nothing: it died with the killer once
+        assert (inspect.job_detail(context, job.id).state, inspect.job_detail(context, job.id).orphaned) in (
+            ("finished", 0),
+            ("finished", 1),
+        )
+
+
 def test_a_job_seen_running_is_recovered_under_its_retry_policy(context):
     job = sample_jobs.record.enqueue("seen")  # no retries: RQ fails an abandoned job that has none left
     plant_started(context, job, "seen")

@@ -2,8 +2,10 @@
 stops and the shutdown deadline working as they do in a process of one worker."""
 
 import signal
+import threading
 
 from jobs import inspect
+from jobs.alone import Alone
 from jobs.enqueue import queue_for
 from tests import sample_jobs
 from tests.conftest import events, jobctl, wait_for
@@ -60,3 +62,34 @@ def test_jobs_running_in_threads_at_the_deadline_are_requeued(context, processes
         assert events(context, job.id) == ["enqueued", "started", "interrupted"]
         assert inspect.job_detail(context, job.id).retries_left == 2
     assert queue_for(context, "default").started_job_registry.count == 0
+
+
+def test_a_job_run_alone_runs_once_the_other_workers_hold_nothing_and_wait():
+    alone, other, claimant = Alone(), "other", "claimant"
+    alone.join(other)
+    alone.join(claimant)
+    assert alone.admit(other, alone=False)  # nobody has claimed the process: jobs run side by side
+    assert not alone.admit(claimant, alone=True)  # it claims, but the other may hold or run jobs
+    assert alone.claimed_by_another(other) and not alone.claimed_by_another(claimant)
+    assert not alone.wait_turn(other, lambda: False, holding=True)  # give back first, then wait
+    waiting = threading.Thread(target=alone.wait_turn, args=(other, lambda: False, False))
+    waiting.start()
+    assert alone.wait_turn(claimant, lambda: False, holding=False)  # back once the other waits
+    assert alone.admit(claimant, alone=True)
+    assert waiting.is_alive()
+    alone.release(claimant)
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and alone.admit(other, alone=False)
+
+
+def test_a_claimant_does_not_wait_for_a_worker_that_has_stopped_nor_after_a_stop_request():
+    alone, gone, claimant = Alone(), "gone", "claimant"
+    alone.join(gone)
+    alone.join(claimant)
+    assert not alone.admit(claimant, alone=True)
+    assert not alone.wait_turn(claimant, lambda: True, holding=False)  # stopped: the claim ends
+    assert alone.admit(gone, alone=False)
+    assert not alone.admit(claimant, alone=True)
+    alone.leave(gone)  # its thread ended
+    assert alone.wait_turn(claimant, lambda: False, holding=False)
+    assert alone.admit(claimant, alone=True)
