@@ -1,12 +1,15 @@
-"""Scenario: jobs that kill their worker (a crash, the OOM killer) among many that do not, on 2 pools x
-2 workers taking short jobs several at a time. Each such job is failed as poison at its
-JOBS_MAX_ORPHANS-th run, and takes other jobs down with it once at most: no other job fails, is lost,
-or runs twice unless a run of it was in a worker that such a job killed."""
+"""Scenario: jobs that kill their worker (a crash, the OOM killer) among many that do not, on 2 pools of
+2 worker processes, or of 1 process of 4 threads, taking short jobs several at a time. Each such job is
+failed as poison at its JOBS_MAX_ORPHANS-th run, and takes other jobs down with it once at most (with
+threads, those of the whole process): no other job fails, is lost, or runs twice unless a run of it was
+in a process that such a job killed."""
 
 from __future__ import annotations
 
 import os
 import random
+
+import pytest
 
 from jobs import enqueue_many, inspect
 from jobs.enqueue import queue_for
@@ -17,12 +20,15 @@ from tests.conftest import wait_for
 JOBS = int(os.environ.get("JOBS_CHAOS_JOBS", 20_000)) // 4
 KILLERS = 5
 MAX_ORPHANS = 3  # the default
-POOLS, CONCURRENCY = 2, 2
+POOLS = 2
 DEADLINE = max(120.0, JOBS / 50)
 
 
+@pytest.mark.parametrize(
+    "workers", [("-c", "2"), ("-c", "1", "--threads", "4")], ids=["processes", "threads"]
+)
 def test_jobs_that_kill_their_worker_are_failed_as_poison_alone(
-    context, redis_url, processes, ledger: Ledger, report
+    context, redis_url, processes, ledger: Ledger, report, workers
 ):
     calls = [effects.effect.call(str(n)) for n in range(JOBS)]
     for n, at in enumerate(sorted(random.Random(JOBS).sample(range(JOBS // 10, JOBS), KILLERS))):
@@ -31,7 +37,7 @@ def test_jobs_that_kill_their_worker_are_failed_as_poison_alone(
     killers = {job_id for job_id, call in zip(ids, calls, strict=True) if call.spec.name.endswith("die")}
     fleet = Fleet(processes, redis_url)
     for _ in range(POOLS):
-        fleet.start("worker", "-c", str(CONCURRENCY), JOBS_MAX_ORPHANS=str(MAX_ORPHANS))
+        fleet.start("worker", *workers, JOBS_MAX_ORPHANS=str(MAX_ORPHANS))
     queue = queue_for(context, "default")
     wait_for(
         lambda: queue.failed_job_registry.count + queue.finished_job_registry.count == len(ids),
@@ -55,8 +61,8 @@ def test_jobs_that_kill_their_worker_are_failed_as_poison_alone(
         taken_down = [int(orphaned) for orphaned in pipe.execute() if orphaned]
     assert max(taken_down, default=0) <= 1  # once at most
     report(
-        f"poison jobs: {JOBS} jobs and {KILLERS} that kill their worker, {POOLS} pools x {CONCURRENCY} "
-        f"workers: {len(killed)} workers killed, each killer failed as poison at its {MAX_ORPHANS}rd run; "
+        f"poison jobs: {JOBS} jobs and {KILLERS} that kill their worker, {POOLS} pools of "
+        f"`worker {' '.join(workers)}`: {len(killed)} processes killed, each killer failed as poison at its {MAX_ORPHANS}rd run; "
         f"{len(taken_down)} other jobs taken down with one (once each), {len(again)} ran again, 0 lost, "
         f"0 failed"
     )
