@@ -17,10 +17,13 @@ def on_job(context: Context, job_id: str, action: str, actor: str, address: str)
     """Requeue (a failed job), cancel (one not started) or delete a job."""
     if action == "requeue":
         state = inspect.job_detail(context, job_id).state  # refused before anything is written or audited
-        if state not in ("failed", "stopped") or not admin.requeue_failed(
-            context, [job_id], actor=actor, address=address
-        ):
+        if state not in ("failed", "stopped"):
             raise InvalidArguments(f"job {job_id} is {state}, not failed; only failed jobs can be requeued")
+        if not admin.requeue_failed(context, [job_id], actor=actor, address=address):
+            raise InvalidArguments(
+                f"job {job_id} was not requeued: a job not done yet holds its unique key (or it has just "
+                "been requeued or deleted)"
+            )
     elif action == "cancel":
         admin.cancel_job(context, job_id, actor, address)
     elif action == "delete":

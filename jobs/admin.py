@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
 
 import redis
+from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 
-from . import index, locks, recurring, timeline
+from . import catalog, index, locks, recurring, timeline
 from .connection import Context
 from .enqueue import queue_for
-from .errors import InvalidArguments, JobNotFound
+from .errors import InvalidArguments, JobNotFound, JobsError
 from .maintenance import queue_names
-from .rqjob import Job, pending_ttl
+from .rqjob import Job, pending_owner, pending_ttl
+
+log = logging.getLogger("jobs.admin")
 
 BATCH = 500
 AUDIT_LENGTH = 10_000
@@ -77,9 +81,13 @@ def _resolve(context: Context, ids: Iterable[str] | None) -> list[tuple[str, str
     return [(job.origin, job.id) for job in jobs if job is not None]
 
 
-def _each_batch(context: Context, targets: list[tuple[str, str]], apply, progress: Progress | None) -> int:
-    """Run `apply(pipe, queue, job)` for the targets still in their failed registry, a batch per
-    transaction; a batch is retried when a failed registry changed under it. Returns how many changed."""
+def _each_batch(
+    context: Context, targets: list[tuple[str, str]], apply, progress: Progress | None, admit=None
+) -> int:
+    """Run `apply(pipe, queue, job)` for the targets still in their failed registry (and, with `admit`,
+    for which `admit(pipe, job)`, asked before the transaction starts, says yes), a batch per
+    transaction; a batch is retried when a failed registry, or a key `admit` watched, changed under it.
+    Returns how many changed."""
     done = 0
     for offset in range(0, len(targets), BATCH):
         batch = targets[offset : offset + BATCH]
@@ -90,12 +98,16 @@ def _each_batch(context: Context, targets: list[tuple[str, str]], apply, progres
                     pipe.watch(*registries.values())
                     present = [(n, i) for n, i in batch if pipe.zscore(registries[n], i) is not None]
                     jobs = Job.fetch_many([i for _, i in present], connection=context.redis)
+                    chosen = [
+                        (name, job)
+                        for (name, _), job in zip(present, jobs, strict=True)
+                        if job is not None and (admit is None or admit(pipe, job))
+                    ]
                     pipe.multi()
-                    for (name, _), job in zip(present, jobs, strict=True):
-                        if job is not None:
-                            apply(pipe, queue_for(context, name), job)
+                    for name, job in chosen:
+                        apply(pipe, queue_for(context, name), job)
                     pipe.execute()
-                    done += sum(1 for job in jobs if job is not None)
+                    done += len(chosen)
                     break
                 except redis.WatchError:
                     continue
@@ -111,8 +123,23 @@ def requeue_failed(
     progress: Progress | None = None,
     address: str = "cli",
 ) -> int:
-    """Put failed jobs (these ids, or all when None) back on their queues; returns how many."""
+    """Put failed jobs (these ids, or all when None) back on their queues; returns how many. A job with
+    a `unique` key takes it, and stays failed (logged) while another job not done yet holds it: both
+    would run."""
     actor = actor or default_actor()
+    unique_keys: dict[str, str] = {}
+
+    def admit(pipe, job: Job) -> bool:
+        key = _unique_key(context, job)
+        owner = None if key is None else pending_owner(pipe, key)
+        if owner is not None and owner != job.id:
+            log.warning(
+                "job %s left failed: job %s, not done yet, holds its unique key %s", job.id, owner, key
+            )
+            return False
+        if key is not None:
+            unique_keys[job.id] = key
+        return True
 
     def requeue(pipe, queue, job: Job) -> None:
         pipe.zrem(queue.failed_job_registry.key, job.id)
@@ -120,11 +147,26 @@ def requeue_failed(
         job.started_at = job.ended_at = None
         job.set_status(JobStatus.QUEUED, pipeline=pipe)
         queue._enqueue_job(job, pipeline=pipe)
+        if job.id in unique_keys:
+            pipe.set(unique_keys[job.id], job.id, ex=pending_ttl(context))
         timeline.record(pipe, context.keys, job.id, "requeued", pending_ttl(context), by=actor)
 
-    count = _each_batch(context, _resolve(context, ids), requeue, progress)
+    count = _each_batch(context, _resolve(context, ids), requeue, progress, admit)
     audit(context, actor, "requeue-failed", _target(ids), address, count=count)
     return count
+
+
+def _unique_key(context: Context, job: Job) -> str | None:
+    """The key of `job`'s `unique` template, if its catalogued job has one and its arguments fill it."""
+    try:
+        spec = catalog.get(job.job_name)
+        return (
+            None
+            if spec.unique is None
+            else context.keys.unique(spec.render(spec.unique, job.args, job.kwargs))
+        )
+    except (JobsError, DeserializationError, KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def delete_failed(

@@ -31,7 +31,7 @@ from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
 from .errors import InvalidArguments
 from .retries import rq_retry
-from .rqjob import PENDING_STATES, Job, Template, pending_ttl, schedule
+from .rqjob import PENDING_STATES, Job, Template, pending_owner, pending_ttl, schedule
 from .rqtimes import format_time
 
 
@@ -179,7 +179,7 @@ def _write_once(context: Context, rq_queue: Queue, job: Job, write, unique_key: 
     with context.redis.pipeline() as pipe:
         while True:
             try:
-                if unique_key is not None and (owner := _pending_owner(pipe, unique_key)) is not None:
+                if unique_key is not None and (owner := pending_owner(pipe, unique_key)) is not None:
                     return Job.fetch(owner, connection=context.redis)
                 pipe.watch(job.key)
                 found, found_status = pipe.hmget(job.key, "created_at", "status")
@@ -194,17 +194,6 @@ def _write_once(context: Context, rq_queue: Queue, job: Job, write, unique_key: 
                 return job
             except redis.WatchError:
                 job._status = status  # deferred, or not, by the next look (as RQ's own loop resets it)
-
-
-def _pending_owner(pipe: Pipeline, unique_key: str) -> str | None:
-    """The id of the job not done yet that holds `unique_key`, if any; both keys watched in `pipe`."""
-    pipe.watch(unique_key)
-    owner = pipe.get(unique_key)
-    if owner is None:
-        return None
-    owner_key = Job.key_for(owner.decode())
-    pipe.watch(owner_key)
-    return owner.decode() if pipe.hget(owner_key, "status") in PENDING_STATES else None
 
 
 def _check_id_free(job_id: str, status: bytes | None) -> None:

@@ -56,6 +56,18 @@ ERROR_FIELD = "error"  # job hash field: one-line summary of the last failure ("
 PENDING_STATES = {b"queued", b"scheduled", b"started", b"deferred"}  # raw `status` of a job not yet done
 
 
+def pending_owner(pipe, unique_key: str) -> str | None:
+    """The id of the job not done yet that holds `unique_key`, if any; both keys watched in `pipe` (a
+    pipeline before its MULTI)."""
+    pipe.watch(unique_key)
+    owner = pipe.get(unique_key)
+    if owner is None:
+        return None
+    owner_key = Job.key_for(owner.decode())
+    pipe.watch(owner_key)
+    return owner.decode() if pipe.hget(owner_key, "status") in PENDING_STATES else None
+
+
 def pending_ttl(context: Context, delay: float = 0) -> int:
     """How long a timeline must live while its job is not finished yet."""
     return int(max(context.settings.succeeded_ttl, context.settings.failed_ttl) + delay)

@@ -134,6 +134,12 @@ def unique_job(key: str, attempt: int = 0) -> str:
     return key
 
 
+@job(retries=0, unique="unique-failing:{key}")
+def unique_failing(key: str) -> None:
+    _record("ran", key)
+    raise RuntimeError(key)
+
+
 @job(retries=0, result_ttl=2)
 def fleeting(n: int) -> None:
     """Does nothing, and writes nothing: its finished record expires 2 s after it ends."""

@@ -707,6 +707,15 @@ def test_job_actions_on_pages_and_api_change_the_job_and_are_audited(local, cont
     assert "cancel-job" in local.get("/audit").text
 
 
+def test_a_requeue_refused_for_a_unique_key_held_by_another_job_says_why(local, context, redis_url):
+    first = sample_jobs.unique_failing.enqueue("k").id
+    run_jobs(redis_url)
+    sample_jobs.unique_failing.enqueue("k")  # queued: it holds the key now
+    refused = local.post(f"/api/job/{first}/requeue", headers={"X-CSRF-Token": page_csrf(local)})
+    assert refused.status_code == 400 and "holds its unique key" in refused.json["error"]
+    assert state_of(context, first) == "failed"
+
+
 def test_bulk_requeue_of_selected_jobs_and_of_everything_matching_the_filter(local, context, sixty_failed):
     token = page_csrf(local)
     chosen = sixty_failed["early"][:3]

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 import jobs as jobs_api
-from jobs import billing, inspect, locks, timeline
+from jobs import admin, billing, inspect, locks, timeline
 from jobs.catalog import job
 from jobs.connection import Context
 from jobs.enqueue import queue_for
@@ -264,6 +264,21 @@ def test_eight_processes_racing_for_the_monthly_invoices_write_each_invoice_once
         j for j in queue_for(context, "default").get_jobs() if j.func_name.endswith("send_invoice_email")
     ]
     assert sorted(j.args[0] for j in email_jobs) == sorted(invoice.id for invoice in invoices)  # one each
+
+
+def test_a_failed_job_is_requeued_only_while_no_other_job_not_done_yet_holds_its_unique_key(
+    context, redis_url
+):
+    first = sample_jobs.unique_failing.enqueue("k")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    second = sample_jobs.unique_failing.enqueue("k")  # the first has ended: the key is free again
+    assert second.id != first.id
+    assert admin.requeue_failed(context, [first.id]) == 0  # both would run
+    assert inspect.job_detail(context, first.id).state == "failed"
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert admin.requeue_failed(context, [first.id]) == 1  # the second has ended too
+    assert inspect.job_detail(context, first.id).state == "queued"
+    assert sample_jobs.unique_failing.enqueue("k").id == first.id  # requeued, it holds its key
 
 
 def test_unique_enqueue_from_eight_processes_adds_one_job(context, redis_url, tmp_path):
