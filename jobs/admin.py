@@ -15,7 +15,7 @@ from rq.job import JobStatus
 
 from . import catalog, index, locks, recurring, timeline
 from .connection import Context
-from .enqueue import queue_for
+from .enqueue import queue_for, unique_key
 from .errors import InvalidArguments, JobNotFound, JobsError
 from .maintenance import queue_names
 from .rqjob import Job, pending_owner, pending_ttl
@@ -159,12 +159,7 @@ def requeue_failed(
 def _unique_key(context: Context, job: Job) -> str | None:
     """The key of `job`'s `unique` template, if its catalogued job has one and its arguments fill it."""
     try:
-        spec = catalog.get(job.job_name)
-        return (
-            None
-            if spec.unique is None
-            else context.keys.unique(spec.render(spec.unique, job.args, job.kwargs))
-        )
+        return unique_key(context, catalog.get(job.job_name), job.args, job.kwargs)
     except (JobsError, DeserializationError, KeyError, IndexError, TypeError, ValueError):
         return None
 

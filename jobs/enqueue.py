@@ -149,7 +149,7 @@ def enqueue(
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job
-    unique = None if spec.unique is None else context.keys.unique(spec.render(spec.unique, args, kwargs))
+    unique = unique_key(context, spec, args, kwargs)
     return _write_once(
         context, rq_queue, job, functools.partial(_write, context, rq_queue, job, due, source), unique
     )
@@ -305,13 +305,14 @@ def _send_chunk(pipe: Pipeline, runs: list) -> list[str]:
 def _run(context: Context, call: Call, data: bytes, job_id: str | None = None) -> tuple:
     """A run of a checked call as the enqueue scripts take it: its id (`job_id`, else a new one), its
     stored data, and its unique key when its job has one."""
-    spec = call.spec
-    unique = (
-        ()
-        if spec.unique is None
-        else (context.keys.unique(spec.render(spec.unique, call.args, call.kwargs)),)
-    )
-    return (job_id or str(uuid.uuid4()), _stored(data), *unique)
+    unique = unique_key(context, call.spec, call.args, call.kwargs)
+    return (job_id or str(uuid.uuid4()), _stored(data), *([] if unique is None else [unique]))
+
+
+def unique_key(context: Context, spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """The key a run of `spec` with these arguments holds while it is not done, if `spec` is `unique`;
+    TypeError (or the template's KeyError / IndexError) when the arguments do not fill it."""
+    return None if spec.unique is None else context.keys.unique(spec.render(spec.unique, args, kwargs))
 
 
 def _enqueue_one(
