@@ -19,11 +19,10 @@ def on_job(context: Context, job_id: str, action: str, actor: str, address: str)
         state = inspect.job_detail(context, job_id).state  # refused before anything is written or audited
         if state not in ("failed", "stopped"):
             raise InvalidArguments(f"job {job_id} is {state}, not failed; only failed jobs can be requeued")
-        if not admin.requeue_failed(context, [job_id], actor=actor, address=address):
-            raise InvalidArguments(
-                f"job {job_id} was not requeued: a job not done yet holds its unique key (or it has just "
-                "been requeued or deleted)"
-            )
+        changed = admin.requeue_failed(context, [job_id], actor=actor, address=address)
+        if not changed.count:
+            why = changed.left.get(job_id, "it has just been requeued or deleted")
+            raise InvalidArguments(f"job {job_id} was not requeued: {why}")
     elif action == "cancel":
         admin.cancel_job(context, job_id, actor, address)
     elif action == "delete":

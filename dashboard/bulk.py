@@ -39,7 +39,10 @@ def start(
                 address=address,
                 progress=lambda n: context.redis.hincrby(key, "done", n),
             )
-            context.redis.hset(key, mapping={"state": "finished", "changed": changed})
+            finished = {"state": "finished", "changed": changed.count, "left": len(changed.left)}
+            for job_id, reason in list(changed.left.items())[:1]:  # the page shows one as an example
+                finished["left_example"] = f"job {job_id}: {reason}"
+            context.redis.hset(key, mapping=finished)
         except Exception as exc:  # reported on the progress page, never lost in a thread
             context.redis.hset(key, mapping={"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
 
@@ -48,6 +51,7 @@ def start(
 
 
 def progress(context: Context, task_id: str) -> dict:
-    """The task's state (counting, running, finished, failed), done and total."""
+    """The task's state (counting, running, finished, failed), done and total; once finished, how many
+    jobs it changed and how many it left failed (requeue: see admin.requeue_failed), with one of those."""
     raw = context.redis.hgetall(context.keys.bulk(task_id))
     return {key.decode(): value.decode() for key, value in raw.items()} or {"state": "unknown"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import redis
+from redis.client import Pipeline
 from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 
@@ -19,8 +20,6 @@ from .enqueue import queue_for, unique_key
 from .errors import InvalidArguments, JobNotFound, JobsError
 from .maintenance import queue_names
 from .rqjob import Job, pending_owner, pending_ttl
-
-log = logging.getLogger("jobs.admin")
 
 BATCH = 500
 AUDIT_LENGTH = 10_000
@@ -81,14 +80,29 @@ def _resolve(context: Context, ids: Iterable[str] | None) -> list[tuple[str, str
     return [(job.origin, job.id) for job in jobs if job is not None]
 
 
+@dataclass(frozen=True)
+class Changed:
+    """What an action on failed jobs did: how many jobs it changed, and why it left each one it did not
+    (by job id; jobs no longer failed are neither)."""
+
+    count: int
+    left: dict[str, str] = field(default_factory=dict)
+
+
+Refusals = Callable[[Pipeline, list[Job]], dict[str, str]]
+
+
 def _each_batch(
-    context: Context, targets: list[tuple[str, str]], apply, progress: Progress | None, admit=None
-) -> int:
-    """Run `apply(pipe, queue, job)` for the targets still in their failed registry (and, with `admit`,
-    for which `admit(pipe, job)`, asked before the transaction starts, says yes), a batch per
-    transaction; a batch is retried when a failed registry, or a key `admit` watched, changed under it.
-    Returns how many changed."""
-    done = 0
+    context: Context,
+    targets: list[tuple[str, str]],
+    apply,
+    progress: Progress | None,
+    refusals: Refusals | None = None,
+) -> Changed:
+    """Run `apply(pipe, queue, job)` for the targets still in their failed registry, except those that
+    `refusals(pipe, jobs)`, asked before the transaction starts, gives a reason to leave; a batch per
+    transaction, retried when a failed registry, or a key `refusals` watched, changed under it."""
+    count, left = 0, {}
     for offset in range(0, len(targets), BATCH):
         batch = targets[offset : offset + BATCH]
         registries = {name: queue_for(context, name).failed_job_registry.key for name, _ in batch}
@@ -98,22 +112,40 @@ def _each_batch(
                     pipe.watch(*registries.values())
                     present = [(n, i) for n, i in batch if pipe.zscore(registries[n], i) is not None]
                     jobs = Job.fetch_many([i for _, i in present], connection=context.redis)
-                    chosen = [
-                        (name, job)
-                        for (name, _), job in zip(present, jobs, strict=True)
-                        if job is not None and (admit is None or admit(pipe, job))
+                    found = [
+                        (name, job) for (name, _), job in zip(present, jobs, strict=True) if job is not None
                     ]
+                    refused = refusals(pipe, [job for _, job in found]) if refusals else {}
                     pipe.multi()
-                    for name, job in chosen:
-                        apply(pipe, queue_for(context, name), job)
+                    for name, job in found:
+                        if job.id not in refused:
+                            apply(pipe, queue_for(context, name), job)
                     pipe.execute()
-                    done += len(chosen)
+                    count += len(found) - len(refused)
+                    left.update(refused)
                     break
                 except redis.WatchError:
                     continue
         if progress:
             progress(len(batch))
-    return done
+    return Changed(count, left)
+
+
+def _on_failed(
+    context: Context,
+    action: str,
+    ids: Iterable[str] | None,
+    actor: str,
+    address: str,
+    progress: Progress | None,
+    apply,
+    refusals: Refusals | None = None,
+) -> Changed:
+    """`_each_batch` on failed jobs (these ids, each once, or all when None), audited as `action`."""
+    ids = None if ids is None else list(dict.fromkeys(ids))
+    changed = _each_batch(context, _resolve(context, ids), apply, progress, refusals)
+    audit(context, actor, action, _target(ids), address, count=changed.count)
+    return changed
 
 
 def requeue_failed(
@@ -122,24 +154,28 @@ def requeue_failed(
     actor: str | None = None,
     progress: Progress | None = None,
     address: str = "cli",
-) -> int:
-    """Put failed jobs (these ids, or all when None) back on their queues; returns how many. A job with
-    a `unique` key takes it, and stays failed (logged) while another job not done yet holds it: both
-    would run."""
+) -> Changed:
+    """Put failed jobs (these ids, or all when None) back on their queues. A job with a `unique` key
+    takes it, and stays failed while another job not done yet holds it, or another job requeued with it
+    takes it: both would run."""
     actor = actor or default_actor()
-    unique_keys: dict[str, str] = {}
+    unique_keys: dict[str, str] = {}  # job id -> the unique key it takes, of the batch's jobs requeued
 
-    def admit(pipe, job: Job) -> bool:
-        key = _unique_key(context, job)
-        owner = None if key is None else pending_owner(pipe, key)
-        if owner is not None and owner != job.id:
-            log.warning(
-                "job %s left failed: job %s, not done yet, holds its unique key %s", job.id, owner, key
-            )
-            return False
-        if key is not None:
-            unique_keys[job.id] = key
-        return True
+    def refusals(pipe: Pipeline, jobs: list[Job]) -> dict[str, str]:
+        unique_keys.clear()
+        holders: dict[str, str] = {}  # unique key -> the job that holds it: pending, or requeued here
+        refused = {}
+        for job in jobs:
+            key = _unique_key(context, job)
+            if key is None:
+                continue
+            if key not in holders:
+                holders[key] = pending_owner(pipe, key) or job.id
+            if holders[key] == job.id:
+                unique_keys[job.id] = key
+            else:
+                refused[job.id] = f"job {holders[key]}, not done yet, holds its unique key {key}"
+        return refused
 
     def requeue(pipe, queue, job: Job) -> None:
         pipe.zrem(queue.failed_job_registry.key, job.id)
@@ -151,9 +187,7 @@ def requeue_failed(
             pipe.set(unique_keys[job.id], job.id, ex=pending_ttl(context))
         timeline.record(pipe, context.keys, job.id, "requeued", pending_ttl(context), by=actor)
 
-    count = _each_batch(context, _resolve(context, ids), requeue, progress, admit)
-    audit(context, actor, "requeue-failed", _target(ids), address, count=count)
-    return count
+    return _on_failed(context, "requeue-failed", ids, actor, address, progress, requeue, refusals)
 
 
 def _unique_key(context: Context, job: Job) -> str | None:
@@ -170,8 +204,8 @@ def delete_failed(
     actor: str | None = None,
     progress: Progress | None = None,
     address: str = "cli",
-) -> int:
-    """Delete failed jobs (these ids, or all when None) with their timelines; returns how many."""
+) -> Changed:
+    """Delete failed jobs (these ids, or all when None) with their timelines."""
     actor = actor or default_actor()
 
     def delete(pipe, queue, job: Job) -> None:
@@ -179,9 +213,7 @@ def delete_failed(
         pipe.delete(context.keys.timeline(job.id))
         _unindex(context, pipe, job)
 
-    count = _each_batch(context, _resolve(context, ids), delete, progress)
-    audit(context, actor, "delete-failed", _target(ids), address, count=count)
-    return count
+    return _on_failed(context, "delete-failed", ids, actor, address, progress, delete)
 
 
 def trigger_schedule(context: Context, schedule_id: str, actor: str | None = None, address: str = "cli"):

@@ -163,11 +163,19 @@ def _bulk(action, verb: str):
         targets = None if everything else list(ids)
         total = len(admin.failed_ids(context)) if everything else len(ids)
         if as_json or total <= admin.BATCH:
-            count = action(context, targets)
+            changed = action(context, targets)
         else:
             with click.progressbar(length=total, label=f"{verb} failed jobs", file=sys.stderr) as bar:
-                count = action(context, targets, progress=bar.update)
-        emit(as_json, {verb: count}, lambda: click.echo(f"{verb} {count} job(s)"))
+                changed = action(context, targets, progress=bar.update)
+
+        def human():
+            click.echo(f"{verb} {changed.count} job(s)")
+            for job_id, reason in changed.left.items():
+                click.echo(f"left failed: job {job_id}: {reason}", err=True)
+
+        emit(as_json, {verb: changed.count, "left_failed": changed.left}, human)
+        if changed.left:
+            sys.exit(1)
 
     return command
 

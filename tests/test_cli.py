@@ -330,7 +330,7 @@ def test_list_refuses_a_page_size_below_one(context, redis_url, per_page):
 
 def test_failed_requeue_by_id(context, redis_url):
     first, second = make_failed(context, redis_url, 2)
-    result = ok("failed", "requeue", first, url=redis_url)
+    result = ok("failed", "requeue", first, first, url=redis_url)  # an id given twice is requeued once
     assert result.stdout == "requeued 1 job(s)\n"
     assert failed_ids(context) == {second}
     assert queue_for(context, "default").get_job_ids() == [first]
@@ -353,7 +353,7 @@ def test_requeued_job_runs_again(context, redis_url):
 def test_failed_requeue_all(context, redis_url):
     ids = make_failed(context, redis_url, 3)
     result = ok("failed", "requeue", "--all", "--json", url=redis_url)
-    assert json.loads(result.stdout) == {"requeued": 3}
+    assert json.loads(result.stdout) == {"requeued": 3, "left_failed": {}}
     assert failed_ids(context) == set()
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(ids)
     assert all(events(context, job_id)[-1] == "requeued" for job_id in ids)
@@ -365,7 +365,7 @@ def test_failed_requeue_all(context, redis_url):
 def test_failed_requeue_of_an_id_that_is_not_failed_changes_nothing(context, redis_url):
     queued = sample_jobs.record.enqueue("queued")
     result = ok("failed", "requeue", queued.id, "missing-id", "--json", url=redis_url)
-    assert json.loads(result.stdout) == {"requeued": 0}
+    assert json.loads(result.stdout) == {"requeued": 0, "left_failed": {}}
     assert queue_for(context, "default").get_job_ids() == [queued.id]
     assert events(context, queued.id) == ["enqueued"]
 
@@ -386,7 +386,10 @@ def test_failed_delete_all(context, redis_url):
 
 def test_failed_delete_by_id(context, redis_url):
     first, second = make_failed(context, redis_url, 2)
-    assert json.loads(ok("failed", "delete", second, "--json", url=redis_url).stdout) == {"deleted": 1}
+    assert json.loads(ok("failed", "delete", second, "--json", url=redis_url).stdout) == {
+        "deleted": 1,
+        "left_failed": {},
+    }
     assert failed_ids(context) == {first}
     assert not context.redis.exists(Job.key_for(second))
     assert context.redis.exists(Job.key_for(first))

@@ -716,6 +716,19 @@ def test_a_requeue_refused_for_a_unique_key_held_by_another_job_says_why(local, 
     assert state_of(context, first) == "failed"
 
 
+def test_a_bulk_requeue_says_how_many_jobs_it_left_failed_and_why(local, context, redis_url):
+    first = sample_jobs.unique_failing.enqueue("k").id
+    run_jobs(redis_url)
+    holder = sample_jobs.unique_failing.enqueue("k").id  # queued: it holds the key now
+    form = {"csrf_token": page_csrf(local), "action": "requeue", "ids": [first]}
+    task = task_of(local.post("/jobs/failed/bulk", data=form))
+    progress = finished_bulk(local, task)
+    assert (progress["changed"], progress["left"]) == ("0", "1")
+    page = local.get(f"/bulk/{task}").text
+    assert f"1 left failed, such as job {first}: job {holder}, not done yet, holds its unique key" in page
+    assert state_of(context, first) == "failed"
+
+
 def test_bulk_requeue_of_selected_jobs_and_of_everything_matching_the_filter(local, context, sixty_failed):
     token = page_csrf(local)
     chosen = sixty_failed["early"][:3]

@@ -273,12 +273,33 @@ def test_a_failed_job_is_requeued_only_while_no_other_job_not_done_yet_holds_its
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
     second = sample_jobs.unique_failing.enqueue("k")  # the first has ended: the key is free again
     assert second.id != first.id
-    assert admin.requeue_failed(context, [first.id]) == 0  # both would run
+    refused = admin.requeue_failed(context, [first.id])  # both would run
+    key = context.keys.unique("unique-failing:k")
+    assert refused == admin.Changed(
+        0, {first.id: f"job {second.id}, not done yet, holds its unique key {key}"}
+    )
     assert inspect.job_detail(context, first.id).state == "failed"
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
-    assert admin.requeue_failed(context, [first.id]) == 1  # the second has ended too
+    assert admin.requeue_failed(context, [first.id]) == admin.Changed(1)  # the second has ended too
     assert inspect.job_detail(context, first.id).state == "queued"
     assert sample_jobs.unique_failing.enqueue("k").id == first.id  # requeued, it holds its key
+
+
+def test_of_failed_jobs_sharing_a_unique_key_one_is_requeued_and_the_cli_says_which_stay(context, redis_url):
+    first = sample_jobs.unique_failing.enqueue("k")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    second = sample_jobs.unique_failing.enqueue("k")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    result = jobctl("failed", "requeue", "--all", url=redis_url)  # in one transaction: both would run
+    assert result.returncode == 1 and result.stdout == "requeued 1 job(s)\n"
+    [requeued] = queue_for(context, "default").get_job_ids()
+    [left] = {first.id, second.id} - {requeued}
+    key = context.keys.unique("unique-failing:k")
+    assert f"left failed: job {left}: job {requeued}, not done yet, holds its unique key {key}" in (
+        result.stderr.splitlines()
+    )
+    assert inspect.job_detail(context, left).state == "failed"
+    assert sample_jobs.unique_failing.enqueue("k").id == requeued
 
 
 def test_unique_enqueue_from_eight_processes_adds_one_job(context, redis_url, tmp_path):
