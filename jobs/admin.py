@@ -58,11 +58,15 @@ def failed_ids(context: Context) -> list[tuple[str, str]]:
     ]
 
 
+# the index an ended job is in, by its state: a job stopped (RQ's stop-job command) was indexed as failed
+_INDEXED_AS = {"finished": "finished", "failed": "failed", JobStatus.STOPPED.value: "failed"}
+
+
 def _unindex(context: Context, pipe, job: Job) -> None:
     """Take an ended job out of the index of its state (in the transaction that moves or deletes it)."""
     status = job.get_status(refresh=False)
-    state = getattr(status, "value", status)
-    if state in index.STATES and job.ended_at is not None:
+    state = _INDEXED_AS.get(getattr(status, "value", status))
+    if state is not None and job.ended_at is not None:
         index.remove(pipe, context.keys, state, job.origin, job.job_name, job.ended_at, job.id)
 
 
@@ -141,10 +145,12 @@ def _on_failed(
     apply,
     refusals: Refusals | None = None,
 ) -> Changed:
-    """`_each_batch` on failed jobs (these ids, each once, or all when None), audited as `action`."""
+    """`_each_batch` on failed jobs (these ids, each once, or all when None), audited as `action` when it
+    changed any."""
     ids = None if ids is None else list(dict.fromkeys(ids))
     changed = _each_batch(context, _resolve(context, ids), apply, progress, refusals)
-    audit(context, actor, action, _target(ids), address, count=changed.count)
+    if changed.count:  # an action that changed nothing (all refused, or gone) writes nothing
+        audit(context, actor, action, _target(ids), address, count=changed.count)
     return changed
 
 
@@ -179,6 +185,10 @@ def requeue_failed(
 
     def requeue(pipe, queue, job: Job) -> None:
         pipe.zrem(queue.failed_job_registry.key, job.id)
+        # kept while it waits and runs: its failure set it to expire with the failure's retention
+        pipe.persist(job.key)
+        pipe.persist(job.dependents_key)
+        pipe.persist(job.dependencies_key)
         _unindex(context, pipe, job)
         job.started_at = job.ended_at = None
         job.set_status(JobStatus.QUEUED, pipeline=pipe)

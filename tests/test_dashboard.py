@@ -714,6 +714,7 @@ def test_a_requeue_refused_for_a_unique_key_held_by_another_job_says_why(local, 
     refused = local.post(f"/api/job/{first}/requeue", headers={"X-CSRF-Token": page_csrf(local)})
     assert refused.status_code == 400 and "holds its unique key" in refused.json["error"]
     assert state_of(context, first) == "failed"
+    assert audit_entries(local, "requeue-failed") == []  # refused, it wrote nothing
 
 
 def test_a_bulk_requeue_says_how_many_jobs_it_left_failed_and_why(local, context, redis_url):

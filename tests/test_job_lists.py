@@ -123,6 +123,20 @@ def test_requeue_and_delete_take_jobs_out_of_the_index(context, ended):
     assert set(every_page(context, "finished", name=RECORD)) == set(finished[1:])
 
 
+@pytest.mark.parametrize("action", ["delete", "requeue"])
+def test_a_stopped_job_leaves_the_failed_index_when_deleted_or_requeued(context, ended, action):
+    """RQ files a job stopped by its stop-job command as "stopped", indexed and listed as failed."""
+    stopped = sorted(expected(ended, "failed"))[0]
+    context.redis.hset(f"rq:job:{stopped}", "status", "stopped")  # as RQ's failure path leaves it
+    if action == "delete":
+        admin.delete_job(context, stopped, actor="test")
+    else:
+        assert admin.requeue_failed(context, [stopped], actor="test").count == 1
+    members = context.redis.zrange(context.keys.index("failed", "default"), 0, -1)
+    assert not [m for m in members if stopped.encode() in m and not m.startswith(b"x|")]  # x|: the sweep's
+    assert inspect.list_jobs(context, "failed", where=inspect.Filter(name=FAILS)).total == 6
+
+
 def test_a_job_moved_by_rqs_own_tools_is_left_out(context, ended):
     """RQ's requeue does not know the index: the entry stays until it expires, but the list shows only
     jobs that are still failed."""

@@ -3,7 +3,7 @@ counters expire with them, and every key that has no TTL is a bounded structure.
 
 import re
 
-from jobs import inspect, timeline
+from jobs import admin, inspect, timeline
 from jobs.connection import Context, activate
 from jobs.enqueue import queue_for
 from jobs.maintenance import clean_registries
@@ -58,6 +58,19 @@ def test_finished_and_failed_jobs_expire_with_their_timelines(context, redis_url
     assert FAILED_TTL - 60 < ttl(context, context.keys.timeline(bad.id)) <= FAILED_TTL
     for key in context.redis.scan_iter(match=f"rq:results:{ok.id}*"):
         assert 0 < ttl(context, key.decode()) <= SUCCEEDED_TTL
+
+
+def test_a_requeued_failed_job_is_kept_until_it_ends_again(context, redis_url):
+    context = short_lived(redis_url)
+    bad = sample_jobs.fails_without_retry.enqueue("requeued")
+    run_burst(redis_url)
+    assert FAILED_TTL - 60 < ttl(context, bad.key) <= FAILED_TTL
+    assert admin.requeue_failed(context, [bad.id]).count == 1
+    # however long it waits in its queue and runs, it is not done: its failure's retention is over
+    assert ttl(context, bad.key) == -1
+    run_burst(redis_url)
+    assert inspect.job_detail(context, bad.id).state == "failed"
+    assert FAILED_TTL - 60 < ttl(context, bad.key) <= FAILED_TTL
 
 
 def test_every_key_without_a_ttl_is_a_bounded_structure(context, redis_url):
