@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from .durations import parse_duration
-from .errors import ConfigError, UnknownJob
+from .errors import ConfigError, InvalidArguments, UnknownJob
 
 PLATFORM_MODULES = ("jobs.builtin", "jobs.billing")
 DEFAULT_TIMEOUT = 300
@@ -55,10 +55,14 @@ class JobSpec:
         _check_shape(self.func, len(args), tuple(kwargs))
 
     def render(self, template: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-        """`template` with its {fields} filled from the job's arguments (defaults included)."""
+        """`template` with its {fields} filled from the job's arguments (defaults included);
+        InvalidArguments when an argument does not fit its field's format (`{n:05d}` given a string)."""
         bound = self.bind(args, kwargs)
         bound.apply_defaults()
-        return template.format(**bound.arguments)
+        try:
+            return template.format(**bound.arguments)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArguments(f"{template!r} cannot be filled from these arguments: {exc}") from None
 
 
 def _check_template(option: str, template: str | None, func: Callable) -> None:
@@ -185,6 +189,8 @@ def job(
         _check_template("lock", lock, function)
         _check_template("unique", unique, function)
         locked_action, lock_wait = _on_locked(on_locked)
+        if lock is not None and parse_duration(lock_ttl) < 0.001:  # Redis keeps a lock 1 ms at least
+            raise ConfigError(f"lock_ttl={lock_ttl!r}: a lock must be kept 1 ms at least")
         spec = JobSpec(
             name=name or f"{function.__module__}.{function.__qualname__}",
             func=function,

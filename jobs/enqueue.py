@@ -149,10 +149,9 @@ def enqueue(
     if pipeline is not None:  # the caller's transaction (schedules: their runs are unique per fire time)
         _write(context, rq_queue, job, due, source, pipeline)
         return job
+    write = functools.partial(_write, context, rq_queue, job, due, source)
     unique = unique_key(context, spec, args, kwargs)
-    return _write_once(
-        context, rq_queue, job, functools.partial(_write, context, rq_queue, job, due, source), unique
-    )
+    return _write_once(context, rq_queue, job, write, unique, _pending_ttl_until(context, due))
 
 
 def _check_job_id(job_id: str) -> None:
@@ -163,9 +162,11 @@ def _check_job_id(job_id: str) -> None:
         raise InvalidArguments(f"job id {job_id!r}: {exc}") from None
 
 
-def _write_once(context: Context, rq_queue: Queue, job: Job, write, unique_key: str | None) -> Job:
+def _write_once(
+    context: Context, rq_queue: Queue, job: Job, write, unique_key: str | None, unique_ttl: int
+) -> Job:
     """Write `job` with `write(pipe)` in a transaction of its own, once, and return it; or, when a pending
-    job holds its `unique_key`, write nothing and return that job. A job with dependencies is written
+    job holds its `unique_key`, write nothing and return that job (else `job` holds it `unique_ttl` s). A job with dependencies is written
     deferred in the same transaction unless they have all finished (RQ's `setup_dependencies`).
     Refuses an id that names a job not done yet (`_check_id_free`).
 
@@ -188,7 +189,7 @@ def _write_once(context: Context, rq_queue: Queue, job: Job, write, unique_key: 
                 _check_id_free(job.id, found_status)
                 rq_queue.setup_dependencies(job, pipeline=pipe)  # watches them; starts the transaction
                 if unique_key is not None:
-                    pipe.set(unique_key, job.id, ex=pending_ttl(context))
+                    pipe.set(unique_key, job.id, ex=unique_ttl)
                 write(pipe)
                 pipe.execute()
                 return job
@@ -244,9 +245,15 @@ def _write(
 
 def _scheduled_event(context: Context, queue_name: str, due: datetime, source: str) -> tuple[str, int]:
     """The timeline entry of a job scheduled for `due`, and how long its timeline must live."""
-    delay_seconds = (due - datetime.now(UTC)).total_seconds()
     entry = timeline.entry("scheduled", source=source, queue=queue_name, due=round(due.timestamp(), 3))
-    return entry, max(1, pending_ttl(context, delay_seconds))
+    return entry, _pending_ttl_until(context, due)
+
+
+def _pending_ttl_until(context: Context, due: datetime | None) -> int:
+    """How long what a job due at `due` (None: now) holds while it is not done must live."""
+    if due is None:
+        return pending_ttl(context)
+    return max(1, pending_ttl(context, (due - datetime.now(UTC)).total_seconds()))
 
 
 BULK_CHUNK = 1000  # jobs per transaction in enqueue_many
@@ -311,7 +318,8 @@ def _run(context: Context, call: Call, data: bytes, job_id: str | None = None) -
 
 def unique_key(context: Context, spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
     """The key a run of `spec` with these arguments holds while it is not done, if `spec` is `unique`;
-    TypeError (or the template's KeyError / IndexError) when the arguments do not fill it."""
+    TypeError when the arguments do not fit the function, InvalidArguments when they do not fit the
+    template's formats."""
     return None if spec.unique is None else context.keys.unique(spec.render(spec.unique, args, kwargs))
 
 

@@ -36,9 +36,9 @@ All keys start with the configured prefix (JOBS_PREFIX, default `jobs:`):
                                                  when the job was seen running): jobs whose worker died, between
                                                  the sweep finding them and their requeue (maintenance)
     {p}sent:{token}                      string  a worker's transaction that was committed (a stopped job's failure,
-                                                 an interrupted job's requeue), which the same transaction sent
-                                                 again after a lost reply finds, and so writes nothing
-                                                 (bookkeeping); kept 5 minutes
+                                                 an interrupted job's requeue) or a lock released, which the same
+                                                 call sent again after a lost reply finds, and so writes nothing
+                                                 (bookkeeping, locks); kept 5 minutes
 """
 
 from __future__ import annotations

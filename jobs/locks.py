@@ -28,8 +28,10 @@ import uuid
 from dataclasses import asdict, dataclass
 
 import redis
+from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock
 
+from .bookkeeping import SENT_TTL
 from .connection import Context, current, run_script
 from .errors import LockUnavailable
 
@@ -46,6 +48,17 @@ end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('GET', KEYS[3]) end
 return false
 """
+
+# KEYS: the lock, the release's mark; ARGV: the holder's token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], 1, 'EX', SENT_TTL)
+  return 1
+end
+-- sent again after a lost reply (a client's retry): it was released, by this very call
+return redis.call('EXISTS', KEYS[2])
+""".replace("SENT_TTL", str(SENT_TTL))
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -91,9 +104,15 @@ def holder_of(token: bytes | str | None) -> Holder | None:
         return None
 
 
+def _an_earlier_run(holder: Holder | None, here: Holder) -> bool:
+    """Whether `holder` is an earlier run of the job running `here` (a job runs once at a time)."""
+    return holder is not None and here.job is not None and holder.job == here.job
+
+
 class _FencedLock(Lock):
-    """redis-py's Lock whose acquisition also takes a fencing token, and whose renewal keeps the fence
-    key alive with the lock."""
+    """redis-py's Lock whose acquisition also takes a fencing token, whose renewal keeps the fence key
+    alive with the lock, and whose release, sent again after a lost reply, is not taken for a lock lost
+    (it leaves a mark, `Keys.sent`)."""
 
     def __init__(self, context: Context, name: str, ttl: float):
         super().__init__(context.redis, context.keys.lock(name), timeout=ttl, sleep=0.05, thread_local=False)
@@ -102,6 +121,8 @@ class _FencedLock(Lock):
         self.fence: int | None = None
         self._acquire_script = context.redis.register_script(_ACQUIRE)
         self._renew_script = context.redis.register_script(_RENEW)
+        self._release_script = context.redis.register_script(_RELEASE)
+        self._keys = context.keys
 
     def do_acquire(self, token) -> bool:
         fence = run_script(
@@ -113,6 +134,11 @@ class _FencedLock(Lock):
         if fence:
             self.fence = int(fence)
         return bool(fence)
+
+    def do_release(self, expected_token: bytes) -> None:
+        mark = self._keys.sent(expected_token.split(b"|", 1)[0].decode())
+        if not run_script(self._release_script, [self.name, mark], [expected_token], self.redis):
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned", lock_name=self.name)
 
     def renew(self) -> bool:
         """Reset the TTL if still owned; False once the lock is lost."""
@@ -154,17 +180,24 @@ class lock:  # noqa: N801 - used like a function: `with jobs.lock(name):`
         self.held: Held | None = None
 
     def acquire(self) -> Held:
-        """Take the lock (waiting up to `wait` seconds) and start renewing it."""
-        token = f"{uuid.uuid4().hex}|{json.dumps(asdict(Holder.here()))}"
-        if not self._lock.acquire(blocking=self.wait > 0, blocking_timeout=self.wait or None, token=token):
+        """Take the lock (waiting up to `wait` seconds) and start renewing it. Held by an earlier run of
+        the job calling (its worker died: the job was recovered and runs again), it waits up to `ttl`
+        more for that run's lock, which nothing renews any longer, to expire."""
+        here = Holder.here()
+        token = f"{uuid.uuid4().hex}|{json.dumps(asdict(here))}"
+        if not self._take(token, self.wait):
             holder = holder_of(self.context.redis.get(self._lock.name))
-            by = f" by {holder.describe()}" if holder else ""
-            raise LockUnavailable(f"lock {self.name} is held{by}", name=self.name, holder=holder)
+            if not (_an_earlier_run(holder, here) and self._take(token, self.ttl + 1)):
+                by = f" by {holder.describe()}" if holder else ""
+                raise LockUnavailable(f"lock {self.name} is held{by}", name=self.name, holder=holder)
         self.held = Held(self.name, self._lock.fence)
         self._stop.clear()
         self._watchdog = threading.Thread(target=self._renew_loop, name=f"lock:{self.name}", daemon=True)
         self._watchdog.start()
         return self.held
+
+    def _take(self, token: str, wait: float) -> bool:
+        return self._lock.acquire(blocking=wait > 0, blocking_timeout=wait or None, token=token)
 
     def release(self) -> None:
         """Stop renewing and release; a lock lost meanwhile is logged and marked, not raised."""

@@ -134,6 +134,11 @@ def unique_job(key: str, attempt: int = 0) -> str:
     return key
 
 
+@job(retries=0, unique="numbered:{number:05d}")
+def numbered(number: int) -> int:
+    return number
+
+
 @job(retries=0, unique="unique-failing:{key}")
 def unique_failing(key: str) -> None:
     _record("ran", key)

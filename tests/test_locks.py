@@ -16,7 +16,7 @@ from jobs import admin, billing, inspect, locks, timeline
 from jobs.catalog import job
 from jobs.connection import Context
 from jobs.enqueue import queue_for
-from jobs.errors import ConfigError, LockUnavailable
+from jobs.errors import ConfigError, InvalidArguments, LockUnavailable
 from tests import sample_jobs
 from tests.conftest import events, jobctl, make_settings, process_env, ran, wait_for
 from tests.proxy import Proxy
@@ -57,16 +57,19 @@ def test_a_lock_is_renewed_and_taken_after_the_server_has_lost_its_scripts(conte
         assert after.fence > before.fence
 
 
-def test_a_lock_whose_reply_is_lost_is_taken_when_the_call_is_sent_again(context, redis_url):
+def test_a_lock_whose_reply_is_lost_is_taken_and_released_when_the_call_is_sent_again(context, redis_url):
     proxy = Proxy.to(redis_url)
     try:
         resilient = Context.connect(make_settings(proxy.proxied(redis_url)), resilient=True)
         with locks.lock("lost-reply", context=resilient):
-            pass  # the server has the script now: the reply lost is the lock's, not a NOSCRIPT error
+            pass  # the server has the scripts now: the replies lost are the lock's, not NOSCRIPT errors
         proxy.lose_reply_to(b"EVALSHA")
         with locks.lock("lost-reply", context=resilient) as held:
             assert proxy.replies_lost == 1
             assert context.redis.get(context.keys.fence("lost-reply")) == str(held.fence).encode()
+            proxy.lose_reply_to(b"EVALSHA")  # the release's
+        assert proxy.replies_lost == 2
+        assert not held.lost  # released by the call sent first: held to the end
         assert locks.held_locks(context) == []
         resilient.redis.close()
     finally:
@@ -182,6 +185,16 @@ def test_the_lock_of_a_sigkilled_worker_expires_within_its_ttl(context, processe
     assert context.redis.scard(context.keys.locks) == 0
 
 
+def test_a_job_whose_earlier_run_died_holding_its_lock_waits_for_that_lock_and_runs(context, redis_url):
+    job_ = sample_jobs.exclusive.enqueue("again", 0)  # lock ttl 1 s; a run that finds it held skips
+    # as a run of the same job left it when its worker was SIGKILLed: held, renewed no more
+    dead_run = {"job": job_.id, "worker": "dead", "host": "elsewhere", "pid": 1, "since": time.time()}
+    context.redis.set(context.keys.lock("exclusive:again"), f"0|{json.dumps(dead_run)}", px=1000)
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert "skipped" not in events(context, job_.id)
+    assert inspect.job_detail(context, job_.id).state == "finished" and ran(context) == ["again"]
+
+
 def test_on_locked_retry_runs_the_job_once_the_lock_is_free(context, redis_url):
     guard = locks.lock("exclusive:busy", ttl=30)
     guard.acquire()
@@ -200,6 +213,26 @@ def test_lock_and_unique_templates_are_checked_when_the_job_is_defined():
         job(lock="invoices:{month}")(lambda customer: None)
     with pytest.raises(ConfigError, match="on_locked"):
         job(lock="x", on_locked="sometimes")(lambda: None)
+    with pytest.raises(ConfigError, match="lock_ttl=0"):  # each run would fail
+        job(lock="x", lock_ttl=0)(lambda: None)
+
+
+def test_arguments_that_do_not_fit_the_unique_templates_format_are_one_error_line(context, redis_url):
+    assert sample_jobs.numbered.enqueue(7).id == sample_jobs.numbered.enqueue(7).id  # numbered:00007
+    with pytest.raises(InvalidArguments, match="cannot be filled"):
+        sample_jobs.numbered.enqueue("7")
+    refused = jobctl("enqueue", "tests.sample_jobs.numbered", "--args", '["7"]', url=redis_url)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: 'numbered:{number:05d}' cannot be")
+    assert len(refused.stderr.splitlines()) == 1
+    assert len(queue_for(context, "default").get_job_ids()) == 1
+
+
+def test_a_unique_job_delayed_holds_its_key_until_it_is_due_on_either_path(context):
+    delay = 10 * 86400  # beyond how long jobs are kept (7 days by default)
+    jobs_api.enqueue(sample_jobs.unique_job, ["plain"], delay=delay)  # one script call
+    jobs_api.enqueue(sample_jobs.unique_job, ["own"], delay=delay, job_id="own-id")  # RQ's path
+    for key in ("plain", "own"):
+        assert context.redis.ttl(context.keys.unique(f"unique:{key}")) > delay
 
 
 def test_unique_returns_the_pending_job_until_it_is_done(context, redis_url):
