@@ -284,6 +284,7 @@ def cancel_job(context: Context, job_id: str, actor: str | None = None, address:
 
     def cancel(pipe, job: Job) -> None:
         job.cancel(pipeline=pipe)
+        _leave_dependencies(pipe, job)
         timeline.record(pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor)
 
     waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
@@ -296,12 +297,20 @@ def delete_job(context: Context, job_id: str, actor: str | None = None, address:
 
     def delete(pipe, job: Job) -> None:
         job.delete(pipeline=pipe, remove_from_queue=True)
+        _leave_dependencies(pipe, job)
         pipe.delete(context.keys.timeline(job.id))
         _unindex(context, pipe, job)
 
     not_running = tuple(status for status in JobStatus if status != JobStatus.STARTED)
     _change(context, job_id, not_running, "it can be deleted once it has ended", delete)
     audit(context, actor or default_actor(), "delete-job", job_id, address)
+
+
+def _leave_dependencies(pipe, job: Job) -> None:
+    """Take `job` off its dependencies' lists of dependents: one that finishes as the transaction commits
+    would queue it (RQ's path writes the dependent back, queued), and a change to the list aborts that."""
+    for parent_id in job._dependency_ids:
+        pipe.srem(Job.dependents_key_for(parent_id), job.id)
 
 
 def _change(context: Context, job_id: str, allowed: tuple, refusal: str, change) -> None:

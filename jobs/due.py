@@ -8,8 +8,11 @@ import os
 import time
 
 import redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
+from rq.utils import current_timestamp
 
 from .connection import OutageLog, current
 from .dequeue import wake
@@ -67,13 +70,43 @@ class Scheduler(RQScheduler):
 
     def enqueue_scheduled_jobs(self):
         """RQ's, repeated while a queue has due jobs left (RQ's moves at most 1,000 per queue per look,
-        so a burst due at once would run up to a second per thousand late), for at most MOVE_BUDGET."""
+        so a burst due at once would run up to a second per thousand late), for at most MOVE_BUDGET; and
+        a job canceled or deleted while it is moved stays so."""
+        self._status = self.Status.WORKING
+        if not self._scheduled_job_registries and self._acquired_locks:
+            self.prepare_registries()
         deadline = time.monotonic() + MOVE_BUDGET
         while True:
-            super().enqueue_scheduled_jobs()
+            for registry in self._scheduled_job_registries:
+                self._move_due(registry)
             more = any(registry.more_due for registry in self._scheduled_job_registries)
             if not more or time.monotonic() > deadline:
-                return
+                break
+        self._status = self.Status.STARTED
+
+    def _move_due(self, registry: _DueJobs) -> None:
+        """Queue the registry's due jobs not canceled, as RQ's scheduler does, in a
+        transaction that a change to any of them (a cancel, a delete) aborts: RQ's writes each whole
+        job hash back, queued, whatever happened to it since it read it."""
+        queue = Queue(registry.name, connection=self.connection, serializer=self.serializer)
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    job_ids = registry.get_jobs_to_schedule(current_timestamp())
+                    if not job_ids:
+                        return
+                    pipe.watch(*(Job.key_for(job_id) for job_id in job_ids))
+                    jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
+                    pipe.multi()
+                    for job in jobs:
+                        if job is not None and job.get_status(refresh=False) != JobStatus.CANCELED:
+                            queue._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
+                    for job_id in job_ids:
+                        registry.remove(job_id, pipeline=pipe)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def work(self):
         self._install_signal_handlers()

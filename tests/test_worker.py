@@ -15,13 +15,14 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 import jobs as jobs_api
-from jobs import index, inspect, timeline
+from jobs import admin, index, inspect, timeline
 from jobs.builtin import noop
 from jobs.dequeue import Sent, send
 from jobs.due import Scheduler
 from jobs.enqueue import enqueue, queue_for
 from jobs.execution import Worker
 from jobs.maintenance import sweep_orphans
+from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import events, jobctl, ran, wait_for
 from tests.proxy import Proxy
@@ -131,18 +132,65 @@ def test_delayed_job_is_run_by_the_worker_without_a_scheduler_process(context, p
     assert history[1]["at"] >= history[0]["due"]
 
 
-def test_due_jobs_queued_by_the_worker_s_rq_scheduler_wake_an_idle_worker(context):
-    delayed = [sample_jobs.record.enqueue_in(600, f"delayed-{i}") for i in range(2)]
+def move_due_jobs(context, jobs: list) -> None:
+    """Make `jobs` (delayed) due, and have a worker's RQ scheduler move the due jobs to their queue."""
     registry = queue_for(context, "default").scheduled_job_registry
-    context.redis.zadd(registry.key, {job.id: 1 for job in delayed})  # due long ago
+    context.redis.zadd(registry.key, {job.id: 1 for job in jobs})  # due long ago
     scheduler = Scheduler(["default"], connection=context.redis, serializer=JSONSerializer)
     assert scheduler.acquire_locks() == {"default"}
     try:
         scheduler.enqueue_scheduled_jobs()
     finally:
         scheduler.release_locks()
+
+
+def test_due_jobs_queued_by_the_worker_s_rq_scheduler_wake_an_idle_worker(context):
+    delayed = [sample_jobs.record.enqueue_in(600, f"delayed-{i}") for i in range(2)]
+    move_due_jobs(context, delayed)
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in delayed)
     assert context.redis.llen(context.keys.wake("default")) == 2  # the enqueue_in woke none
+
+
+def acting_on_first_read(monkeypatch, job_class, reading: str, act) -> list:
+    """Make `act()` run once, right after the first `job_class.fetch_many` that reads job id `reading`
+    (RQ's read of the jobs it is about to queue); returns the list of times it ran."""
+    real = job_class.fetch_many.__func__
+    acted = []
+
+    def fetch_many(cls, job_ids, connection, serializer=None):
+        jobs = real(cls, job_ids, connection=connection, serializer=serializer)
+        if reading in job_ids and not acted:
+            acted.append(reading)  # first: `act` may read jobs too
+            act()
+        return jobs
+
+    monkeypatch.setattr(job_class, "fetch_many", classmethod(fetch_many))
+    return acted
+
+
+@pytest.mark.parametrize("action", ["cancel", "delete"])
+def test_a_delayed_job_canceled_or_deleted_as_it_falls_due_does_not_run(context, monkeypatch, action):
+    delayed = sample_jobs.record.enqueue_in(600, "delayed")
+    act = admin.cancel_job if action == "cancel" else admin.delete_job
+    acted = acting_on_first_read(monkeypatch, RQJob, delayed.id, lambda: act(context, delayed.id, "op"))
+    move_due_jobs(context, [delayed])
+    assert len(acted) == 1
+    assert queue_for(context, "default").get_job_ids() == []
+    assert context.redis.hget(delayed.key, "status") == (b"canceled" if action == "cancel" else None)
+
+
+@pytest.mark.parametrize("action", ["cancel", "delete"])
+def test_a_dependent_canceled_or_deleted_as_its_dependency_finishes_does_not_run(
+    context, worker_tally, monkeypatch, action
+):
+    parent = sample_jobs.record.enqueue("parent")
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    act = admin.cancel_job if action == "cancel" else admin.delete_job
+    acted = acting_on_first_read(monkeypatch, Job, child.id, lambda: act(context, child.id, "op"))
+    _run_one(context, worker_tally)  # the parent: it finishes, and RQ's path queues its dependents
+    assert len(acted) == 1 and ran(context) == ["parent"]
+    assert queue_for(context, "default").get_job_ids() == []
+    assert context.redis.hget(child.key, "status") == (b"canceled" if action == "cancel" else None)
 
 
 def test_a_burst_of_due_jobs_is_queued_in_one_look(context):
