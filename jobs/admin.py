@@ -279,11 +279,16 @@ def release_lock(context: Context, name: str, actor: str | None = None, address:
 
 
 def cancel_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:
-    """Cancel a job that has not started (queued, scheduled or deferred): it will not run."""
+    """Cancel a job that has not started (queued, scheduled or deferred): it will not run, and is kept
+    as long as a failed one."""
     actor = actor or default_actor()
 
     def cancel(pipe, job: Job) -> None:
         job.cancel(pipeline=pipe)
+        kept = job.failure_ttl if job.failure_ttl is not None else context.settings.failed_ttl
+        queue_for(context, job.origin).canceled_job_registry.add(job, ttl=kept, pipeline=pipe)  # RQ's: now
+        if kept > 0:  # RQ keeps a canceled job forever
+            pipe.expire(job.key, kept)
         _leave_dependencies(pipe, job)
         timeline.record(pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor)
 

@@ -24,7 +24,7 @@ from rq.job import JobStatus
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
-from rq.utils import now
+from rq.utils import current_timestamp, now
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
@@ -612,10 +612,7 @@ class Worker(SimpleWorker):
 
 def clean_registries_except_started(queue) -> None:
     """Expire finished, failed, deferred and canceled entries of `queue`; leaves started jobs alone."""
-    for registry in (
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.canceled_job_registry,
-    ):
+    for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.deferred_job_registry):
         registry.cleanup()
+    # RQ's canceled registry has no cleanup of its own; its entries are scored with their expiry too
+    queue.connection.zremrangebyscore(queue.canceled_job_registry.key, 0, current_timestamp())

@@ -23,6 +23,7 @@ PERMANENT = [
     r"jobs:locks",  # names of held locks; pruned by maintenance
     r"jobs:index:(finished|failed):[\w-]+",  # ended jobs by name and time; swept by clean_registries
     r"jobs:wake:[\w-]+",  # wake tokens of idle workers, trimmed to a few
+    r"jobs:audit",  # operator actions, a capped stream
     r"test:.*",
 ]
 
@@ -79,6 +80,8 @@ def test_every_key_without_a_ttl_is_a_bounded_structure(context, redis_url):
         sample_jobs.record.enqueue(f"ok-{i}")
         sample_jobs.always_fails.enqueue(f"bad-{i}")
     later = sample_jobs.record.enqueue_in(3600, "later")
+    canceled = sample_jobs.record.enqueue_in(3600, "canceled")
+    admin.cancel_job(context, canceled.id, "test")
     run_burst(redis_url)
     unbounded = []
     for raw in context.redis.scan_iter():
@@ -87,6 +90,9 @@ def test_every_key_without_a_ttl_is_a_bounded_structure(context, redis_url):
             unbounded.append(key)
     assert unbounded == [later.key]  # a job still waiting to run never expires
     assert inspect.job_detail(context, later.id).state == "scheduled"
+    assert FAILED_TTL - 60 < ttl(context, canceled.key) <= FAILED_TTL  # kept as long as a failed job
+    clean_registries(context)
+    assert inspect.list_jobs(context, "canceled").total == 1  # and listed as long
     assert all(ttl(context, key.decode()) > 0 for key in context.redis.scan_iter(match="jobs:stats:*"))
 
 
@@ -94,11 +100,16 @@ def test_expired_entries_leave_the_registries(context, redis_url):
     context = activate(Context.connect(make_settings(redis_url, succeeded_ttl=1, failed_ttl=1)))
     sample_jobs.record.enqueue("short")
     sample_jobs.fails_without_retry.enqueue("short")
+    admin.cancel_job(context, sample_jobs.record.enqueue_in(60, "canceled").id, "test")
     jobctl("worker", "--burst", "-c", "1", url=redis_url, JOBS_SUCCEEDED_TTL="1", JOBS_FAILED_TTL="1")
     queue = queue_for(context, "default")
-    registries = [queue.finished_job_registry.key, queue.failed_job_registry.key]
+    registries = [
+        queue.finished_job_registry.key,
+        queue.failed_job_registry.key,
+        queue.canceled_job_registry.key,
+    ]
     indexes = [context.keys.index(state, "default") for state in ("finished", "failed")]
-    assert sum(context.redis.zcard(key) for key in registries) == 2  # raw: `count` would clean first
+    assert sum(context.redis.zcard(key) for key in registries) == 3  # raw: `count` would clean first
     assert [context.redis.zcard(key) for key in indexes] == [3, 3]  # by time, by name, by expiry
 
     def registries_empty():
