@@ -164,7 +164,13 @@ def next_command(settings, as_json, schedule_id, count):
     """The next N fire times of a schedule."""
     schedule = recurring.get(connect(settings), schedule_id)
     fires = schedule.timing.upcoming(time.time(), count)
-    emit(as_json, _fires_dict(schedule, fires), lambda: _print_fires(schedule, fires))
+
+    def human():
+        _print_fires(schedule, fires)
+        if len(fires) < count:
+            click.echo("(no later fire times: the calendar ends in the year 9999)")
+
+    emit(as_json, _fires_dict(schedule, fires), human)
 
 
 @schedules_group.command("remove")
@@ -191,7 +197,7 @@ def trigger_command(settings, as_json, schedule_id):
 @common
 def pause_command(settings, as_json, schedule_id, until):
     """Pause a schedule: its fires are skipped until resumed (or --until)."""
-    moment = _parse_time("--until", until) if until else None
+    moment = None if until is None else _parse_time("--until", until)
     schedule = admin.pause_schedule(connect(settings), schedule_id, moment)
     emit(as_json, schedule.to_dict(), lambda: click.echo(f"paused {schedule_id} until {until or 'resumed'}"))
 

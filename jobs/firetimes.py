@@ -25,6 +25,8 @@ from .durations import format_duration, parse_duration
 from .errors import InvalidSchedule, JobsError
 
 MAX_INTERVAL = 3650 * 86400  # ten years: every fire time stays a date (before the year 10000)
+# The last fire time shown: a day before the calendar ends, so that it is a date in every zone.
+LAST_INSTANT = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp()) - 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Timing:
             if not isinstance(cron, str):
                 raise InvalidSchedule(f"cron expression {cron!r} is not text")
             cron = " ".join(cron.split())
+            _refuse_drawn_fields(cron)
             if len(cron.split()) != 5 or not croniter.is_valid(cron):
                 raise InvalidSchedule(
                     f"{cron!r} is not a valid cron expression (5 fields: min hour day month weekday)"
@@ -88,11 +91,28 @@ class Timing:
             if instant > after:
                 return instant
 
+    def last_before(self, moment: int, since: int) -> int:
+        """The last fire time before the whole second `moment`, given `since`, a fire time before it.
+        Found by bisection: about log2(moment - since) steps, however many fires lie between."""
+        low, high = since, moment - 1
+        while low < high:  # the first second after which the next fire is `moment` or later
+            middle = (low + high) // 2
+            if self.next_after(middle) >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
     def upcoming(self, after: float, count: int) -> list[int]:
-        """The next `count` fire times after `after`."""
+        """The next `count` fire times after `after`; fewer when the calendar ends first (LAST_INSTANT)."""
         fires, moment = [], after
-        for _ in range(count):
-            moment = self.next_after(moment)
+        while len(fires) < count:
+            try:
+                moment = self.next_after(moment)
+            except (ValueError, OverflowError):  # a cron fire after the year 9999: no datetime holds it
+                break
+            if moment > LAST_INSTANT:
+                break
             fires.append(moment)
         return fires
 
@@ -102,6 +122,17 @@ def until_next_multiple(now: float, period: float) -> float:
     are whole seconds, so a loop that sleeps this long, with `period` a divisor of one second, looks for
     them just after they come."""
     return period - now % period
+
+
+def _refuse_drawn_fields(cron: str) -> None:
+    """InvalidSchedule for croniter's random (R) and hashed (H) fields. R is drawn anew at each parse, so
+    every scheduler process would fire at its own times; H needs a hash id. No month or weekday name
+    starts with either letter."""
+    if any(part[0] in "RrHh" for part in cron.split()):
+        raise InvalidSchedule(
+            f"cron expression {cron!r}: random (R) and hashed (H) fields are not supported (each "
+            "scheduler process would draw its own times); write the values out"
+        )
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,7 +8,9 @@ history, the next fire time) and sends them all in one more round trip: each fir
 writes it only if the schedule is still exactly as read. A scheduler that loses a race, or finds the
 schedule edited, paused or triggered meanwhile, changes nothing (the schedule stays due while it is);
 one that crashes before the script leaves nothing behind, and after it everything is done. So any
-number of schedulers may run, and a crash neither loses nor duplicates a fire.
+number of schedulers may run, and a crash neither loses nor duplicates a fire. A schedule that cannot
+fire (damaged, or its job unknown to this scheduler) keeps its next fire time and is looked at again a
+few seconds later, so that it holds up no other.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ OVERLAP_POLICIES = ("allow", "skip")
 MISFIRE_GRACE = 60  # seconds: a fire later than this counts as missed (downtime), not merely late
 MAX_CATCH_UP = 1000  # fires computed per step after a long downtime; the rest follow on the next tick
 HISTORY_LENGTH = 100  # runs kept per schedule
+RETRY_FAILED = 5  # seconds before a schedule that could not fire is looked at again
 FOREVER = math.inf
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # part of job ids, which RQ limits to these
 
@@ -138,7 +141,7 @@ def save(context: Context, schedule: Schedule, now: float | None = None) -> Sche
         while True:
             try:
                 pipe.watch(key)
-                old = _decode(pipe.hgetall(key))
+                old = _decoded_or_none(pipe.hgetall(key))
                 if old is not None:
                     keep = dict(
                         paused_until=old.paused_until,
@@ -164,6 +167,14 @@ def save(context: Context, schedule: Schedule, now: float | None = None) -> Sche
                 continue
 
 
+def _decoded_or_none(raw: dict) -> Schedule | None:
+    """The schedule stored in `raw`, None for none or a damaged one (which a save replaces)."""
+    try:
+        return _decode(raw)
+    except InvalidSchedule:
+        return None
+
+
 def get(context: Context, schedule_id: str) -> Schedule:
     """The schedule `schedule_id`; UnknownSchedule if there is none."""
     schedule = _decode(context.redis.hgetall(context.keys.schedule(schedule_id)))
@@ -187,12 +198,14 @@ def all_schedules(context: Context) -> list[Schedule]:
 
 
 def remove(context: Context, schedule_id: str) -> None:
-    """Delete a schedule and its run history (runs already enqueued are left alone)."""
-    get(context, schedule_id)
+    """Delete a schedule and its run history (runs already enqueued are left alone), a damaged one too;
+    UnknownSchedule if there is none."""
     with context.redis.pipeline() as pipe:
         pipe.zrem(context.keys.schedules_due, schedule_id)
         pipe.delete(context.keys.schedule(schedule_id), context.keys.schedule_runs(schedule_id))
-        pipe.execute()
+        unindexed, deleted = pipe.execute()
+    if not unindexed and not deleted:
+        raise _unknown(schedule_id)
 
 
 def set_paused(context: Context, schedule_id: str, until: float | None) -> Schedule:
@@ -216,14 +229,23 @@ def set_paused(context: Context, schedule_id: str, until: float | None) -> Sched
 def trigger(context: Context, schedule_id: str, now: float | None = None):
     """Enqueue one run now, outside the schedule's timing (its next fire time does not move)."""
     now = time.time() if now is None else now
-    schedule = get(context, schedule_id)
-    job_id = f"schedule-{schedule.id}-manual-{uuid.uuid4().hex[:12]}"
+    key = context.keys.schedule(schedule_id)
     with context.redis.pipeline() as pipe:
-        job = _enqueue_run(context, schedule, job_id, pipe)
-        pipe.zadd(context.keys.schedule_runs(schedule.id), {job.id: now})
-        pipe.hset(context.keys.schedule(schedule.id), mapping={"last_job_id": job.id})
-        pipe.execute()
-    return job
+        while True:
+            try:
+                pipe.watch(key)  # a schedule removed meanwhile must not come back as a bare hash
+                schedule = _decode(pipe.hgetall(key))
+                if schedule is None:
+                    raise _unknown(schedule_id)
+                job_id = f"schedule-{schedule.id}-manual-{uuid.uuid4().hex[:12]}"
+                pipe.multi()
+                job = _enqueue_run(context, schedule, job_id, pipe)
+                pipe.zadd(context.keys.schedule_runs(schedule.id), {job.id: now})
+                pipe.hset(key, mapping={"last_job_id": job.id})
+                pipe.execute()
+                return job
+            except redis.WatchError:
+                continue
 
 
 def run_id(schedule_id: str, fire: int) -> str:
@@ -242,11 +264,7 @@ class Plan:
 
 def plan(schedule: Schedule, now: float, last_run_busy: bool = False) -> Plan:
     """Apply the misfire, pause and overlap policies to the fires due at `now` (pure)."""
-    fires, moment = [], schedule.next_fire
-    while moment <= now and len(fires) < MAX_CATCH_UP:
-        fires.append(moment)
-        moment = schedule.timing.next_after(moment)
-    next_fire = moment
+    fires, next_fire = _due_fires(schedule, now)
     fires = [fire for fire in fires if not schedule.paused_at(fire)]
     on_time = [fire for fire in fires if now - fire <= MISFIRE_GRACE]
     missed = [fire for fire in fires if now - fire > MISFIRE_GRACE]
@@ -262,13 +280,36 @@ def plan(schedule: Schedule, now: float, last_run_busy: bool = False) -> Plan:
     return Plan(runs, [], next_fire)
 
 
+def _due_fires(schedule: Schedule, now: float) -> tuple[list[int], int]:
+    """The fires due at `now` that the misfire policy needs, and the next fire time after them. Only `all`
+    needs every missed fire (MAX_CATCH_UP per tick, the rest on the next ones). When more are due than
+    that, the others jump to the last missed fire (`once`'s catch-up run) and the fires within the grace."""
+    fires, moment = _walk(schedule.timing, schedule.next_fire, now)
+    if moment > now or schedule.misfire == "all":
+        return fires, moment
+    grace = math.ceil(now - MISFIRE_GRACE)  # the first second whose fires are not missed
+    last_missed = schedule.timing.last_before(grace, since=schedule.next_fire)
+    recent, moment = _walk(schedule.timing, schedule.timing.next_after(grace - 1), now)
+    return [last_missed, *recent], moment
+
+
+def _walk(timing: Timing, start: int, now: float) -> tuple[list[int], int]:
+    """The fire times from `start` (one of them) to `now`, at most MAX_CATCH_UP, and the fire time after."""
+    fires, moment = [], start
+    while moment <= now and len(fires) < MAX_CATCH_UP:
+        fires.append(moment)
+        moment = timing.next_after(moment)
+    return fires, moment
+
+
 def fire_due(
     context: Context, now: float | None = None, limit: int = 500
 ) -> dict[str, list[str] | JobsError]:
     """Fire every schedule due at `now` (default: the clock). Returns, per schedule that was due, the
     ids of the jobs enqueued (none when another scheduler fired it first), or the error that kept it
-    from firing (it stays due: nothing is lost). A full Redis stops them all: RedisFull is raised, and
-    every schedule stays due."""
+    from firing: it keeps its next fire time, so nothing is lost, and it is tried again RETRY_FAILED
+    seconds later (schedules that cannot fire, due first, would otherwise take every tick's `limit`).
+    A full Redis stops them all: RedisFull is raised, and every schedule stays due."""
     now = time.time() if now is None else now
     due = context.redis.zrangebyscore(
         context.keys.schedules_due, "-inf", now, start=0, num=limit, withscores=True
@@ -299,8 +340,14 @@ def fire_due(
             outcome[schedule_id] = []
         else:
             fires[schedule_id] = fire
-    for schedule_id, fired in _commit(context, fires).items():
-        outcome[schedule_id] = fires[schedule_id].job_ids if fired else []
+    retries = {
+        schedule_id: _retry_later(context, schedule_id, read[schedule_id], now)
+        for schedule_id, result in outcome.items()
+        if isinstance(result, JobsError)
+    }
+    for schedule_id, fired in _commit(context, {**fires, **retries}).items():
+        if schedule_id in fires:
+            outcome[schedule_id] = fires[schedule_id].job_ids if fired else []
     return outcome
 
 
@@ -347,7 +394,7 @@ def _prepare(
     if schedule is None:  # removed: drop its index entry, unless it comes back meanwhile
         writes = _recorded(context, lambda pipe: pipe.zrem(context.keys.schedules_due, schedule_id))
         return _Fire(key, {}, None, writes, [])
-    if schedule.next_fire != expected:
+    if schedule.next_fire > expected:  # not `!=`: one retried after a failure is due after its next fire
         return None
     steps = plan(schedule, now, busy.get(schedule_id, False))
     job_ids = [run_id(schedule.id, fire) for fire in steps.runs]
@@ -359,6 +406,15 @@ def _prepare(
 
     last_run = (Job.key_for(schedule.last_job_id), busy[schedule_id]) if schedule_id in busy else None
     return _Fire(key, raw, last_run, _recorded(context, write), job_ids)
+
+
+def _retry_later(context: Context, schedule_id: str, raw: dict, now: float) -> _Fire:
+    """A fire of `schedule_id`, which could not fire, that only moves its due entry RETRY_FAILED
+    seconds on, if it is still as read (`raw`): one fixed meanwhile is not held back. Its next fire
+    time stays, so it fires what has come due when it can."""
+    due = {schedule_id: int(now) + RETRY_FAILED}
+    writes = _recorded(context, lambda pipe: pipe.zadd(context.keys.schedules_due, due))
+    return _Fire(context.keys.schedule(schedule_id), raw, None, writes, [])
 
 
 def _recorded(context: Context, write) -> list:

@@ -88,6 +88,15 @@ def test_next_after_a_fire_time_is_strictly_later_even_inside_the_repeated_hour(
     assert timing.next_after(fire) == fire + 1800
 
 
+def test_the_last_fire_before_a_moment_across_the_berlin_gap():
+    timing = Timing.parse(cron="*/20 * * * *", tz="Europe/Berlin")
+    since = timing.next_after(at("2026-03-01T00:00:00+00:00"))
+    jump = int(at("2026-03-29T03:00:00+02:00"))
+    assert local([timing.last_before(jump, since)], "Europe/Berlin") == ["2026-03-29T01:40:00+01:00"]
+    assert local([timing.last_before(jump + 1, since)], "Europe/Berlin") == ["2026-03-29T03:00:00+02:00"]
+    assert timing.last_before(timing.next_after(since), since) == since
+
+
 def test_intervals_are_aligned_to_the_epoch_and_ignore_the_zone():
     timing = Timing.parse(every="5m", tz="America/New_York")
     start = at("2026-11-01T05:31:10+00:00")
@@ -116,6 +125,21 @@ def test_bad_timings_are_refused_with_one_clear_line(options, message):
     with pytest.raises(InvalidSchedule, match=message) as error:
         Timing.parse(**options)
     assert "\n" not in str(error.value)
+
+
+def test_random_and_hashed_cron_fields_are_refused_as_each_process_would_draw_its_own_times():
+    for cron in ("R * * * *", "0 r(1-5) * * *", "R/15 * * * *", "H * * * *", "0 H(0-5) * * *"):
+        with pytest.raises(InvalidSchedule, match=r"random \(R\) and hashed \(H\) fields"):
+            Timing.parse(cron=cron)
+    assert Timing.parse(cron="0 0 * mar thu").cron == "0 0 * mar thu"  # names are not drawn
+
+
+@pytest.mark.parametrize("options", [{"every": "3650d"}, {"cron": "0 0 29 2 *", "tz": "Pacific/Kiritimati"}])
+def test_upcoming_fire_times_end_with_the_calendar_as_dates_in_every_zone(options):
+    fires = Timing.parse(**options).upcoming(at("9970-01-01T00:00:00+00:00"), 1000)
+    assert 0 < len(fires) < 1000
+    for zone in ("Pacific/Kiritimati", "Etc/GMT+12"):  # the first and the last zone to reach a date
+        assert datetime.fromtimestamp(fires[-1], ZoneInfo(zone)).year > 9990
 
 
 def test_loops_on_multiples_of_a_divisor_of_a_second_wake_just_after_each_whole_second():

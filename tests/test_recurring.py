@@ -180,6 +180,21 @@ def test_misfire_policies_after_downtime(context, misfire, expected_fires):
     assert recurring.get(context, "tick").next_fire == T0 + 301
 
 
+@pytest.mark.parametrize(("misfire", "catch_up"), [("once", [-60]), ("skip", [])])
+def test_misfire_once_and_skip_after_more_missed_fires_than_one_tick_computes(context, misfire, catch_up):
+    """Two days down: 2,880 missed fires of a per-minute schedule, more than MAX_CATCH_UP. The first tick
+    makes `once`'s one catch-up run (the last missed fire) and the fires within the grace; none after."""
+    definition = recurring.define(
+        "minutely", sample_jobs.record, cron="* * * * *", args=["m"], misfire=misfire
+    )
+    recurring.save(context, definition, now=T0 - 0.5)
+    back = T0 + 2 * 86400
+    ids = recurring.fire_due(context, now=back + 0.5)["minutely"]
+    assert ids == [recurring.run_id("minutely", back + offset) for offset in [*catch_up, 0]]
+    assert recurring.get(context, "minutely").next_fire == back + 60
+    assert recurring.fire_due(context, now=back + 1.5) == {}
+
+
 def test_a_monthly_schedule_missed_during_downtime_runs_once_late(context):
     definition = recurring.define("invoices", sample_jobs.record, cron="0 0 1 * *", tz="UTC", args=["m"])
     recurring.save(context, definition, now=1796083200 - 10)  # 2026-12-01T00:00:00Z minus 10 s
@@ -223,6 +238,21 @@ def test_trigger_runs_now_without_moving_the_next_fire(context):
     assert actions == [b"trigger-schedule"]
 
 
+def test_a_trigger_racing_with_remove_is_refused_and_leaves_nothing_behind(context, monkeypatch):
+    every_second(context)
+    enqueue_run = recurring._enqueue_run
+
+    def removed_first(*args):
+        monkeypatch.setattr(recurring, "_enqueue_run", enqueue_run)
+        admin.remove_schedule(context, "tick")  # another operator, between the trigger's read and write
+        return enqueue_run(*args)
+
+    monkeypatch.setattr(recurring, "_enqueue_run", removed_first)
+    with pytest.raises(UnknownSchedule):
+        admin.trigger_schedule(context, "tick")
+    assert context.redis.keys("jobs:schedule*") == [] and queued(context) == []
+
+
 def test_updating_a_schedule_keeps_its_next_fire_and_pause_unless_the_timing_changes(context):
     every_second(context)
     admin.pause_schedule(context, "tick", until=None)
@@ -242,6 +272,39 @@ def test_removed_schedules_stop_firing(context):
     assert recurring.fire_due(context, now=T0 + 10) == {}
     with pytest.raises(UnknownSchedule):
         recurring.get(context, "tick")
+
+
+def test_schedules_that_cannot_fire_hold_up_no_other_and_are_tried_again_later(context):
+    stuck = [f"stuck-{number}" for number in range(3)]
+    for schedule_id in stuck:  # due at T0: first in the due set
+        every_second(context, schedule_id)
+        context.redis.hset(context.keys.schedule(schedule_id), "job", "gone.module.job")  # renamed
+    healthy = recurring.define("healthy", sample_jobs.record, every="1s", args=["h"])
+    recurring.save(context, healthy, now=T0 + 5)
+    first = recurring.fire_due(context, now=T0 + 6.1, limit=len(stuck))
+    assert sorted(first) == stuck and all(isinstance(error, UnknownJob) for error in first.values())
+    assert recurring.fire_due(context, now=T0 + 6.2, limit=len(stuck)) == {
+        "healthy": [recurring.run_id("healthy", T0 + 6)]
+    }
+    context.redis.hset(context.keys.schedule("stuck-0"), "job", "tests.sample_jobs.record")  # deployed
+    again = recurring.fire_due(context, now=T0 + 6 + recurring.RETRY_FAILED + 0.1, limit=10)
+    assert again["stuck-0"][0] == recurring.run_id("stuck-0", T0)  # what came due meanwhile is kept
+    assert isinstance(again["stuck-1"], UnknownJob)
+
+
+def test_a_schedule_fixed_while_its_failure_is_handled_is_not_held_back(context, monkeypatch):
+    every_second(context)
+    key = context.keys.schedule("tick")
+    context.redis.hset(key, "job", "gone.module.job")
+    retry_later = recurring._retry_later
+
+    def fixed_meanwhile(*args):
+        context.redis.hset(key, "job", "tests.sample_jobs.record")
+        return retry_later(*args)
+
+    monkeypatch.setattr(recurring, "_retry_later", fixed_meanwhile)
+    assert isinstance(recurring.fire_due(context, now=T0 + 0.1)["tick"], UnknownJob)
+    assert recurring.fire_due(context, now=T0 + 0.2) == {"tick": ["schedule-tick-1800000000"]}
 
 
 def test_a_schedule_whose_job_is_unknown_to_the_scheduler_stays_due(context):
@@ -319,3 +382,26 @@ def test_pausing_a_schedule_that_is_gone_writes_nothing(context):
     with pytest.raises(UnknownSchedule):
         recurring.set_paused(context, "tick", recurring.FOREVER)
     assert context.redis.keys("jobs:schedule*") == []
+
+
+def bare(context):
+    """What a trigger racing with remove used to leave: a hash with only the last run's id."""
+    context.redis.delete(context.keys.schedule("tick"))
+    context.redis.hset(context.keys.schedule("tick"), "last_job_id", "schedule-tick-manual-0")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda context: context.redis.hset(context.keys.schedule("tick"), "args", "{not json"), bare],
+)
+def test_a_damaged_schedule_can_be_added_again_and_removed_as_its_error_advises(context, damage):
+    every_second(context)
+    damage(context)
+    with pytest.raises(InvalidSchedule, match="remove it and add it again"):
+        recurring.get(context, "tick")
+    assert every_second(context).args == ["tick"]
+    damage(context)
+    admin.remove_schedule(context, "tick")
+    assert context.redis.keys("jobs:schedule*") == []
+    with pytest.raises(UnknownSchedule):
+        admin.remove_schedule(context, "tick")

@@ -10,6 +10,7 @@ from collections import Counter
 from jobs import inspect, recurring
 from jobs.enqueue import queue_for
 from jobs.execution import RUNNING_MARK
+from jobs.scheduling import FIRE_BATCH, Scheduler
 from tests import sample_jobs
 from tests.conftest import jobctl, wait_for
 
@@ -85,3 +86,31 @@ def test_jobctl_workers_lists_running_schedulers(context, processes, redis_url):
     result = jobctl("workers", "--json", url=redis_url)
     views = [view for view in json.loads(result.stdout) if view["kind"] == "scheduler"]
     assert [view["pid"] for view in views] == [scheduler.pid] and not views[0]["dead"]
+
+
+def test_a_scheduler_whose_due_schedules_cannot_fire_waits_for_its_next_tick(context, monkeypatch):
+    """A full batch of schedules that cannot fire (their job renamed in a deploy) is one batch: the
+    scheduler then waits for its next tick instead of reading them again and again without a pause."""
+    for number in range(FIRE_BATCH):
+        schedule_id = f"stuck-{number}"
+        definition = recurring.define(schedule_id, sample_jobs.record, every="1s", args=["s"])
+        recurring.save(context, definition, now=time.time() - 10)
+        context.redis.hset(context.keys.schedule(schedule_id), "job", "gone.module.job")
+    scheduler = Scheduler(context)
+    ticks, waited_after = [], []
+    tick = scheduler.tick
+
+    def counted_tick(now=None):
+        ticks.append(now)
+        if len(ticks) == 10:  # a scheduler that never waits: end the test
+            scheduler.stop()
+        return tick(now)
+
+    def wait(timeout):
+        waited_after.append(len(ticks))
+        scheduler.stop()
+
+    monkeypatch.setattr(scheduler, "tick", counted_tick)
+    monkeypatch.setattr(scheduler.stopped, "wait", wait)
+    scheduler.run()
+    assert waited_after == [2]  # the batch that failed, then one that found nothing due

@@ -83,6 +83,23 @@ def test_pause_until_without_an_offset_is_refused(context, redis_url):
     assert result.returncode == 2 and "no UTC offset" in result.stderr
 
 
+def test_pause_with_an_empty_until_is_refused_not_taken_as_forever(context, redis_url):
+    run(redis_url, "add", "hourly", JOB, "--every", "1h", "--args", '["h"]')
+    result = run(redis_url, "pause", "hourly", "--until", "")
+    assert result.returncode == 2 and "not an ISO 8601 time" in result.stderr
+    assert recurring.get(context, "hourly").paused_until is None
+
+
+def test_next_stops_at_the_end_of_the_calendar(context, redis_url):
+    assert run(redis_url, "add", "decade", JOB, "--every", "3650d", "--args", '["d"]').returncode == 0
+    result = run(redis_url, "next", "decade", "-n", "1000")
+    assert result.returncode == 0, result.stderr
+    fire_lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert 0 < len(fire_lines) < 1000 and fire_lines[-1].strip().startswith("99")
+    assert result.stdout.splitlines()[-1] == "(no later fire times: the calendar ends in the year 9999)"
+    assert len(json.loads(run(redis_url, "next", "decade", "-n", "1000", "--json").stdout)) == len(fire_lines)
+
+
 def test_sync_reconciles_the_file(context, redis_url, tmp_path):
     path = tmp_path / "schedules.toml"
     path.write_text(
