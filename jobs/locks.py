@@ -200,7 +200,8 @@ class lock:  # noqa: N801 - used like a function: `with jobs.lock(name):`
         return self._lock.acquire(blocking=wait > 0, blocking_timeout=wait or None, token=token)
 
     def release(self) -> None:
-        """Stop renewing and release; a lock lost meanwhile is logged and marked, not raised."""
+        """Stop renewing and release; a lock lost meanwhile is logged and marked, and one that Redis could
+        not be told of is logged (it expires within its ttl), neither raised."""
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.join()
@@ -208,6 +209,8 @@ class lock:  # noqa: N801 - used like a function: `with jobs.lock(name):`
             self._lock.release()
         except redis.exceptions.LockError:
             self._mark_lost("it had expired or was released by someone else before the holder finished")
+        except redis.RedisError as exc:
+            log.warning("lock %s: not released (%s); it expires within %s s", self.name, exc, self.ttl)
         with contextlib.suppress(redis.RedisError):  # a stale index entry is pruned by maintenance
             _prune(self.context, [self.name])
 

@@ -255,20 +255,21 @@ class Job(RQJob):
         guard = locks.lock(
             spec.render(spec.lock, self.args, self.kwargs), ttl=spec.lock_ttl, wait=spec.lock_wait
         )
-        try:
-            held = guard.acquire()
-        except LockUnavailable as exc:
-            if spec.on_locked != "skip":
-                raise
-            holder = exc.holder.job if exc.holder else None
-            self._note("skipped", reason=str(exc), holder=holder)
-            return {"skipped": str(exc)}
-        try:
+        try:  # one try: a timeout raised into the job right after the lock is taken must release it too
+            try:
+                guard.acquire()
+            except LockUnavailable as exc:
+                if spec.on_locked != "skip":
+                    raise
+                holder = exc.holder.job if exc.holder else None
+                self._note("skipped", reason=str(exc), holder=holder)
+                return {"skipped": str(exc)}
             return super()._execute()
         finally:
-            guard.release()
-            if held.lost:
-                self._note("lock-lost", lock=held.name, fence=held.fence)
+            if guard.held is not None:  # taken (and renewed)
+                guard.release()
+                if guard.held.lost:
+                    self._note("lock-lost", lock=guard.held.name, fence=guard.held.fence)
 
     def _note(self, event: str, **details) -> None:
         """Record an event of the running job on its timeline (its own round trip: events are rare)."""

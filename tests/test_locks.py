@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import pytest
+from rq.timeouts import JobTimeoutException
 
 import jobs as jobs_api
 from jobs import admin, billing, inspect, locks, timeline
@@ -17,6 +18,7 @@ from jobs.catalog import job
 from jobs.connection import Context
 from jobs.enqueue import queue_for
 from jobs.errors import ConfigError, InvalidArguments, LockUnavailable
+from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import events, jobctl, make_settings, process_env, ran, wait_for
 from tests.proxy import Proxy
@@ -92,6 +94,35 @@ def test_a_lock_lost_while_held_is_detected_and_does_not_hide_the_body_error(con
         locks.force_release(context, "fragile")
         raise KeyError("the body's own error")
     assert held.lost
+
+
+def test_a_lock_redis_cannot_be_told_to_release_is_logged_not_raised(context, redis_url, caplog):
+    proxy = Proxy.to(redis_url)
+    try:
+        guard = locks.lock(
+            "unreachable", ttl=1, context=Context.connect(make_settings(proxy.proxied(redis_url)))
+        )
+        guard.acquire()
+        proxy.close()  # this client cannot reach Redis any more
+        guard.release()  # raised, it would replace what the body returned or raised
+    finally:
+        proxy.close()
+    assert "lock unreachable: not released" in caplog.text and not guard.held.lost
+    wait_for(lambda: context.redis.get(context.keys.lock("unreachable")) is None, timeout=5, what="expiry")
+
+
+def test_a_timeout_raised_into_a_job_just_as_it_takes_its_lock_releases_the_lock(context, monkeypatch):
+    take = locks.lock.acquire
+
+    def timed_out_once_taken(guard):
+        take(guard)
+        raise JobTimeoutException("the job's timeout, landing between two of its steps")
+
+    monkeypatch.setattr(locks.lock, "acquire", timed_out_once_taken)
+    job_ = sample_jobs.exclusive.enqueue("late", 0)
+    with pytest.raises(JobTimeoutException):
+        Job.fetch(job_.id, connection=context.redis).perform()
+    assert context.redis.get(context.keys.lock("exclusive:late")) is None  # not held, nor renewed
 
 
 HOLDER = """
