@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import time
@@ -37,6 +38,8 @@ from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedul
 from .firetimes import Timing
 from .keys import storable
 from .rqjob import PENDING_STATES, Job
+
+log = logging.getLogger("jobs.scheduler")
 
 MISFIRE_POLICIES = ("once", "all", "skip")
 OVERLAP_POLICIES = ("allow", "skip")
@@ -168,10 +171,12 @@ def save(context: Context, schedule: Schedule, now: float | None = None) -> Sche
 
 
 def _decoded_or_none(raw: dict) -> Schedule | None:
-    """The schedule stored in `raw`, None for none or a damaged one (which a save replaces)."""
+    """The schedule stored in `raw`, None for none or a damaged one (logged: lists leave it out, a save
+    replaces it)."""
     try:
         return _decode(raw)
-    except InvalidSchedule:
+    except InvalidSchedule as exc:
+        log.warning("%s", exc)
         return None
 
 
@@ -188,12 +193,12 @@ def _unknown(schedule_id: str) -> UnknownSchedule:
 
 
 def all_schedules(context: Context) -> list[Schedule]:
-    """Every schedule, by id."""
+    """Every schedule, by id; a damaged one is left out (logged)."""
     ids = [raw.decode() for raw in context.redis.zrange(context.keys.schedules_due, 0, -1)]
     with context.redis.pipeline(transaction=False) as pipe:
         for schedule_id in ids:
             pipe.hgetall(context.keys.schedule(schedule_id))
-        found = [_decode(raw) for raw in pipe.execute()]
+        found = [_decoded_or_none(raw) for raw in pipe.execute()]
     return sorted((s for s in found if s is not None), key=lambda s: s.id)
 
 

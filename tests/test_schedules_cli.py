@@ -77,6 +77,20 @@ def test_list_show_next_pause_resume_trigger_remove(context, redis_url):
     assert missing.returncode == 2 and "no schedule 'hourly'" in missing.stderr
 
 
+def test_list_and_sync_leave_a_damaged_schedule_out_and_say_so(context, redis_url, tmp_path):
+    for schedule_id in ("broken", "hourly"):
+        assert run(redis_url, "add", schedule_id, JOB, "--every", "1h", "--args", '["h"]').returncode == 0
+    context.redis.hset(context.keys.schedule("broken"), "args", "{not json")
+    listed = run(redis_url, "list", "--json")
+    assert listed.returncode == 0 and [s["id"] for s in json.loads(listed.stdout)] == ["hourly"]
+    assert "schedule broken is damaged in Redis" in listed.stderr
+    (tmp_path / "schedules.toml").write_text(
+        f'[schedules.broken]\njob = "{JOB}"\nevery = "1m"\nargs = ["b"]\n'
+    )
+    assert run(redis_url, "sync", str(tmp_path / "schedules.toml")).returncode == 0
+    assert recurring.get(context, "broken").timing.every == 60  # replaced by the file's
+
+
 def test_pause_until_without_an_offset_is_refused(context, redis_url):
     run(redis_url, "add", "hourly", JOB, "--every", "1h", "--args", '["h"]')
     result = run(redis_url, "pause", "hourly", "--until", "2030-01-01T00:00:00")
