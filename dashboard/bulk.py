@@ -52,6 +52,6 @@ def start(
 
 def progress(context: Context, task_id: str) -> dict:
     """The task's state (counting, running, finished, failed), done and total; once finished, how many
-    jobs it changed and how many it left failed (requeue: see admin.requeue_failed), with one of those."""
+    jobs it changed and how many it left as they were (admin.Changed), with one of those and why."""
     raw = context.redis.hgetall(context.keys.bulk(task_id))
     return {key.decode(): value.decode() for key, value in raw.items()} or {"state": "unknown"}

@@ -84,10 +84,14 @@ def _resolve(context: Context, ids: Iterable[str] | None) -> list[tuple[str, str
     return [(job.origin, job.id) for job in jobs if job is not None]
 
 
+NOT_FAILED = "it is not failed (any more)"
+UNKNOWN = "no job with this id (it may have expired)"
+
+
 @dataclass(frozen=True)
 class Changed:
-    """What an action on failed jobs did: how many jobs it changed, and why it left each one it did not
-    (by job id; jobs no longer failed are neither)."""
+    """What an action on failed jobs did: how many jobs it changed, and why it left each job it was
+    given and did not change (by job id)."""
 
     count: int
     left: dict[str, str] = field(default_factory=dict)
@@ -105,7 +109,8 @@ def _each_batch(
 ) -> Changed:
     """Run `apply(pipe, queue, job)` for the targets still in their failed registry, except those that
     `refusals(pipe, jobs)`, asked before the transaction starts, gives a reason to leave; a batch per
-    transaction, retried when a failed registry, or a key `refusals` watched, changed under it."""
+    transaction, retried when a failed registry, or a key `refusals` watched, changed under it. The
+    others are left, NOT_FAILED."""
     count, left = 0, {}
     for offset in range(0, len(targets), BATCH):
         batch = targets[offset : offset + BATCH]
@@ -125,8 +130,9 @@ def _each_batch(
                         if job.id not in refused:
                             apply(pipe, queue_for(context, name), job)
                     pipe.execute()
-                    count += len(found) - len(refused)
-                    left.update(refused)
+                    changed = {job.id for _, job in found} - refused.keys()
+                    count += len(changed)
+                    left |= {i: NOT_FAILED for _, i in batch if i not in changed} | refused
                     break
                 except redis.WatchError:
                     continue
@@ -148,7 +154,11 @@ def _on_failed(
     """`_each_batch` on failed jobs (these ids, each once, or all when None), audited as `action` when it
     changed any."""
     ids = None if ids is None else list(dict.fromkeys(ids))
-    changed = _each_batch(context, _resolve(context, ids), apply, progress, refusals)
+    targets = _resolve(context, ids)
+    found = {job_id for _, job_id in targets}
+    unknown = {job_id: UNKNOWN for job_id in ids or () if job_id not in found}
+    changed = _each_batch(context, targets, apply, progress, refusals)
+    changed = Changed(changed.count, unknown | changed.left)
     if changed.count:  # an action that changed nothing (all refused, or gone) writes nothing
         audit(context, actor, action, _target(ids), address, count=changed.count)
     return changed

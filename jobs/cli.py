@@ -171,9 +171,9 @@ def _bulk(action, verb: str):
         def human():
             click.echo(f"{verb} {changed.count} job(s)")
             for job_id, reason in changed.left.items():
-                click.echo(f"left failed: job {job_id}: {reason}", err=True)
+                click.echo(f"not {verb}: job {job_id}: {reason}", err=True)
 
-        emit(as_json, {verb: changed.count, "left_failed": changed.left}, human)
+        emit(as_json, {verb: changed.count, "left": changed.left}, human)
         if changed.left:
             sys.exit(1)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from jobs import inspect, timeline
+from jobs import admin, inspect, timeline
 from jobs.enqueue import queue_for
 from jobs.rqjob import Job
 from tests import sample_jobs
@@ -353,7 +353,7 @@ def test_requeued_job_runs_again(context, redis_url):
 def test_failed_requeue_all(context, redis_url):
     ids = make_failed(context, redis_url, 3)
     result = ok("failed", "requeue", "--all", "--json", url=redis_url)
-    assert json.loads(result.stdout) == {"requeued": 3, "left_failed": {}}
+    assert json.loads(result.stdout) == {"requeued": 3, "left": {}}
     assert failed_ids(context) == set()
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(ids)
     assert all(events(context, job_id)[-1] == "requeued" for job_id in ids)
@@ -362,10 +362,17 @@ def test_failed_requeue_all(context, redis_url):
     assert json.loads(audit[b"details"]) == {"count": 3}
 
 
-def test_failed_requeue_of_an_id_that_is_not_failed_changes_nothing(context, redis_url):
+def test_failed_requeue_of_an_id_that_is_not_failed_changes_nothing_and_says_why(context, redis_url):
     queued = sample_jobs.record.enqueue("queued")
-    result = ok("failed", "requeue", queued.id, "missing-id", "--json", url=redis_url)
-    assert json.loads(result.stdout) == {"requeued": 0, "left_failed": {}}
+    result = jobctl("failed", "requeue", queued.id, "missing-id", "--json", url=redis_url)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {
+        "requeued": 0,
+        "left": {queued.id: admin.NOT_FAILED, "missing-id": admin.UNKNOWN},
+    }
+    human = jobctl("failed", "delete", "missing-id", url=redis_url)
+    assert human.returncode == 1 and human.stdout == "deleted 0 job(s)\n"
+    assert human.stderr == f"not deleted: job missing-id: {admin.UNKNOWN}\n"
     assert queue_for(context, "default").get_job_ids() == [queued.id]
     assert events(context, queued.id) == ["enqueued"]
 
@@ -388,7 +395,7 @@ def test_failed_delete_by_id(context, redis_url):
     first, second = make_failed(context, redis_url, 2)
     assert json.loads(ok("failed", "delete", second, "--json", url=redis_url).stdout) == {
         "deleted": 1,
-        "left_failed": {},
+        "left": {},
     }
     assert failed_ids(context) == {first}
     assert not context.redis.exists(Job.key_for(second))

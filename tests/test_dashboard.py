@@ -726,7 +726,7 @@ def test_a_bulk_requeue_says_how_many_jobs_it_left_failed_and_why(local, context
     progress = finished_bulk(local, task)
     assert (progress["changed"], progress["left"]) == ("0", "1")
     page = local.get(f"/bulk/{task}").text
-    assert f"1 left failed, such as job {first}: job {holder}, not done yet, holds its unique key" in page
+    assert f"1 left as they were, such as job {first}: job {holder}, not done yet, holds its unique key" in page
     assert state_of(context, first) == "failed"
 
 

@@ -359,7 +359,7 @@ def test_of_failed_jobs_sharing_a_unique_key_one_is_requeued_and_the_cli_says_wh
     [requeued] = queue_for(context, "default").get_job_ids()
     [left] = {first.id, second.id} - {requeued}
     key = context.keys.unique("unique-failing:k")
-    assert f"left failed: job {left}: job {requeued}, not done yet, holds its unique key {key}" in (
+    assert f"not requeued: job {left}: job {requeued}, not done yet, holds its unique key {key}" in (
         result.stderr.splitlines()
     )
     assert inspect.job_detail(context, left).state == "failed"
