@@ -158,7 +158,9 @@ def save(context: Context, schedule: Schedule, now: float | None = None) -> Sche
                     schedule,
                     created=schedule.created or now,
                     updated=now,
-                    next_fire=schedule.next_fire or schedule.timing.next_after(now),
+                    # after the last fire even if this host's clock is behind: a fire time never runs twice
+                    next_fire=schedule.next_fire
+                    or schedule.timing.next_after(max(now, schedule.last_fire or 0)),
                 )
                 pipe.multi()
                 pipe.delete(key)

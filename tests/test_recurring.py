@@ -266,6 +266,14 @@ def test_updating_a_schedule_keeps_its_next_fire_and_pause_unless_the_timing_cha
     assert retimed.next_fire == T0 + 60
 
 
+def test_a_schedule_retimed_from_a_host_whose_clock_is_behind_fires_no_fire_time_twice(context):
+    every_second(context)
+    assert recurring.fire_due(context, now=T0 + 0.5) == {"tick": [recurring.run_id("tick", T0)]}
+    retimed = recurring.define("tick", sample_jobs.record, every="2s", args=["tick"])
+    assert recurring.save(context, retimed, now=T0 - 30).next_fire == T0 + 2  # the host is 30 s behind
+    assert recurring.fire_due(context, now=T0 + 2.5) == {"tick": [recurring.run_id("tick", T0 + 2)]}
+
+
 def test_removed_schedules_stop_firing(context):
     every_second(context)
     admin.remove_schedule(context, "tick")
