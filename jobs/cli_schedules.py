@@ -298,6 +298,9 @@ def _read_schedule_file(path: Path) -> list[recurring.Schedule]:
         raise InvalidSchedule(f"{path} is not UTF-8 text, so not TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidSchedule(f"{path} is not valid TOML: {exc}") from None
+    stray = sorted(set(document) - {"schedules"})
+    if stray:  # a misspelled [schedules.ID] would otherwise read as no schedules: every one removed
+        raise InvalidSchedule(f"{path}: unknown tables or keys {json.dumps(stray)}; write [schedules.ID]")
     schedules = document.get("schedules", {})
     if not isinstance(schedules, dict):
         raise InvalidSchedule(f"{path}: schedules must be tables, [schedules.ID]")

@@ -149,3 +149,13 @@ def test_sync_refuses_a_bad_file_before_writing_anything(context, redis_url, tmp
     path.write_text("this is = = not toml")
     result = run(redis_url, "sync", str(path))
     assert result.returncode == 2 and "not valid TOML" in result.stderr
+
+
+def test_sync_refuses_a_misspelled_table_rather_than_remove_every_schedule(context, redis_url, tmp_path):
+    path = tmp_path / "schedules.toml"
+    path.write_text(f'[schedules.kept]\njob = "{JOB}"\nevery = "1m"\nargs = ["k"]\n')
+    assert run(redis_url, "sync", str(path)).returncode == 0
+    path.write_text(f'[schedule.kept]\njob = "{JOB}"\nevery = "1m"\nargs = ["k"]\n')  # "schedule"
+    result = run(redis_url, "sync", str(path))
+    assert result.returncode == 2 and 'unknown tables or keys ["schedule"]' in result.stderr
+    assert recurring.get(context, "kept").args == ["k"]
