@@ -100,8 +100,9 @@ def test_expired_entries_leave_the_registries(context, redis_url):
     context = activate(Context.connect(make_settings(redis_url, succeeded_ttl=1, failed_ttl=1)))
     sample_jobs.record.enqueue("short")
     sample_jobs.fails_without_retry.enqueue("short")
-    admin.cancel_job(context, sample_jobs.record.enqueue_in(60, "canceled").id, "test")
+    delayed = sample_jobs.record.enqueue_in(60, "canceled")
     jobctl("worker", "--burst", "-c", "1", url=redis_url, JOBS_SUCCEEDED_TTL="1", JOBS_FAILED_TTL="1")
+    admin.cancel_job(context, delayed.id, "test")  # after the worker, whose maintenance applies retention
     queue = queue_for(context, "default")
     registries = [
         queue.finished_job_registry.key,
