@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -15,6 +16,7 @@ import secrets
 from pathlib import Path
 
 import redis
+import rq
 import rq_dashboard
 from flask import Flask, g, request
 from rq.serializers import JSONSerializer
@@ -22,6 +24,7 @@ from rq.serializers import JSONSerializer
 from jobs import admin, catalog
 from jobs.config import Settings
 from jobs.connection import Context, activate
+from jobs.rqjob import Job
 
 from .api import api
 from .metrics import metrics
@@ -86,8 +89,22 @@ def _rq_csp(response) -> str:
     return _RQ_CSP.format(hashes=hashes)
 
 
+class _JSONWorker(rq.Worker):
+    """RQ's worker record, read with JSON: rq-dashboard lists workers (and fetches their current jobs)
+    with RQ's default serializer, pickle."""
+
+    @classmethod
+    def all(cls, connection=None, job_class=None, queue_class=None, queue=None, serializer=None):
+        return super().all(connection, job_class or Job, queue_class, queue, serializer or JSONSerializer)
+
+
 def _mount_rq_dashboard(app: Flask) -> None:
-    rq_dashboard.web.config.serializer = JSONSerializer  # no pickle from Redis, ever
+    # No pickle from Redis, ever: its config's serializer serves only some of rq-dashboard's reads; the
+    # others (a job's page, delete and requeue, the workers list) use RQ's default unless given one.
+    rq_dashboard.web.config.serializer = JSONSerializer
+    rq_dashboard.web.Job = Job  # reads with JSON unless given a serializer
+    rq_dashboard.web.Worker = _JSONWorker
+    rq_dashboard.web.requeue_job = functools.partial(rq.requeue_job, serializer=JSONSerializer)
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
 

@@ -34,15 +34,17 @@ def _histogram(metric: str, job_name: str, buckets: dict[str, float]) -> list[st
 @metrics.get("/metrics")
 def exposition():
     ctx = context()
-    lines = [
-        "# HELP jobs_queue_jobs Jobs per queue and state.",
-        "# TYPE jobs_queue_jobs gauge",
-    ]
-    for name in inspect.queue_names(ctx):
-        stats = inspect.queue_stats(ctx, name)
+    queues = {name: inspect.queue_stats(ctx, name) for name in inspect.queue_names(ctx)}
+    lines = ["# HELP jobs_queue_jobs Jobs per queue and state.", "# TYPE jobs_queue_jobs gauge"]
+    for name, stats in queues.items():
         lines += [
             _line("jobs_queue_jobs", count, queue=name, state=state) for state, count in stats.counts.items()
         ]
+    lines += [
+        "# HELP jobs_queue_oldest_age_seconds Seconds the oldest queued job of each queue has waited.",
+        "# TYPE jobs_queue_oldest_age_seconds gauge",
+    ]
+    for name, stats in queues.items():
         if stats.oldest_age is not None:
             lines.append(_line("jobs_queue_oldest_age_seconds", round(stats.oldest_age, 3), queue=name))
     lines += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
@@ -117,6 +118,11 @@ def invoices():
     return render_template("invoices.html", invoices=data.invoices(context(), month), month=month)
 
 
+# a path of this site to go back to after logging in: not "//host" or "/\host" (another site), and no
+# control character, which browsers and Werkzeug drop from a Location (so "/\t/host" is "//host")
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\x00-\x1f\x7f\\]*")
+
+
 @pages.route("/login", methods=["GET", "POST"])
 def login():
     access = current_app.extensions["jobs.access"]
@@ -127,11 +133,7 @@ def login():
         if user:
             login_user(user)
             target = request.args.get("next", "")
-            return redirect(
-                target
-                if target.startswith("/") and not target.startswith("//")
-                else url_for("pages.overview")
-            )
+            return redirect(target if _LOCAL_PATH.fullmatch(target) else url_for("pages.overview"))
         error = "wrong name or password"
     return render_template("login.html", error=error), 401 if error else 200
 

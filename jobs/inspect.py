@@ -105,19 +105,25 @@ def _traceback(job: Job) -> str | None:
     return result.exc_string if result is not None else None
 
 
+def _unless_unreadable(read):
+    """What `read()` gives, or why the job's stored data cannot be read (say, pickled by RQ's own
+    tools): one field that cannot be decoded must not fail the whole view."""
+    try:
+        return read()
+    except Exception as exc:
+        return f"<unreadable: {exc}>"
+
+
 def job_detail(context: Context, job_id: str) -> JobDetail:
     """The job `job_id` with its arguments, result or traceback and timeline; JobNotFound if gone."""
     raw = context.redis.hgetall(Job.key_for(job_id))
-    if not raw:
+    job = Job.read_or_none(job_id, raw, context.redis)
+    if job is None:
         raise JobNotFound(f"no job with id {job_id!r} (it may have expired)")
-    job = Job(job_id, connection=context.redis)
-    job.restore(raw)
     summary = _summary(job, raw.get(ERROR_FIELD.encode()))
     history = timeline.history(context.redis, context.keys, job_id)
-    try:
-        args, kwargs = list(job.args), dict(job.kwargs)
-    except Exception as exc:  # undecodable payload: show why instead of failing the whole view
-        args, kwargs = [f"<unreadable: {exc}>"], {}
+    payload = _unless_unreadable(lambda: (list(job.args), dict(job.kwargs)))
+    args, kwargs = payload if isinstance(payload, tuple) else ([payload], {})
     return JobDetail(
         **asdict(summary),
         args=args,
@@ -128,8 +134,10 @@ def job_detail(context: Context, job_id: str) -> JobDetail:
         attempts=sum(1 for entry in history if entry["event"] == "started"),
         retries_left=job.retries_left,
         orphaned=int(raw.get(b"orphaned") or 0),
-        result=job.return_value() if summary.state == "finished" else None,
-        traceback=_traceback(job) if summary.state == "failed" else None,
+        result=_unless_unreadable(job.return_value) if summary.state == "finished" else None,
+        traceback=_unless_unreadable(functools.partial(_traceback, job))
+        if summary.state == "failed"
+        else None,
         depends_on=list(job._dependency_ids),
         timeline=history,
     )

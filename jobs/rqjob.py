@@ -13,7 +13,7 @@ import zlib
 
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job as RQJob
-from rq.job import JobStatus, _job_stack, validate_job_id
+from rq.job import JobStatus, _job_stack, parse_job_id, validate_job_id
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -180,6 +180,28 @@ class Job(RQJob):
         job._id = job_id
         job._read_per_job(raw)
         return job
+
+    @classmethod
+    def fetch_many(cls, job_ids, connection, serializer=None) -> list[Job | None]:
+        """RQ's, each job read as `read` does, where a hash that holds no job (no `data`, or a field that
+        is not RQ's) is None: RQ's `fetch` finds no job there either, and one such hash (say one that a
+        job's end wrote into a key deleted meanwhile) must not break a list of jobs."""
+        ids = [parse_job_id(job_id) for job_id in job_ids]
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(cls.key_for(job_id))
+            found = pipe.execute()
+        return [cls.read_or_none(job_id, raw, connection) for job_id, raw in zip(ids, found, strict=True)]
+
+    @classmethod
+    def read_or_none(cls, job_id: str, raw: dict, connection) -> Job | None:
+        """The job `job_id` whose hash holds `raw` (`read`), None for no hash or one that holds no job."""
+        if not raw:
+            return None
+        try:
+            return cls.read(job_id, raw, connection)
+        except (NoSuchJobError, ValueError):
+            return None
 
     def restore(self, raw_data):
         """RQ's, but for the per-job fields, which `_read_per_job` reads (times with

@@ -10,12 +10,14 @@ import base64
 import hashlib
 import html
 import os
+import pickle
 import re
 import signal
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import rq
 from markupsafe import escape
 from werkzeug.security import generate_password_hash
 
@@ -410,7 +412,15 @@ def test_the_login_form_checks_the_password_and_returns_to_the_page_asked_for(ma
 
 
 @pytest.mark.parametrize(
-    "target", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "/%5Cevil"]
+    "target",
+    [
+        "//evil.example/",
+        "/\\evil.example/",
+        "https://evil.example/",
+        "/%5Cevil",
+        "/\t/evil.example/",
+        "/\r/x",
+    ],
 )
 def test_the_login_form_never_sends_the_browser_to_another_site(make_app, target):
     client = client_at(make_app(dashboard_users=USERS), LOOPBACK)
@@ -519,6 +529,64 @@ def test_rq_dashboard_is_mounted_but_only_changes_state_by_a_same_origin_post(lo
     assert state_of(context, one_failed) == "queued"
     [entry] = audit_entries(local, "rq-dashboard")  # its own actions are audited too
     assert entry["target"] == "/requeue/default" and entry["actor"] == "local"
+
+
+unpickled: list[str] = []
+
+
+def unpickling(what: str) -> dict:
+    unpickled.append(what)
+    return {}
+
+
+class Payload:
+    """What, pickled into Redis, records that the dashboard unpickled it."""
+
+    def __reduce__(self):
+        return (unpickling, ("read with pickle",))
+
+
+def test_rq_dashboard_reads_no_pickle_from_redis(local, context, one_failed, processes, redis_url):
+    context.redis.hset(f"rq:job:{one_failed}", "meta", pickle.dumps(Payload()))
+    assert local.get(f"/rq/0/view/job/{one_failed}").status_code == 200  # RQ's default was pickle
+    running = sample_jobs.sleep_then_record.enqueue("busy", 30)
+    processes.start("worker", "-c", "1", url=redis_url)
+    wait_for(lambda: state_of(context, running.id) == "started", what="the job to start")
+    context.redis.hset(running.key, "meta", pickle.dumps(Payload()))
+    wait_for(
+        lambda: local.get("/rq/0/data/workers.json").json["workers"][0]["current_job"],
+        what="rq-dashboard to show the running job",
+    )
+    assert unpickled == []
+
+
+def test_pages_of_jobs_that_rqs_own_tools_wrote_are_not_errors(local, context, redis_url):
+    queue = rq.Queue("default", connection=context.redis)  # RQ's defaults, as `rq enqueue` and `rq worker`
+    by_rq = queue.enqueue("tests.sample_jobs.record", "x")
+    rq.SimpleWorker([queue], connection=context.redis).work(burst=True)  # its result: pickled
+    detail = local.get(f"/api/job/{by_rq.id}")
+    assert detail.status_code == 200 and detail.json["result"].startswith("<unreadable:")
+    # what a job's end writes into a key deleted meanwhile (by rq-dashboard's delete of a running job)
+    context.redis.hset(
+        "rq:job:leftover", mapping={"status": "finished", "ended_at": "2026-11-29T00:00:00.000000Z"}
+    )
+    context.redis.zadd("rq:finished:default", {"leftover": 2e9})
+    for path in ("/jobs/finished", "/api/jobs/finished", "/job/leftover", "/api/job/leftover"):
+        assert local.get(path).status_code in (200, 404), path
+
+
+def test_metrics_keep_each_family_in_one_group_under_its_type(local, context):
+    sample_jobs.record.enqueue("a")
+    sample_jobs.record_low.enqueue("b")  # two queues with an oldest job each
+    families, typed = [], set()
+    for line in local.get("/metrics").text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            name = re.sub(r"_(bucket|sum|count)$", "", re.match(r"[a-z_]+", line).group(0))
+            if not families or families[-1] != name:
+                families.append(name)
+    assert len(families) == len(set(families)) and set(families) <= typed, families
 
 
 # --- escaping -------------------------------------------------------------------------------------
@@ -726,7 +794,9 @@ def test_a_bulk_requeue_says_how_many_jobs_it_left_failed_and_why(local, context
     progress = finished_bulk(local, task)
     assert (progress["changed"], progress["left"]) == ("0", "1")
     page = local.get(f"/bulk/{task}").text
-    assert f"1 left as they were, such as job {first}: job {holder}, not done yet, holds its unique key" in page
+    assert (
+        f"1 left as they were, such as job {first}: job {holder}, not done yet, holds its unique key" in page
+    )
     assert state_of(context, first) == "failed"
 
 
