@@ -583,6 +583,16 @@ class Worker(SimpleWorker):
             super()._install_signal_handlers()
             signal.signal(INTERRUPT_SIGNAL, self._interrupt)
 
+    def _shutdown(self):
+        """RQ's for a busy worker, whatever the state: between jobs, RQ raises StopRequested from the
+        signal handler, wherever the worker is, say just after taking a job and before running it or
+        giving it back, or after sending a take ahead that nobody then reads: those jobs stayed started
+        for the orphan sweep. The request is seen at the next take, or within IDLE_WAIT of an idle wait."""
+        self._stop_requested = True
+        self.set_shutdown_requested_date()
+        if self.scheduler:
+            self.stop_scheduler()
+
     def stop_after_job(self) -> None:
         """Stop once the running job has ended, or at once when idle; callable from any thread."""
         self._stop_requested = True

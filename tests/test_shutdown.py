@@ -1,11 +1,17 @@
 """Graceful shutdown: running jobs finish until the deadline, then are requeued without using an attempt."""
 
+import os
 import signal
 
+import pytest
+
 from jobs import inspect, timeline
+from jobs.dequeue import Ahead
 from jobs.enqueue import queue_for
+from jobs.execution import INTERRUPT_SIGNAL, Worker
+from jobs.prefetch import Prefetched
 from tests import sample_jobs
-from tests.conftest import wait_for
+from tests.conftest import events, wait_for
 
 
 def running(context):
@@ -52,3 +58,41 @@ def test_second_signal_interrupts_at_once(context, processes, redis_url):
     pool.send_signal(signal.SIGINT)
     assert pool.wait(timeout=30) == 0
     assert queue_for(context, "default").get_job_ids() == [job.id]
+
+
+def stop_signal_once(monkeypatch, owner, method: str) -> list:
+    """SIGTERM this process the first time `owner.method` has returned having done something (a job
+    picked, a take sent ahead), as the pool's signal would land there; returns the list of times."""
+    original, sent = getattr(owner, method), []
+
+    def then_signal(self, *args, **kwargs):
+        value = original(self, *args, **kwargs)
+        if not sent and (value is not None or method == "__init__"):
+            sent.append(method)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return value
+
+    monkeypatch.setattr(owner, method, then_signal)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("owner", "method"), [(Prefetched, "next"), (Ahead, "__init__")], ids=["job-picked", "take-sent-ahead"]
+)
+def test_a_stop_signal_between_two_short_jobs_leaves_none_started(context, monkeypatch, owner, method):
+    for number in range(20):
+        sample_jobs.record.enqueue(f"j{number}")
+    worker = Worker([queue_for(context, "default")], context)
+    sent = stop_signal_once(monkeypatch, owner, method)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, INTERRUPT_SIGNAL)}
+    try:
+        worker.work(burst=True)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert sent == [method]
+    queue = queue_for(context, "default")
+    assert queue.started_job_registry.get_job_ids(cleanup=False) == []  # none left for the orphan sweep
+    given_back = queue.get_job_ids()
+    assert given_back and context.redis.llen("test:ran") + len(given_back) == 20
+    assert all("orphaned" not in events(context, job_id) for job_id in given_back)
