@@ -58,18 +58,6 @@ def failed_ids(context: Context) -> list[tuple[str, str]]:
     ]
 
 
-# the index an ended job is in, by its state: a job stopped (RQ's stop-job command) was indexed as failed
-_INDEXED_AS = {"finished": "finished", "failed": "failed", JobStatus.STOPPED.value: "failed"}
-
-
-def _unindex(context: Context, pipe, job: Job) -> None:
-    """Take an ended job out of the index of its state (in the transaction that moves or deletes it)."""
-    status = job.get_status(refresh=False)
-    state = _INDEXED_AS.get(getattr(status, "value", status))
-    if state is not None and job.ended_at is not None:
-        index.remove(pipe, context.keys, state, job.origin, job.job_name, job.ended_at, job.id)
-
-
 def _target(ids: Iterable[str] | None) -> str:
     if ids is None:
         return "all"
@@ -199,7 +187,7 @@ def requeue_failed(
         pipe.persist(job.key)
         pipe.persist(job.dependents_key)
         pipe.persist(job.dependencies_key)
-        _unindex(context, pipe, job)
+        index.remove_job(pipe, context.keys, job)
         job.started_at = job.ended_at = None
         job.set_status(JobStatus.QUEUED, pipeline=pipe)
         queue._enqueue_job(job, pipeline=pipe)
@@ -231,7 +219,7 @@ def delete_failed(
     def delete(pipe, queue, job: Job) -> None:
         job.delete(pipeline=pipe, remove_from_queue=False)
         pipe.delete(context.keys.timeline(job.id))
-        _unindex(context, pipe, job)
+        index.remove_job(pipe, context.keys, job)
 
     return _on_failed(context, "delete-failed", ids, actor, address, progress, delete)
 
@@ -314,7 +302,7 @@ def delete_job(context: Context, job_id: str, actor: str | None = None, address:
         job.delete(pipeline=pipe, remove_from_queue=True)
         _leave_dependencies(pipe, job)
         pipe.delete(context.keys.timeline(job.id))
-        _unindex(context, pipe, job)
+        index.remove_job(pipe, context.keys, job)
 
     not_running = tuple(status for status in JobStatus if status != JobStatus.STARTED)
     _change(context, job_id, not_running, "it can be deleted once it has ended", delete)

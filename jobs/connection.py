@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 import redis
@@ -88,10 +88,22 @@ def client_for(url: str, *, resilient: bool) -> redis.Redis:
     try:
         if url.startswith(f"{SENTINEL_SCHEME}://"):
             return _sentinel_client(url, options)
+        _check_database(url)
         return redis.Redis.from_pool(_Pool.from_url(url, **options))
     except ValueError as exc:
         example = "redis://127.0.0.1:6379/1 or redis+sentinel://host:26379,host2:26379/mymaster/1"
         raise ConfigError(f"{redacted(url)} is not a Redis URL (e.g. {example}): {exc}") from None
+
+
+def _check_database(url: str) -> None:
+    """ValueError unless the database a redis:// or rediss:// URL names, if any, is a number: redis-py
+    takes any other path for DB 0, the services' cache, and "/1/2" for DB 12."""
+    parts = urlsplit(url)
+    databases = [unquote(parts.path)] if parts.path not in ("", "/") else []
+    databases += [f"/{value}" for value in parse_qs(parts.query).get("db", [])]
+    for database in databases if parts.scheme in ("redis", "rediss") else []:
+        if not re.fullmatch(r"/\d+/?", database):
+            raise ValueError(f"its database {database[1:]!r} is not a number")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 def parse_duration(value: str | int | float) -> float:
     """Return the number of seconds `value` stands for; raise ConfigError if it is not a duration."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
+        if not value >= 0:  # NaN too
             raise ConfigError(f"duration must not be negative: {value}")
+        if math.isinf(value):
+            raise ConfigError(f"duration {value!r} is too long")
         return float(value)
     match = _PATTERN.match(str(value))
     if not match:

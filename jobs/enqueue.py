@@ -24,7 +24,7 @@ from rq.job import JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 
-from . import catalog, timeline
+from . import catalog, index, timeline
 from .catalog import Call, JobFunction, JobSpec
 from .connection import Context, current, run_script
 from .dequeue import WAKE_TOKENS, JobQueue
@@ -84,7 +84,7 @@ def _requested_time(at: datetime | None, delay: timedelta | float | str | None) 
     if at is not None and delay is not None:
         raise InvalidArguments("give either a time (at) or a delay, not both")
     if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else parse_duration(delay)
+        seconds = parse_duration(delay.total_seconds() if isinstance(delay, timedelta) else delay)
         return datetime.now(UTC) + timedelta(seconds=seconds)
     if at is not None and at.tzinfo is None:
         raise InvalidArguments(f"the time {at.isoformat()} has no time zone; give an aware datetime")
@@ -183,11 +183,13 @@ def _write_once(
                 if unique_key is not None and (owner := pending_owner(pipe, unique_key)) is not None:
                     return Job.fetch(owner, connection=context.redis)
                 pipe.watch(job.key)
-                found, found_status = pipe.hmget(job.key, "created_at", "status")
-                if found == created:
+                found = pipe.hgetall(job.key)
+                if found.get(b"created_at") == created:
                     return job
-                _check_id_free(job.id, found_status)
+                _check_id_free(job.id, found.get(b"status"))
                 rq_queue.setup_dependencies(job, pipeline=pipe)  # watches them; starts the transaction
+                if found:
+                    _write_over_ended(context, pipe, job, Job.read_or_none(job.id, found, context.redis))
                 if unique_key is not None:
                     pipe.set(unique_key, job.id, ex=unique_ttl)
                 write(pipe)
@@ -195,6 +197,19 @@ def _write_once(
                 return job
             except redis.WatchError:
                 job._status = status  # deferred, or not, by the next look (as RQ's own loop resets it)
+
+
+def _write_over_ended(context: Context, pipe: Pipeline, job: Job, ended: Job | None) -> None:
+    """In `pipe`, write `job` afresh over the ended job of its id (`ended`, None if unreadable): none of
+    its fields, timeline, registry or index entries are left. The new run is a job of its own, which
+    would otherwise be listed as failed, say, and queued again by a requeue of the failed jobs."""
+    pipe.delete(job.key, context.keys.timeline(job.id))
+    job.save(pipeline=pipe)  # as RQ's path may have saved it already (deferred), before the delete
+    if ended is not None and ended.origin:
+        queue = queue_for(context, ended.origin)
+        for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.canceled_job_registry):
+            pipe.zrem(registry.key, job.id)
+        index.remove_job(pipe, context.keys, ended)
 
 
 def _check_id_free(job_id: str, status: bytes | None) -> None:
@@ -274,6 +289,8 @@ def enqueue_many(
     for call in calls:
         check_signature(call.spec, call.args, call.kwargs)
     context = context or current()
+    # every key rendered before anything is sent: rendering checks the arguments against its formats
+    unique = [unique_key(context, call.spec, call.args, call.kwargs) for call in calls]
     ids: list[str] = []
     # A thread sends each chunk while this one prepares the next; a chunk goes only once the one before
     # it has been written, so a failure leaves the chunks before it written and the rest not.
@@ -282,13 +299,14 @@ def enqueue_many(
         for offset in range(0, len(calls), BULK_CHUNK):
             stamp = format_time(rq_now()).encode()  # created and enqueued in the same transaction
             pipe = context.redis.pipeline()
-            chunk = zip(calls[offset : offset + BULK_CHUNK], data[offset : offset + BULK_CHUNK], strict=True)
+            end = offset + BULK_CHUNK
+            chunk = zip(calls[offset:end], data[offset:end], unique[offset:end], strict=True)
             runs = []
             for (spec, queue_name), run in itertools.groupby(
-                chunk, key=lambda pair: (pair[0].spec, queue or pair[0].spec.queue)
+                chunk, key=lambda triple: (triple[0].spec, queue or triple[0].spec.queue)
             ):
                 prototype = _prototype(context, spec, queue_name)
-                jobs = [_run(context, call, call_data) for call, call_data in run]
+                jobs = [_run(call_data, key) for _, call_data, key in run]
                 _write_run(context, pipe, prototype, jobs, stamp, source)
                 runs.append((prototype, jobs))
             if sending is not None:
@@ -309,10 +327,9 @@ def _send_chunk(pipe: Pipeline, runs: list) -> list[str]:
     ]
 
 
-def _run(context: Context, call: Call, data: bytes, job_id: str | None = None) -> tuple:
-    """A run of a checked call as the enqueue scripts take it: its id (`job_id`, else a new one), its
-    stored data, and its unique key when its job has one."""
-    unique = unique_key(context, call.spec, call.args, call.kwargs)
+def _run(data: bytes, unique: str | None, job_id: str | None = None) -> tuple:
+    """A run of a checked call (its `_data`) as the enqueue scripts take it: its id (`job_id`, else a new
+    one), its stored data, and its `unique` key when its job has one."""
     return (job_id or str(uuid.uuid4()), _stored(data), *([] if unique is None else [unique]))
 
 
@@ -336,7 +353,8 @@ def _enqueue_one(
     its job as RQ would read it; with `own_id` (the caller's id for it, never with a unique key), None
     when a job of that id exists, for RQ's path to write over it."""
     prototype = _prototype(context, call.spec, queue_name, scheduled=due is not None)
-    run, created = _run(context, call, data, own_id), rq_now()
+    run = _run(data, unique_key(context, call.spec, call.args, call.kwargs), own_id)
+    created = rq_now()
     stamp = format_time(created).encode()
     if due is None:
         answer = _write_run(context, context.redis, prototype, [run], stamp, source)

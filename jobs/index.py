@@ -91,6 +91,18 @@ def remove(
     pipe.zrem(keys.index(state, queue), *_members(name, ended, job_id))
 
 
+# the index an ended job is in, by its state: a job stopped (RQ's stop-job command) was indexed as failed
+_INDEXED_AS = {"finished": "finished", "failed": "failed", "stopped": "failed"}
+
+
+def remove_job(pipe: Pipeline, keys: Keys, job) -> None:
+    """Take an ended `job` (as read, before it changes) out of the index of its state, in `pipe`."""
+    status = job.get_status(refresh=False)
+    state = _INDEXED_AS.get(getattr(status, "value", status))
+    if state is not None and job.ended_at is not None:
+        remove(pipe, keys, state, job.origin, job.job_name, job.ended_at, job.id)
+
+
 def sweep(redis, keys: Keys, queues: list[str], now: float | None = None) -> int:
     """Drop the members of jobs whose expiry has passed; returns how many jobs were dropped."""
     script = redis.register_script(_SWEEP)

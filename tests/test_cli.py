@@ -485,6 +485,17 @@ def test_workers_json_shows_a_running_worker_and_its_job(context, processes, red
     assert f"{view['host']}:{pid}" in line and job.id in line and not line.startswith("DEAD")
 
 
+@pytest.mark.parametrize("database", ["one", "1/2"])
+def test_a_redis_url_whose_database_is_not_a_number_is_one_line(context, database):
+    # redis-py would take "one" for DB 0, the services' cache, and "1/2" for DB 12
+    url = f"redis://127.0.0.1:1/{database}"
+    result = jobctl("enqueue", "tests.sample_jobs.add", "--args", "[1, 2]", "--redis-url", url, url=url)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {url} is not a Redis URL")
+    assert (
+        f"its database '{database}' is not a number" in result.stderr and len(result.stderr.splitlines()) == 1
+    )
+
+
 def test_a_redis_url_that_is_not_a_url_is_one_line(context):
     result = jobctl("stats", "--redis-url", "notaurl", url="redis://127.0.0.1:1/1")
     assert result.returncode == 2 and result.stderr.startswith("error: notaurl is not a Redis URL")

@@ -16,7 +16,7 @@ import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, catalog, enqueue, inspect, timeline
 from jobs.connection import Context, _command
 from jobs.dequeue import JobQueue, Taker, taking_for
-from jobs.enqueue import queue_for
+from jobs.enqueue import BULK_CHUNK, queue_for
 from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import ORPHAN_TIMEOUT, events, jobctl, make_settings, ran, wait_for
@@ -63,6 +63,30 @@ def test_an_id_of_ones_own_that_names_an_ended_job_runs_it_again_with_the_new_ar
     later = sample_jobs.record.enqueue_in(timedelta(minutes=1), "third", job_id="again")
     assert later.args == ["third"] and later.get_status() == "scheduled"
     assert queue_for(context, "default").scheduled_job_registry.get_job_ids() == ["again"]
+
+
+def test_an_id_of_ones_own_that_names_a_failed_job_makes_a_new_job_no_longer_failed(context, redis_url):
+    sample_jobs.fails_without_retry.enqueue("first", job_id="again")
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    queue = queue_for(context, "default")
+    assert queue.failed_job_registry.get_job_ids() == ["again"]
+    sample_jobs.fails_without_retry.enqueue("second", job_id="again")
+    assert queue.failed_job_registry.get_job_ids(cleanup=False) == [] and queue.get_job_ids() == ["again"]
+    assert (
+        inspect.list_jobs(
+            context, "failed", where=inspect.Filter(name="tests.sample_jobs.fails_without_retry")
+        ).total
+        == 0
+    )
+    detail = inspect.job_detail(context, "again")
+    assert (detail.state, detail.error, detail.worker, detail.attempts) == ("queued", None, None, 0)
+    assert events(context, "again") == ["enqueued"]  # a job of its own: the old run's timeline is gone
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0  # failed again
+    parent = sample_jobs.record.enqueue("parent")
+    deferred = sample_jobs.fails_without_retry.enqueue("third", job_id="again", depends_on=parent)
+    assert deferred.get_status() == "deferred" and Job.fetch("again", connection=context.redis).args == [
+        "third"
+    ]
 
 
 def test_an_id_of_ones_own_that_names_a_job_not_done_yet_is_refused_and_nothing_is_written(context):
@@ -122,6 +146,13 @@ def test_enqueue_in_and_at_schedule_the_job(context):
     assert entry["event"] == "scheduled" and entry["due"] > datetime.now(UTC).timestamp() + 590
 
 
+@pytest.mark.parametrize("delay", [timedelta(seconds=-3600), -1, float("nan"), float("inf")])
+def test_a_negative_or_meaningless_delay_is_refused_and_nothing_is_written(context, delay):
+    with pytest.raises(jobs_api.JobsError):
+        sample_jobs.record.enqueue_in(delay, "x")
+    assert context.redis.keys("rq:job:*") == []
+
+
 def test_naive_datetime_is_refused(context):
     with pytest.raises(InvalidArguments, match="no time zone"):
         sample_jobs.add.enqueue_at(datetime.now() + timedelta(hours=1), 1, 2)
@@ -171,9 +202,9 @@ def test_a_dependent_and_its_timeline_are_written_in_one_transaction(context):
     parent = sample_jobs.record.enqueue("parent")
     context.redis.config_resetstat()
     child = sample_jobs.record.enqueue("child", depends_on=parent)
-    # RQ reads the dependencies in a transaction of their own; the job, its registration as a dependent
-    # and its timeline are written in one (they were two: a crash between left a job with no timeline)
-    assert context.redis.info("commandstats")["cmdstat_exec"]["calls"] == 2
+    # the job, its registration as a dependent and its timeline are written in one transaction (they
+    # were two: a crash between left a job with no timeline)
+    assert context.redis.info("commandstats")["cmdstat_exec"]["calls"] == 1
     assert child.get_status(refresh=True) == "deferred" and events(context, child.id) == ["deferred"]
     assert queue_for(context, "default").deferred_job_registry.get_job_ids() == [child.id]
 
@@ -477,6 +508,14 @@ def test_a_job_registered_again_under_its_name_is_enqueued_with_its_new_options(
 def test_enqueue_many_checks_every_call_before_writing_anything(context):
     calls = [sample_jobs.record.call("fine"), sample_jobs.record.call(object())]
     with pytest.raises(InvalidArguments, match="argument 1"):
+        jobs_api.enqueue_many(calls)
+    assert context.redis.keys("rq:job:*") == []
+
+
+def test_enqueue_many_checks_unique_keys_before_writing_anything(context):
+    calls = [sample_jobs.numbered.call(number) for number in range(BULK_CHUNK)]
+    calls.append(sample_jobs.numbered.call("seven"))  # does not fit numbered:{number:05d}, past one chunk
+    with pytest.raises(InvalidArguments, match="cannot be filled"):
         jobs_api.enqueue_many(calls)
     assert context.redis.keys("rq:job:*") == []
 
