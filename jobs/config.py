@@ -14,6 +14,7 @@ from .errors import ConfigError
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 DEFAULT_QUEUES = ("critical", "default", "low")
 MAX_THREADS = 64  # per process: each thread is a registered worker with its own heartbeat and connection
+MAX_PORT = 65535
 
 
 def _log_level(value: str) -> str:
@@ -115,3 +116,5 @@ class Settings:
             raise ConfigError("JOBS_ORPHAN_TIMEOUT must be at least 1 second")
         if self.max_orphans < 1:
             raise ConfigError("JOBS_MAX_ORPHANS must be at least 1")
+        if not 0 <= self.dashboard_port <= MAX_PORT:
+            raise ConfigError(f"JOBS_DASHBOARD_PORT / --port must be between 0 and {MAX_PORT}")

@@ -120,8 +120,12 @@ class EmbeddedServer:
         return False
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start the server (or adopt a live left-over one) and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start the server (or adopt a live left-over one) and wait until it answers PING; ConfigError if the
+        data directory cannot be created or written."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._data_dir_error("create it", exc) from None
         if self.adopt_running():
             return self.url
         self._kill_stale()
@@ -141,8 +145,17 @@ class EmbeddedServer:
                     f"embedded Redis server did not start on port {self.port}: {log_tail.strip()}"
                 )
             time.sleep(0.02)
-        (self.data_dir / STATE_FILE).write_text(json.dumps({"pid": self.pid, "port": self.port}))
+        try:
+            (self.data_dir / STATE_FILE).write_text(json.dumps({"pid": self.pid, "port": self.port}))
+        except OSError as exc:
+            self.stop()
+            raise self._data_dir_error(f"write {STATE_FILE} in it", exc) from None
         return self.url
+
+    def _data_dir_error(self, action: str, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"JOBS_DATA_DIR {self.data_dir} is not usable: cannot {action}: {exc.strerror or exc}"
+        )
 
     def command(self) -> list[str]:
         """The command line that starts the server (once its port is chosen)."""

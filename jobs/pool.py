@@ -21,10 +21,10 @@ from .config import Settings
 from .connection import Context, activate
 from .execution import INTERRUPT_SIGNAL, Worker
 from .maintenance import Sweeper
+from .restarts import CrashLoop
 
 log = logging.getLogger("jobs.pool")
 KILL_GRACE = 10.0  # seconds after the interrupt before a worker that still runs is killed
-HEALTHY_AFTER = 10.0  # seconds: a worker that dies later than this is restarted without a growing delay
 _fork = multiprocessing.get_context("fork")
 
 
@@ -68,7 +68,7 @@ class Pool:
         sweeper = Sweeper(self.context, interval=max(0.5, self.settings.orphan_timeout / 4))
         sweeper.start()
         self.workers = [self._start() for _ in range(self.settings.concurrency)]
-        restarts = 0
+        crash_loop = CrashLoop(first=0.1, ceiling=5.0)
         try:
             while self.workers:
                 wait([w.sentinel for w in self.workers], timeout=0.2)
@@ -77,13 +77,9 @@ class Pool:
                     worker.join()
                     lived = time.monotonic() - self.started_at.pop(worker.pid)
                     if self._should_restart(worker):
-                        # back off from a crash loop, not from a worker that ran fine for a while
-                        restarts = 1 if lived > HEALTHY_AFTER else restarts + 1
                         log.warning("worker %s exited with %s; restarting", worker.pid, worker.exitcode)
-                        time.sleep(min(5.0, 0.1 * 2 ** min(restarts, 6)))
+                        time.sleep(crash_loop.delay(lived))
                         self.workers.append(self._start())
-                    else:
-                        restarts = 0
                 self._enforce_deadline()
         finally:
             sweeper.stop()

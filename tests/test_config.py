@@ -8,6 +8,7 @@ import pytest
 from jobs.config import DEFAULT_QUEUES, Settings
 from jobs.durations import format_duration, parse_duration
 from jobs.errors import ConfigError, JobsError
+from tests.conftest import jobctl
 
 EVERY_VARIABLE = {
     "JOBS_REDIS_URL": "redis://cache.internal:6380/1",
@@ -169,6 +170,8 @@ def test_an_unknown_log_level_is_a_config_error_naming_the_variable():
         ({"JOBS_QUEUES": " , ,"}, "JOBS_QUEUES / --queues must name at least one queue"),
         ({"JOBS_ORPHAN_TIMEOUT": "500ms"}, "JOBS_ORPHAN_TIMEOUT must be at least 1 second"),
         ({"JOBS_MAX_ORPHANS": "0"}, "JOBS_MAX_ORPHANS must be at least 1"),
+        ({"JOBS_DASHBOARD_PORT": "70000"}, "JOBS_DASHBOARD_PORT / --port must be between 0 and 65535"),
+        ({"JOBS_DASHBOARD_PORT": "-1"}, "JOBS_DASHBOARD_PORT / --port must be between 0 and 65535"),
     ],
 )
 def test_from_env_validates_the_values(env, message):
@@ -184,6 +187,7 @@ def test_from_env_validates_the_values(env, message):
         ({"queues": ()}, "JOBS_QUEUES / --queues must name at least one queue"),
         ({"orphan_timeout": 0.9}, "JOBS_ORPHAN_TIMEOUT must be at least 1 second"),
         ({"max_orphans": 0}, "JOBS_MAX_ORPHANS must be at least 1"),
+        ({"dashboard_port": 65536}, "JOBS_DASHBOARD_PORT / --port must be between 0 and 65535"),
     ],
 )
 def test_validate_refuses_unworkable_settings(changes, message):
@@ -194,6 +198,18 @@ def test_validate_refuses_unworkable_settings(changes, message):
 def test_validate_accepts_the_defaults_and_the_smallest_workable_values():
     Settings().validate()
     Settings(concurrency=1, queues=("q",), orphan_timeout=1, max_orphans=1).validate()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_dashboard_port_out_of_range_is_a_one_line_error(redis_url, how):
+    """Not a traceback from the web server once it tries to bind the port."""
+    if how == "option":
+        result = jobctl("dashboard", "--port", "70000", url=redis_url, timeout=30)
+    else:
+        result = jobctl("dashboard", url=redis_url, timeout=30, JOBS_DASHBOARD_PORT="70000")
+    assert "Traceback" not in result.stderr and result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--port" in lines[0], result.stderr
 
 
 def test_with_applies_changes_and_ignores_none():

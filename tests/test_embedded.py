@@ -1,7 +1,9 @@
 """The embedded Redis-compatible server and `jobctl up`: the server starts on a free port with append-only
 persistence and `noeviction`, keeps its data across stop/start and crashes, adopts a left-over server of a
 killed run when it answers and replaces a stale or hung one (never "port in use"), and leaves no process
-behind; `jobctl up` runs the platform on it and stops everything on Ctrl-C with exit code 0."""
+behind; `jobctl up` runs the platform on it and stops everything on Ctrl-C with exit code 0, even one that
+comes while it starts; it refuses a configuration it cannot run before starting anything, restarts a process
+that exits later and later while it keeps exiting, and stops everything when one refuses its configuration."""
 
 from __future__ import annotations
 
@@ -21,12 +23,15 @@ import redis
 from jobs import catalog, inspect
 from jobs.connection import Context, activate
 from jobs.embedded import STATE_FILE, EmbeddedServer, answers, free_port, read_state, running_url
+from jobs.restarts import HEALTHY_AFTER
+from jobs.up import MAX_RESTART_DELAY, PROCESSES, RESTART_DELAY, Child
 from tests import sample_jobs
 from tests.conftest import (
     ROOT,
     TEST_JOBS,
     Output,
     alive,
+    children,
     descendants,
     family_of,
     make_settings,
@@ -120,8 +125,9 @@ def use_store(url: str, monkeypatch) -> Context:
     return activate(Context.connect(make_settings(url)))
 
 
-def up_env(data_dir: Path) -> dict[str, str]:
-    """Environment of `jobctl up` with no JOBS_REDIS_URL: the embedded path, data in `data_dir`."""
+def up_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of `jobctl up` with no JOBS_REDIS_URL: the embedded path, data in `data_dir`; `extra`
+    variables win."""
     env = process_env(
         "unused",
         JOBS_DATA_DIR=str(data_dir),
@@ -130,7 +136,32 @@ def up_env(data_dir: Path) -> dict[str, str]:
     )
     del env["JOBS_REDIS_URL"]
     env.pop("JOBS_TEST_REDIS_URL", None)
+    env.update(extra)
     return env
+
+
+def in_sessions(leaders: set[int]) -> set[int]:
+    """Live processes in the sessions of `leaders`: each of up's children leads one, and what it leaves
+    behind stays in it even once orphaned."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+            except (OSError, ValueError):
+                continue
+            if session in leaders and alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """Check that `result` is a user error (exit 2, one `error:` line, no traceback); return the line."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -274,12 +305,33 @@ def test_stop_leaves_no_process_behind(tmp_path):
 # --- jobctl up -------------------------------------------------------------------------------------
 
 
-def start_up(reaper: Reaper, data_dir: Path, *options: str) -> subprocess.Popen:
-    """`jobctl up OPTIONS` with its data in `data_dir`, its output readable by the test."""
+def start_up(reaper: Reaper, data_dir: Path, *options: str, **env: str) -> subprocess.Popen:
+    """`jobctl up OPTIONS` with its data in `data_dir` (and `env`), its output readable by the test."""
     command = [sys.executable, "-m", "jobs", "up", *options]
     return reaper.popen(
-        command, env=up_env(data_dir), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        env=up_env(data_dir, **env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+
+
+def platform_up(reaper: Reaper, data_dir: Path, **env: str) -> tuple[subprocess.Popen, Output, set[int]]:
+    """`jobctl up --embedded` (with `env`) once its workers and scheduler run: the process, its output and
+    the leaders of its children's sessions (whose processes the reaper kills should the test fail)."""
+    up = start_up(reaper, data_dir, "--embedded", **env)
+    output = Output(up)
+    wait_for(lambda: platform_is_up(output), timeout=30, what="the workers and the scheduler to be running")
+    leaders = children(up.pid)
+    reaper.pids |= in_sessions(leaders)
+    return up, output, leaders
+
+
+def child_running(leaders: set[int], command: bytes) -> int:
+    """The pid of the child of `jobctl up` that runs `jobctl COMMAND`."""
+    return next(pid for pid in leaders if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(command + b"\0"))
 
 
 def run_a_job(url: str, monkeypatch) -> None:
@@ -356,3 +408,160 @@ def test_up_adopts_the_server_of_a_killed_run_and_stops_it_on_ctrl_c(tmp_path, r
         assert not (data_dir / STATE_FILE).exists()
     finally:
         left_over.stop()
+
+
+def run_up(data_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    """`jobctl up --embedded` to completion, with its data in `data_dir` and `env` added."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", "up", "--embedded"],
+        env=up_env(data_dir, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_up_with_a_data_dir_that_is_a_file_is_a_one_line_error(tmp_path):
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    line = one_line_error(run_up(not_a_dir))
+    assert "JOBS_DATA_DIR" in line and str(not_a_dir) in line, line
+
+
+@pytest.mark.parametrize("problem", ["public-without-users", "port-in-use"])
+def test_up_refuses_a_dashboard_address_it_cannot_serve_before_starting_anything(tmp_path, problem):
+    """Else the dashboard refuses it at each start, and `up` restarted it twice a second forever."""
+    data_dir = tmp_path / "data"
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        if problem == "port-in-use":
+            env = {"JOBS_DASHBOARD_PORT": str(other_program.getsockname()[1])}
+        else:
+            env = {"JOBS_DASHBOARD_HOST": "0.0.0.0"}
+        line = one_line_error(run_up(data_dir, **env))
+    expected = "Address already in use" if problem == "port-in-use" else "only with JOBS_DASHBOARD_USERS"
+    assert expected in line, line
+    assert not data_dir.exists()  # no server started
+
+
+def test_up_stops_everything_when_a_process_refuses_its_configuration(tmp_path, reaper):
+    """A child that exits with code 2 refused its configuration (here: strict mode, and Redis may now evict
+    keys): restarting it cannot help, so `up` stops everything and exits 2, the refusal printed once."""
+    data_dir = tmp_path / "jobs-data"
+    up, output, leaders = platform_up(reaper, data_dir, JOBS_STRICT="1")
+    wait_for(lambda: any("Listening at: " in line for line in output.lines), what="the dashboard to listen")
+    redis.Redis.from_url(running_url(data_dir)).config_set("maxmemory-policy", "allkeys-lru")
+    os.kill(child_running(leaders, b"scheduler"), signal.SIGKILL)  # restarted, it refuses the evicting Redis
+
+    assert up.wait(timeout=60) == 2
+    log = output.finish()
+    assert re.search(r"scheduler exited with -9; restarting it in \d", log), log
+    assert log.count("refusing to start: JOBS_STRICT is set") == 1, log
+    assert "scheduler refused its configuration" in log, log
+    assert in_sessions(leaders) == set(), "processes left behind by up"
+
+
+def test_up_restarts_a_process_that_keeps_exiting_later_and_later():
+    """The delay doubles with each exit that comes soon after the start, up to a ceiling, and starts over
+    after a healthy run."""
+    child = Child("crasher", [sys.executable, "-c", "raise SystemExit(1)"], dict(os.environ))
+    try:
+        delays = []
+        for _ in range(4):
+            child.process.wait(timeout=30)
+            now = time.monotonic()
+            assert child.tend(now) == 1
+            assert child.tend(now) is None  # each exit is reported once
+            delays.append(child.restart_at - now)
+            exited = child.process
+            child.tend(child.restart_at - 0.01)
+            assert child.process is exited  # not restarted before its time
+            child.tend(child.restart_at)
+            assert child.process is not exited
+        assert delays == pytest.approx(
+            [2 * RESTART_DELAY, 4 * RESTART_DELAY, 8 * RESTART_DELAY, 16 * RESTART_DELAY]
+        )
+
+        child.process.wait(timeout=30)
+        child.crash_loop.quick_exits = 1000
+        now = time.monotonic()
+        child.tend(now)
+        assert child.restart_at - now == pytest.approx(MAX_RESTART_DELAY)
+        child.tend(child.restart_at)
+
+        child.process.wait(timeout=30)
+        after_a_healthy_run = child.started_at + HEALTHY_AFTER + 1
+        assert child.tend(after_a_healthy_run) == 1
+        assert child.restart_at - after_a_healthy_run == pytest.approx(RESTART_DELAY)
+    finally:
+        child.process.wait(timeout=30)
+
+
+def test_up_kills_a_process_that_does_not_stop_with_everything_in_its_session(tmp_path, reaper, monkeypatch):
+    """A worker pool whose supervisor hangs is killed at the deadline with its workers, not the supervisor
+    alone: its workers, told to stop when it dies, would finish their jobs first."""
+    data_dir = tmp_path / "jobs-data"
+    up, output, leaders = platform_up(reaper, data_dir, JOBS_SHUTDOWN_TIMEOUT="1s")
+    ctx = use_store(running_url(data_dir), monkeypatch)
+    sample_jobs.sleep_then_record.enqueue("long", 120)
+    wait_for(lambda: ctx.redis.lrange("test:running", 0, -1), timeout=30, what="the job to start")
+    ctx.redis.close()
+    os.kill(child_running(leaders, b"worker"), signal.SIGSTOP)  # the pool's supervisor hangs
+
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=60) == 0
+    output.finish()
+    assert in_sessions(leaders) == set(), "processes left behind by up"
+
+
+# Runs `jobctl up --embedded` in this process, with a Ctrl-C (SIGINT to itself) at one moment of its
+# start-up: right after the embedded server answers ("server"), or once the children are started
+# ("children"). Prints the pid of each process it starts (each leads a session).
+CTRL_C_DURING_START = """
+import os, signal, sys
+import jobs.embedded, jobs.up
+from jobs.cli import main
+
+def started(pid, moment):
+    print("started", pid, flush=True)
+    if moment == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C now
+
+start = jobs.embedded.EmbeddedServer.start
+def start_and_report(self, *args, **kwargs):
+    url = start(self, *args, **kwargs)
+    started(self.pid, "server")
+    return url
+jobs.embedded.EmbeddedServer.start = start_and_report
+
+init = jobs.up.Child.__init__
+def init_and_report(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    started(self.process.pid, "children" if self.name == list(jobs.up.PROCESSES)[-1] else None)
+jobs.up.Child.__init__ = init_and_report
+main(["up", "--embedded"])
+"""
+
+
+@pytest.mark.parametrize("moment", ["server", "children"])
+def test_ctrl_c_while_up_starts_leaves_no_process_behind(tmp_path, reaper, moment):
+    """The children and the server run in sessions of their own: the terminal's Ctrl-C reaches `up` alone,
+    which must stop them whenever it comes."""
+    data_dir = tmp_path / "data"
+    log = tmp_path / "up.log"  # a file, not a pipe: what `up` leaves behind would hold a pipe open
+    with log.open("w") as out:
+        driver = reaper.popen(
+            [sys.executable, "-c", CTRL_C_DURING_START, moment],
+            env=up_env(data_dir),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    driver.wait(timeout=60)
+    output = log.read_text()
+    started = {int(line.split()[1]) for line in output.splitlines() if line.startswith("started ")}
+    reaper.pids |= in_sessions(started)
+    assert (driver.returncode, len(started)) == (0, len(PROCESSES) + 1), output
+    assert in_sessions(started) == set(), f"left running after up exited:\n{output[-1500:]}"
