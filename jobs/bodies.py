@@ -14,7 +14,8 @@ import threading
 from contextlib import contextmanager
 
 _running: set[int] = set()  # idents of the threads running a job's function
-_lock = threading.Lock()
+# reentrant: the shutdown deadline's signal handler takes it in the main thread, which may hold it then
+_lock = threading.RLock()
 
 
 @contextmanager

@@ -2,12 +2,14 @@
 
 import os
 import signal
+import threading
 
 import pytest
 
-from jobs import inspect, timeline
+from jobs import bodies, inspect, timeline
 from jobs.dequeue import Ahead
 from jobs.enqueue import queue_for
+from jobs.errors import WorkerInterrupted
 from jobs.execution import INTERRUPT_SIGNAL, Worker
 from jobs.prefetch import Prefetched
 from tests import sample_jobs
@@ -96,3 +98,14 @@ def test_a_stop_signal_between_two_short_jobs_leaves_none_started(context, monke
     given_back = queue.get_job_ids()
     assert given_back and context.redis.llen("test:ran") + len(given_back) == 20
     assert all("orphaned" not in events(context, job_id) for job_id in given_back)
+
+
+def test_the_deadline_s_interrupt_landing_as_a_job_starts_or_ends_does_not_hang_the_worker():
+    def signal_handler_meanwhile():  # the main thread, in bodies.running(), holding its lock
+        with bodies.running(), bodies._lock, pytest.raises(WorkerInterrupted):
+            bodies.interrupt_all(WorkerInterrupted)  # what the handler of the deadline's signal does
+
+    thread = threading.Thread(target=signal_handler_meanwhile, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the interrupt waited for a lock its own thread holds"
