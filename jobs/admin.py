@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import getpass
 import json
 import socket
@@ -16,9 +18,8 @@ from rq.job import JobStatus
 
 from . import catalog, index, locks, recurring, timeline
 from .connection import Context
-from .enqueue import queue_for, unique_key
+from .enqueue import queue_for, queue_names, unique_key
 from .errors import InvalidArguments, JobNotFound, JobsError
-from .maintenance import queue_names
 from .rqjob import Job, pending_owner, pending_ttl
 
 BATCH = 500
@@ -280,19 +281,50 @@ def cancel_job(context: Context, job_id: str, actor: str | None = None, address:
     """Cancel a job that has not started (queued, scheduled or deferred): it will not run, and is kept
     as long as a failed one."""
     actor = actor or default_actor()
-
-    def cancel(pipe, job: Job) -> None:
-        job.cancel(pipeline=pipe)
-        kept = job.failure_ttl if job.failure_ttl is not None else context.settings.failed_ttl
-        queue_for(context, job.origin).canceled_job_registry.add(job, ttl=kept, pipeline=pipe)  # RQ's: now
-        if kept > 0:  # RQ keeps a canceled job forever
-            pipe.expire(job.key, kept)
-        _leave_dependencies(pipe, job)
-        timeline.record(pipe, context.keys, job.id, "canceled", pending_ttl(context), by=actor)
-
     waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    cancel = functools.partial(_cancel, context, by=actor)
     _change(context, job_id, waiting, "only a job that has not started can be canceled", cancel)
     audit(context, actor, "cancel-job", job_id, address)
+
+
+def _cancel(context: Context, pipe, job: Job, **event) -> None:
+    """Cancel `job` in `pipe` (a transaction), recording `event`'s details on its timeline."""
+    job.cancel(pipeline=pipe)
+    kept = job.failure_ttl if job.failure_ttl is not None else context.settings.failed_ttl
+    queue_for(context, job.origin).canceled_job_registry.add(job, ttl=kept, pipeline=pipe)  # RQ's: now
+    if kept > 0:  # RQ keeps a canceled job forever
+        pipe.expire(job.key, kept)
+    _leave_dependencies(pipe, job)
+    timeline.record(pipe, context.keys, job.id, "canceled", pending_ttl(context), **event)
+
+
+def cancel_stranded(context: Context) -> list[str]:
+    """Cancel the deferred jobs that can never run, a job they wait for being gone (deleted, or expired
+    with its retention) or canceled: RQ leaves them deferred, and kept, forever. Returns their ids."""
+    canceled = []
+    for name in queue_names(context):
+        deferred = queue_for(context, name).deferred_job_registry.get_job_ids(cleanup=False)
+        for job in Job.fetch_many(deferred, connection=context.redis):
+            why = None if job is None else _never_runs(context, job)
+            if why is None:
+                continue
+            cancel = functools.partial(_cancel, context, by="maintenance", reason=why)
+            with contextlib.suppress(InvalidArguments, JobNotFound):  # it has moved on meanwhile
+                _change(context, job.id, (JobStatus.DEFERRED,), "it is no longer deferred", cancel)
+                canceled.append(job.id)
+    return canceled
+
+
+def _never_runs(context: Context, job: Job) -> str | None:
+    """Why the deferred `job` can never run (a job it waits for is gone or canceled), or None."""
+    with context.redis.pipeline(transaction=False) as pipe:
+        for parent_id in job._dependency_ids:
+            pipe.hget(Job.key_for(parent_id), "status")
+        statuses = pipe.execute()
+    for parent_id, status in zip(job._dependency_ids, statuses, strict=True):
+        if status is None or status == JobStatus.CANCELED.value.encode():
+            return f"job {parent_id}, which it waits for, is {'canceled' if status else 'gone'}"
+    return None
 
 
 def delete_job(context: Context, job_id: str, actor: str | None = None, address: str = "cli") -> None:

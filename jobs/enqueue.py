@@ -67,6 +67,12 @@ def queue_for(context: Context, name: str) -> Queue:
     return JobQueue(name, connection=context.redis, job_class=Job, serializer=JSONSerializer)
 
 
+def queue_names(context: Context) -> list[str]:
+    """Names of every RQ queue known to the job store."""
+    prefix = "rq:queue:"
+    return sorted(raw.decode()[len(prefix) :] for raw in context.redis.smembers("rq:queues"))
+
+
 def _due_at(at: datetime | None, delay: timedelta | float | str | None) -> datetime | None:
     """When a delayed job becomes due, rounded up to a whole second: RQ's scheduled registry keeps whole
     seconds and would otherwise run the job up to a second early."""

@@ -16,9 +16,8 @@ from rq.worker import Worker as RQWorker
 
 from . import index, timeline
 from .connection import Context
-from .enqueue import queue_for
+from .enqueue import queue_for, queue_names
 from .errors import ConfigError, JobNotFound
-from .maintenance import queue_names
 from .rqjob import ERROR_FIELD, Job
 from .rqtimes import parse_time
 

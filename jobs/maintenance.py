@@ -30,10 +30,10 @@ from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import parse_composite_key
 
-from . import index, locks, timeline
+from . import admin, index, locks, timeline
 from .connection import Context, OutageLog
 from .dequeue import place_in_take
-from .enqueue import queue_for
+from .enqueue import queue_for, queue_names
 from .execution import RUNNING_MARK, clean_registries_except_started
 from .rqjob import Job, pending_ttl, put_back
 
@@ -50,12 +50,6 @@ for i = 1, #expired, 2 do
 end
 return #expired / 2
 """
-
-
-def queue_names(context: Context) -> list[str]:
-    """Names of every RQ queue known to the job store."""
-    prefix = "rq:queue:"
-    return sorted(raw.decode()[len(prefix) :] for raw in context.redis.smembers("rq:queues"))
 
 
 def sweep_orphans(context: Context, now: float | None = None) -> list[str]:
@@ -208,6 +202,10 @@ class Sweeper(threading.Thread):
         if self.retention and time.monotonic() - self._last_retention > 60:
             clean_registries(self.context)
             locks.prune_index(self.context)
+            if stranded := admin.cancel_stranded(self.context):
+                log.info(
+                    "canceled %d deferred job(s) that can never run: %s", len(stranded), ", ".join(stranded)
+                )
             self._last_retention = time.monotonic()
 
     def stop(self) -> None:

@@ -6,7 +6,7 @@ import re
 from jobs import admin, inspect, timeline
 from jobs.connection import Context, activate
 from jobs.enqueue import queue_for
-from jobs.maintenance import clean_registries
+from jobs.maintenance import Sweeper, clean_registries
 from tests import sample_jobs
 from tests.conftest import jobctl, make_settings, wait_for
 
@@ -118,3 +118,32 @@ def test_expired_entries_leave_the_registries(context, redis_url):
         return all(context.redis.zcard(key) == 0 for key in registries + indexes)
 
     wait_for(registries_empty, timeout=15, interval=0.5, what="expired entries to be cleaned")
+
+
+def test_a_job_waiting_for_one_that_is_gone_or_canceled_is_canceled_by_retention(context, redis_url):
+    parents = [sample_jobs.record.enqueue(name) for name in ("deleted", "canceled", "failing", "expired")]
+    children = {parent.args[0]: sample_jobs.record.enqueue("child", depends_on=parent) for parent in parents}
+    admin.delete_job(context, parents[0].id, "test")
+    admin.cancel_job(context, parents[1].id, "test")
+    context.redis.hset(parents[2].key, "status", "failed")  # may be requeued: its dependent waits on
+    context.redis.delete(parents[3].key)  # as when its retention ends
+    Sweeper(context, interval=60, retention=True).tick()
+    states = {name: inspect.job_detail(context, child.id).state for name, child in children.items()}
+    assert states == {
+        "deleted": "canceled",
+        "canceled": "canceled",
+        "failing": "deferred",
+        "expired": "canceled",
+    }
+    [event] = [
+        e
+        for e in timeline.history(context.redis, context.keys, children["expired"].id)
+        if e["event"] == "canceled"
+    ]
+    assert (
+        event["by"] == "maintenance"
+        and event["reason"] == f"job {parents[3].id}, which it waits for, is gone"
+    )
+    assert (
+        0 < ttl(context, children["deleted"].key) <= context.settings.failed_ttl
+    )  # kept as canceled jobs are
