@@ -172,8 +172,9 @@ def _write_once(
     context: Context, rq_queue: Queue, job: Job, write, unique_key: str | None, unique_ttl: int
 ) -> Job:
     """Write `job` with `write(pipe)` in a transaction of its own, once, and return it; or, when a pending
-    job holds its `unique_key`, write nothing and return that job (else `job` holds it `unique_ttl` s). A job with dependencies is written
-    deferred in the same transaction unless they have all finished (RQ's `setup_dependencies`).
+    job holds its `unique_key`, write nothing and return that job (else `job` holds it `unique_ttl`
+    seconds). A job with dependencies is written deferred in the same transaction unless they have all
+    finished (RQ's `setup_dependencies`).
     Refuses an id that names a job not done yet (`_check_id_free`).
 
     Optimistic: a change to anything read (the unique key and its owner, the job's key, its
