@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jobs import admin, inspect
 from jobs.connection import Context
@@ -43,7 +43,7 @@ def on_schedule(
             "job": admin.trigger_schedule(context, schedule_id, actor, address).id,
         }
     if action == "pause":
-        admin.pause_schedule(context, schedule_id, _moment(until), actor, address)
+        admin.pause_schedule(context, schedule_id, _until(until), actor, address)
     elif action == "resume":
         admin.resume_schedule(context, schedule_id, actor, address)
     elif action == "delete":
@@ -53,14 +53,18 @@ def on_schedule(
     return {"schedule": schedule_id, "done": action}
 
 
-def _moment(text: str | None) -> float | None:
-    if not text:
-        return None
+def _until(text: str | None) -> float | None:
+    return parse_time(text, "until").timestamp() if text else None
+
+
+def parse_time(text, name: str) -> datetime:
+    """`text`, an ISO 8601 time, as an aware datetime; one without a zone is UTC, the zone every time
+    in the dashboard is shown in (the server's own zone is nobody's). InvalidArguments otherwise."""
     try:
         moment = datetime.fromisoformat(text)
-        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except (TypeError, ValueError, OverflowError):  # not text, not a time, or a year out of range
-        raise InvalidArguments(f"until {text!r} is not an ISO 8601 time") from None
+        raise InvalidArguments(f"{name} {text!r} is not an ISO 8601 time") from None
 
 
 def release_lock(context: Context, name: str, actor: str, address: str) -> dict:

@@ -30,9 +30,8 @@ def job_filter(args=None) -> inspect.Filter:
         if not text:
             return None
         try:
-            value = datetime.fromisoformat(text)
-            return (value if value.tzinfo else value.astimezone()).astimezone(UTC)
-        except (ValueError, OverflowError):  # not a time, or not one between the years 1 and 9999 in UTC
+            return actions.parse_time(text, key)
+        except InvalidArguments:
             abort(400, f"{key} must be an ISO 8601 time")
 
     return inspect.Filter(

@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -648,6 +649,16 @@ def test_job_data_is_escaped_on_every_page(local, context, redis_url):
 
 
 @pytest.fixture
+def server_zone_far_from_utc(monkeypatch):
+    """The dashboard's process in the zone UTC+05:45, for the times given without a zone."""
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
 def sixty_failed(context, redis_url):
     """60 failed jobs: 30 KeyErrors, then (after `boundary`) 15 KeyErrors and 15 ValueErrors."""
     early = [sample_jobs.fails_without_retry.enqueue(f"early-{i}").id for i in range(30)]
@@ -681,7 +692,7 @@ def test_failed_jobs_are_paged_without_overlap(local, sixty_failed):
     assert odd.status_code == 200 and 'href="/jobs/failed?page=2">next</a>' in odd.text
 
 
-def test_failed_jobs_are_filtered_by_name_error_and_time(local, sixty_failed):
+def test_failed_jobs_are_filtered_by_name_error_and_time(local, sixty_failed, server_zone_far_from_utc):
     early, late_keys, late_values = (
         sixty_failed["early"],
         sixty_failed["late_keys"],
@@ -704,8 +715,10 @@ def test_failed_jobs_are_filtered_by_name_error_and_time(local, sixty_failed):
     assert ids(error="'early-1") == {early[1]} | set(early[10:20])
     assert ids(since=boundary.isoformat()) == set(late_keys + late_values)
     assert ids(until=boundary.isoformat()) == set(early)
-    local_time = boundary.astimezone().replace(tzinfo=None).isoformat()  # as a datetime-local input sends
-    assert ids(since=local_time) == set(late_keys + late_values)
+    # a time without a zone (as a datetime-local input sends) is UTC, the zone the pages show times in
+    assert ids(since=boundary.astimezone(UTC).replace(tzinfo=None).isoformat()) == set(
+        late_keys + late_values
+    )
     assert ids(since=boundary.isoformat(), name=FAILS_WITHOUT_RETRY) == set(late_keys)
     assert ids(until=(boundary - timedelta(days=1)).isoformat()) == set()
 
@@ -857,7 +870,7 @@ def test_bulk_requeue_of_selected_jobs_and_of_everything_matching_the_filter(loc
     ]
 
 
-def test_schedule_actions_on_pages_and_api(local, context):
+def test_schedule_actions_on_pages_and_api(local, context, server_zone_far_from_utc):
     jobs.schedule("report", sample_jobs.record, cron="30 6 * * 1", tz="America/New_York", args=["r"])
     token = page_csrf(local)
     csrf = {"csrf_token": token}
@@ -880,9 +893,9 @@ def test_schedule_actions_on_pages_and_api(local, context):
     view = local.get("/api/schedules/report").json
     assert view["paused"] is False and view["paused_until"] is None
 
-    # the page's datetime-local field is local time; the API takes any ISO 8601 time
+    # the page's datetime-local field is UTC, as the page shows times; the API takes any ISO 8601 time
     assert local.post("/schedules/report/pause", data=csrf | {"until": "2031-02-03T04:05"}).status_code == 302
-    expected = datetime(2031, 2, 3, 4, 5).astimezone().timestamp()
+    expected = datetime(2031, 2, 3, 4, 5, tzinfo=UTC).timestamp()
     assert local.get("/api/schedules/report").json["paused_until"] == expected
     assert "paused until 2031-02-03" in local.get("/schedules/report").text
     answer = local.post(
