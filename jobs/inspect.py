@@ -24,6 +24,7 @@ from .rqtimes import parse_time
 SCHEDULER_SILENCE = 60  # seconds without a heartbeat after which a scheduler is shown dead
 FILTER_SCAN_LIMIT = 10_000  # jobs a text search looks at, newest first
 SCAN_BATCH = 1_000
+OLDEST_LOOKED_AT = 100  # queued jobs read for the age of a queue's oldest one
 # What a job of an index state may say it is (RQ files a stopped job under failed); a job saying anything
 # else left the state through a tool that does not update the index, and is left out of the list.
 _SHOWN_AS = {"finished": {"finished"}, "failed": {"failed", "stopped"}}
@@ -412,10 +413,22 @@ def queue_stats(context: Context, queue_name: str) -> QueueStats:
     """Counts per state for one queue."""
     queue = queue_for(context, queue_name)
     counts = {state: _count(context, state, queue_name) for state in STATES}
-    oldest = queue.get_job_ids(0, 1)
-    oldest_job = Job.fetch_many(oldest, connection=context.redis)[0] if oldest else None
-    age = time.time() - oldest_job.enqueued_at.timestamp() if oldest_job and oldest_job.enqueued_at else None
-    return QueueStats(queue_name, counts, age)
+    return QueueStats(queue_name, counts, _oldest_age(context, queue))
+
+
+def _oldest_age(context: Context, queue) -> float | None:
+    """Seconds since the oldest of the first OLDEST_LOOKED_AT queued jobs was queued. Not just the head:
+    jobs put back at the front (shutdown, orphan sweep) are queued anew and hide older ones behind them."""
+    ids = context.redis.lrange(queue.key, 0, OLDEST_LOOKED_AT - 1)
+    with context.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(Job.key_for(job_id.decode()), "enqueued_at")
+        texts = pipe.execute()
+    moments = []
+    for text in texts:
+        with contextlib.suppress(AttributeError, ValueError):  # gone since LRANGE, or not written by RQ
+            moments.append(parse_time(text.decode()))
+    return time.time() - min(moments).timestamp() if moments else None
 
 
 def stats(context: Context) -> Stats:

@@ -9,6 +9,7 @@ from rq.registry import FailedJobRegistry
 
 from jobs import admin, index, inspect
 from jobs.enqueue import queue_for
+from jobs.rqtimes import format_time
 from tests import sample_jobs
 from tests.conftest import jobctl
 
@@ -161,3 +162,15 @@ def test_the_sweep_drops_exactly_the_expired_jobs(context, ended):
     assert context.redis.zcard(key) == 0
     assert context.redis.zcard(context.keys.index("finished", "critical")) == 0
     assert queue_for(context, "default").failed_job_registry.count > 0  # the registries are RQ's to clean
+
+
+def test_a_queues_oldest_job_is_found_behind_jobs_put_at_its_front(context):
+    waiting = sample_jobs.record.enqueue("waiting")
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    context.redis.hset(waiting.key, "enqueued_at", format_time(an_hour_ago))
+    queue = queue_for(context, "default")
+    for n in range(3):  # as a worker's shutdown or the orphan sweep puts jobs back, queued anew
+        queue.enqueue_call("tests.sample_jobs.record", args=(n,), at_front=True)
+    assert queue.get_job_ids(0, 1) != [waiting.id]
+    age = inspect.queue_stats(context, "default").oldest_age
+    assert 3600 <= age < 3600 + 60
