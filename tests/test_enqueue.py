@@ -13,7 +13,7 @@ import redis
 from rq.job import Dependency
 
 import jobs as jobs_api
-from jobs import InvalidArguments, UnknownJob, catalog, enqueue, inspect, timeline
+from jobs import InvalidArguments, UnknownJob, admin, catalog, enqueue, inspect, timeline
 from jobs.connection import Context, _command
 from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import BULK_CHUNK, queue_for
@@ -87,6 +87,20 @@ def test_an_id_of_ones_own_that_names_a_failed_job_makes_a_new_job_no_longer_fai
     assert deferred.get_status() == "deferred" and Job.fetch("again", connection=context.redis).args == [
         "third"
     ]
+
+
+def test_an_id_of_ones_own_that_names_an_ended_job_waits_only_for_its_own_dependencies(context, redis_url):
+    failed = sample_jobs.fails_without_retry.enqueue("parent")
+    sample_jobs.record.enqueue("first", job_id="again", depends_on=failed)
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    admin.cancel_job(context, "again")  # its dependency failed: it would never run
+    parent = sample_jobs.record.enqueue("new parent")
+    sample_jobs.record.enqueue("second", job_id="again", depends_on=parent)
+    assert context.redis.smembers(Job.fetch("again", connection=context.redis).dependencies_key) == {
+        parent.id.encode()
+    }
+    assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
+    assert ran(context) == ["new parent", "second"]
 
 
 def test_an_id_of_ones_own_that_names_a_job_not_done_yet_is_refused_and_nothing_is_written(context):
