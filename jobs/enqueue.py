@@ -208,8 +208,9 @@ def _write_once(
 
 def _write_over_ended(context: Context, pipe: Pipeline, job: Job, ended: Job | None) -> None:
     """In `pipe`, write `job` afresh over the ended job of its id (`ended`, None if unreadable): none of
-    its fields, dependencies, timeline, registry or index entries are left. The new run is a job of its own, which
-    would otherwise be listed as failed, say, and queued again by a requeue of the failed jobs."""
+    its fields, dependencies, timeline, registry or index entries are left. The new run is a job of its
+    own, which would otherwise be listed as failed, say, and queued again by a requeue of the failed
+    jobs."""
     pipe.delete(job.key, context.keys.timeline(job.id), job.dependencies_key)
     job.save(pipeline=pipe)  # as RQ's path may have saved it already (deferred), before the delete
     if job.get_status(refresh=False) == JobStatus.DEFERRED:  # and registered its dependencies
