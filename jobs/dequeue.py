@@ -57,7 +57,9 @@ WAKE_TOKENS = 8  # tokens kept per queue: how many idle workers one burst of enq
 class Finish(NamedTuple):
     """A succeeded job's end as the take script writes it: what RQ's path writes (`Job._handle_success`,
     then the job's cleanup and its started entry's removal), sent as these values rather than as the
-    commands, which cost the worker more to pack and send than the script takes to build them."""
+    commands, which cost the worker more to pack and send than the script takes to build them. Like a
+    `Failure`, it is written only while the run's started entry is there: once the orphan sweep has
+    recovered the run (failed it, or queued it again), a late success must not mark it finished too."""
 
     job_key: str
     job_id: str
@@ -87,7 +89,7 @@ class Sent(IntEnum):
 
     HELD = 0  # nothing written: a success whose job has dependents, which RQ's own path finishes instead
     WRITTEN = 1
-    STALE = 2  # nothing written: a failure whose run is no longer started (see Failure)
+    STALE = 2  # nothing written: an end whose run is no longer started (see Finish and Failure)
     DEPENDENTS = 3  # written: a failure whose job has dependents, for RQ's path to enqueue (it does so after)
 
 
@@ -132,14 +134,41 @@ local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished
   args = batch('ZREM', started)
   args[#args + 1] = entry
 end
+-- a Finish is written only while its run is still started: which are, one ZMSCORE per started registry
+local live = {}
+do
+  local asked, b = {}, 2  -- per started registry: {ZMSCORE, key, entries...} and the riders asked for
+  for r = 1, riders do
+    local end_at = b + 2 + tonumber(ARGV[b + 1])
+    if ARGV[b] == 'finish' then
+      local started = ARGV[end_at + FINISH_FIELDS - 2]
+      local ask = asked[started]
+      if not ask then
+        ask = {{'ZMSCORE', started}, {}}
+        asked[started] = ask
+      end
+      ask[1][#ask[1] + 1] = ARGV[end_at + FINISH_FIELDS - 1]
+      ask[2][#ask[2] + 1] = r
+      b = end_at + FINISH_FIELDS
+    else
+      b = end_at + 2
+    end
+  end
+  for _, ask in pairs(asked) do
+    local scores = redis.call(unpack(ask[1]))
+    for i = 1, #ask[2] do live[ask[2][i]] = scores[i] ~= false end
+  end
+end
 local any_dependents = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
 for r = 1, riders do
   local kind, commands_at = ARGV[a], a + 2
   local end_at = commands_at + tonumber(ARGV[a + 1])
   local dependents = any_dependents and redis.call('EXISTS', KEYS[r]) == 1
   if kind == 'finish' then
-    sent[r] = HELD
-    if not dependents then
+    sent[r] = STALE
+    if live[r] and dependents then
+      sent[r] = HELD
+    elseif live[r] then
       run_flattened(commands_at, end_at - 1)
       finish(unpack(ARGV, end_at, end_at + FINISH_FIELDS - 1))
       sent[r] = WRITTEN
@@ -537,7 +566,7 @@ def _restore(context: Context, queue, job_id, fields, job_class, taker: Taker, s
             execution.job_id, dict(zip(fields[::2], fields[1::2], strict=True)), context.redis
         )
     except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
-        _quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
+        quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
         return None
     job._status = JobStatus.STARTED
     job.started_at = job.last_heartbeat = started
@@ -546,7 +575,7 @@ def _restore(context: Context, queue, job_id, fields, job_class, taker: Taker, s
     return job
 
 
-def _quarantine(context: Context, queue: Queue, execution: Execution, reason: str) -> None:
+def quarantine(context: Context, queue: Queue, execution: Execution, reason: str) -> None:
     """File a started job that cannot even be read as failed, with `reason`."""
     job_key, ttl = RQJob.key_for(execution.job_id), int(context.settings.failed_ttl)
     with queue.connection.pipeline() as pipe:  # the worker's: bookkeeping, written even when Redis is full

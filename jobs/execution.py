@@ -50,7 +50,7 @@ from .due import Scheduler
 from .errors import JobsError, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
-from .rqjob import Job, error_summary, pending_ttl, put_back
+from .rqjob import Job, error_summary, job_duration, pending_ttl, put_back
 from .rqtimes import format_time
 from .timeouts import JobTimeout
 
@@ -75,6 +75,7 @@ class _Finishing:
     job: Job
     queue: RQQueue
     registry: StartedJobRegistry
+    counts: list  # its counts (timeline.counts_held), made once its end is written
     exc_string: str | None = None  # a failure's traceback; None: a success
 
 
@@ -250,6 +251,13 @@ class Worker(SimpleWorker):
                 super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
             elif finishing.rider.sent in (Sent.WRITTEN, Sent.DEPENDENTS):
                 self._ended(finishing)
+            elif finishing.rider.sent is Sent.STALE:
+                log.warning(
+                    "worker %s: the end of job %s not written: its run is no longer started here (the"
+                    " orphan sweep recovered it, or an earlier send wrote it)",
+                    self.name,
+                    finishing.job.id,
+                )
         if len(unsent) < len(self._finishing):
             self._execution_ended()
         self._finishing = unsent
@@ -258,6 +266,7 @@ class Worker(SimpleWorker):
         """What RQ's path does once a job's end is written: count it, and after a job's last failure send
         its webhooks and enqueue the dependents that may follow a failure."""
         job = finishing.job
+        timeline.make_counts(finishing.counts, self._tally)
         self.increment_total_working_time(job.ended_at - job.started_at)
         if finishing.exc_string is None:
             self.increment_successful_job_count()
@@ -449,7 +458,7 @@ class Worker(SimpleWorker):
                     pipe.zadd(started_key(queue_name), {entry: deadline}, xx=True)
                 # jobs ended whose ends wait for the next take, which a slow job may hold back for long
                 for end in [finishing.rider.end for finishing in self._finishing]:
-                    pipe.zadd(end.started_key, {end.entry: deadline}, xx=True)
+                    pipe.zadd(end.started_key, {end.entry: deadline + RUNNING_MARK}, xx=True)  # they ran
             if running is not None and (beat_ttl is not None or seen != self._seen_running):
                 registry_key, execution = running
                 deadline = heartbeat_deadline(beat_ttl or int(self.context.settings.orphan_timeout))
@@ -469,15 +478,18 @@ class Worker(SimpleWorker):
         kept 0 s, repeating) takes RQ's own path."""
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl == 0 or job.repeats_left:
-            return super().handle_job_success(job, queue, started_job_registry)
+            super().handle_job_success(job, queue, started_job_registry)
+            if result_ttl == 0:  # RQ's path writes nothing of a success kept no time, not even its count
+                timeline.make_counts([("succeeded", job.job_name, job_duration(job))], self._tally)
+            return
         job._status = JobStatus.FINISHED
-        with self.connection.pipeline() as pipe:
+        with self.connection.pipeline() as pipe, timeline.counts_held() as counts:
             job._record_success(result_ttl, pipe, self.name, self.execution.id, self.execution.created_at)
             if result_ttl > 0 and job._dependency_ids:  # RQ's job.cleanup; the dependents key is absent
                 pipe.expire(job.dependencies_key, result_ttl)
             commands = pipe.detach()
         rider = Rider(self._finish(job, result_ttl), commands, job.dependents_key)
-        self._finishing.append(_Finishing(rider, job, queue, started_job_registry))
+        self._finishing.append(_Finishing(rider, job, queue, started_job_registry, counts))
 
     def _finish(self, job: Job, result_ttl: int) -> Finish:
         expiry = index.expiry(result_ttl)
@@ -526,7 +538,7 @@ class Worker(SimpleWorker):
     def _defer_failure(self, job, queue, started_job_registry, exc_string: str) -> None:
         """What RQ's path writes for a failed run (its job retried, or failed), as a rider of the next take."""
         execution = self.execution
-        with self.connection.pipeline() as pipe:
+        with self.connection.pipeline() as pipe, timeline.counts_held() as counts:
             if job.should_retry:
                 job.retry(queue, pipe)
             else:
@@ -541,7 +553,7 @@ class Worker(SimpleWorker):
                 )
             commands = pipe.detach()
         rider = Rider(Failure(started_key(job.origin), execution.composite_key), commands, job.dependents_key)
-        self._finishing.append(_Finishing(rider, job, queue, started_job_registry, exc_string))
+        self._finishing.append(_Finishing(rider, job, queue, started_job_registry, counts, exc_string))
 
     def _log_failure(self, job, exc_string: str) -> None:
         """RQ's error line for a job that raised, with the traceback RQ formatted for its failure."""

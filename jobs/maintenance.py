@@ -26,13 +26,14 @@ import threading
 import time
 
 import redis
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import JobStatus
-from rq.utils import parse_composite_key
+from rq.utils import now, parse_composite_key
 
 from . import admin, index, locks, timeline
 from .connection import Context, OutageLog
-from .dequeue import place_in_take
+from .dequeue import place_in_take, quarantine
 from .enqueue import queue_for, queue_names
 from .execution import RUNNING_MARK, clean_registries_except_started
 from .rqjob import Job, pending_ttl, put_back
@@ -112,8 +113,14 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                     pipe.zrem(orphans_key, entry)
                     pipe.execute()
                     return None
-                job = Job.fetch(job_id, connection=context.redis)
                 execution = Execution(execution_id, job_id, connection=context.redis)
+                try:
+                    job = Job.fetch(job_id, connection=context.redis)
+                except (NoSuchJobError, ValueError, TypeError) as exc:  # a hash written by hand, not by RQ
+                    pipe.reset()
+                    quarantine(context, queue, execution, f"the job's hash is not an RQ job: {exc}")
+                    context.redis.zrem(orphans_key, entry)  # once filed: a crash before sweeps it again
+                    return None
                 # the execution record may have expired with the dead worker's heartbeats; the job keeps the name
                 raw_worker = pipe.hget(execution.key, "worker_name")
                 worker_name = raw_worker.decode() if raw_worker else job.worker_name
@@ -127,6 +134,8 @@ def _recover(context: Context, orphans_key: str, entry: str) -> str | None:
                 log.warning(
                     "job %s orphaned by worker %s (%d time(s)); recovered", job_id, worker_name, orphaned
                 )
+                if job.get_status(refresh=False) == JobStatus.FAILED:  # as RQ's recovery of an abandoned job
+                    queue.enqueue_dependents(job)  # those that may follow a failure
                 return job_id
             except redis.WatchError:
                 continue
@@ -159,6 +168,7 @@ def _requeue_or_fail(
         return
     else:
         job.error = "worker died while running the job, and no retries are left"
+    job.ended_at = now()  # the hash holds an earlier attempt's end, if any
     job.set_status(JobStatus.FAILED, pipeline=pipe)
     job._handle_failure(job.error, pipe, worker_name=worker_name or "")
 
@@ -195,6 +205,8 @@ class Sweeper(threading.Thread):
                 outage.succeeded()
             except redis.RedisError as exc:
                 outage.failed(exc)
+            except Exception:  # a bug must not end orphan recovery and retention in this process
+                log.exception("maintenance round failed")
 
     def tick(self) -> None:
         """One round: orphans always, retention at most once a minute."""

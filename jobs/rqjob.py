@@ -80,6 +80,11 @@ def put_back(pipe, context: Context, job: RQJob, queue) -> None:
     queue._enqueue_job(job, pipeline=pipe, at_front=True)
 
 
+def job_duration(job: RQJob) -> float | None:
+    """Seconds `job`'s run took, once it has ended (None if it never started)."""
+    return (job.ended_at - job.started_at).total_seconds() if job.started_at else None
+
+
 _TIMES = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")  # job hash fields
 
 
@@ -354,8 +359,7 @@ class Job(RQJob):
                 execution_started_at=execution_started_at,
                 execution_ended_at=self.ended_at,
             )
-        took = (self.ended_at - self.started_at).total_seconds() if self.started_at else None
-        timeline.count(pipeline, current().keys, "succeeded", self.job_name, took)
+        timeline.count(pipeline, current().keys, "succeeded", self.job_name, job_duration(self))
 
     def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)

@@ -18,6 +18,8 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from redis import exceptions as redis_errors
@@ -243,13 +245,42 @@ def worker_tally(keys: Keys) -> Tally:
 
 def count(pipeline: Pipeline, keys: Keys, status: str, job_name: str, seconds: float | None = None) -> None:
     """Count a job's outcome (and the duration of a success): in the counters of the worker running in
-    this process, else in `pipeline`."""
+    this process, else in `pipeline`; held instead within `counts_held`."""
+    held = getattr(_held, "counts", None)
+    if held is not None:
+        held.append((status, job_name, seconds))
+        return
     tally = _worker_tally or Tally(keys)
+    _count(tally, status, job_name, seconds)
+    if tally is not _worker_tally:
+        tally.write(pipeline)
+
+
+def _count(tally: Tally, status: str, job_name: str, seconds: float | None) -> None:
     tally.count(status, job_name)
     if seconds is not None:
         tally.duration(job_name, seconds)
-    if tally is not _worker_tally:
-        tally.write(pipeline)
+
+
+_held = threading.local()
+
+
+@contextmanager
+def counts_held() -> Iterator[list]:
+    """Within the block, the counts this thread makes (`count`) are kept in the list it yields instead:
+    `make_counts` makes them once what they count has been written (a worker's job ends ride in its next
+    take, which may find one stale and write nothing)."""
+    _held.counts = held = []
+    try:
+        yield held
+    finally:
+        _held.counts = None
+
+
+def make_counts(held: list, tally: Tally) -> None:
+    """Make in `tally` the counts held by `counts_held`."""
+    for status, job_name, seconds in held:
+        _count(tally, status, job_name, seconds)
 
 
 def series(

@@ -8,14 +8,16 @@ import threading
 import time
 
 import pytest
+from rq.job import Dependency
 
 from jobs import inspect, timeline
 from jobs.connection import Context
 from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import queue_for
-from jobs.execution import RUNNING_MARK
+from jobs.execution import RUNNING_MARK, Worker
 from jobs.maintenance import claim_orphans, sweep_orphans
 from jobs.rqjob import Job
+from jobs.rqtimes import parse_time
 from tests import sample_jobs
 from tests.conftest import (
     ORPHAN_TIMEOUT,
@@ -235,3 +237,100 @@ def test_a_sigkilled_worker_leaves_no_process_behind(context, processes, redis_u
     pool.send_signal(signal.SIGTERM)
     assert pool.wait(timeout=30) == 0
     wait_for(lambda: not [pid for pid in family if alive(pid)], timeout=30, what="every process to end")
+
+
+def take_one(context) -> tuple[Worker, Job]:
+    """A worker of this process that has taken the next job of `default`, and the job."""
+    worker = Worker([queue_for(context, "default")], context)
+    job, _ = worker.dequeue_job_and_maintain_ttl(timeout=None)
+    return worker, job
+
+
+def seen_then_dead(context) -> tuple[Worker, Job]:
+    """A worker that took the next job and was seen running it (its heartbeat thread's first tick)."""
+    worker, job = take_one(context)
+    worker.prepare_execution(job)
+    worker._tick(None)
+    return worker, job
+
+
+def an_hour_later(context) -> list[str]:
+    return sweep_orphans(context, now=time.time() + 3600)
+
+
+def test_an_end_sent_after_the_sweep_recovered_its_run_writes_nothing(context, worker_tally):
+    queue = queue_for(context, "default")
+    job = sample_jobs.record.enqueue("once")  # no retries
+    worker, taken = seen_then_dead(context)
+    worker._running = None
+    worker.execute_job(taken, queue)  # it succeeds; its end waits for the next take
+    # the worker's link to Redis is down past the orphan timeout: the sweep recovers the run
+    assert an_hour_later(context) == [job.id]
+    worker._let_go()  # Redis answers again: the end is sent, and found stale
+    assert inspect.job_detail(context, job.id).state == "failed"  # seen running, no retry left
+    assert queue.finished_job_registry.get_job_ids() == []
+    assert (
+        inspect.list_jobs(context, "finished", where=inspect.Filter(name="tests.sample_jobs.record")).total
+        == 0
+    )
+    worker_tally.flush(context.redis)
+    assert timeline.by_name(context.redis, context.keys, "succeeded", "hour", 1) == {}
+
+
+def test_an_ended_job_whose_end_waits_stays_known_to_have_run(context, worker_tally):
+    queue = queue_for(context, "default")
+    job = sample_jobs.record.enqueue("once")  # no retries
+    worker, taken = seen_then_dead(context)
+    worker.execute_job(taken, queue)  # it ends; its end waits for the next take
+    worker._tick(context.settings.orphan_timeout)  # a heartbeat while it waits; then the worker dies
+    assert an_hour_later(context) == [job.id]
+    orphaned = [e for e in timeline.history(context.redis, context.keys, job.id) if e["event"] == "orphaned"]
+    assert orphaned[0]["seen_running"] is True
+    assert (
+        inspect.job_detail(context, job.id).state == "failed"
+    )  # as RQ fails an abandoned job, no retry left
+    assert ran(context) == ["once"]
+
+
+def test_a_job_failed_by_the_sweep_ends_after_its_last_run_began(context, worker_tally):
+    queue = queue_for(context, "default")
+    job = sample_jobs.always_fails.enqueue("boom")  # two retries, no backoff
+    for _ in range(2):  # two attempts fail, each queueing the retry at once
+        worker, taken = take_one(context)
+        worker.execute_job(taken, queue)
+        worker._let_go()
+    seen_then_dead(context)  # its last attempt: its worker dies
+    assert an_hour_later(context) == [job.id]
+    fields = context.redis.hgetall(job.key)
+    assert fields[b"status"] == b"failed"
+    assert parse_time(fields[b"ended_at"].decode()) >= parse_time(fields[b"started_at"].decode())
+
+
+def test_a_started_hash_that_is_not_a_job_is_filed_as_failed_and_the_sweep_goes_on(context):
+    # the take starts any hash with fields; a worker dying before filing one that is not a job leaves it
+    queue = queue_for(context, "default")
+    context.redis.hset("rq:job:garbage", mapping={"status": "started", "origin": "default"})
+    victim = sample_jobs.record.enqueue("victim")
+    context.redis.lrem(queue.key, 0, victim.id)
+    context.redis.hset(victim.key, "status", "started")
+    dead = int(time.time()) - 5
+    context.redis.zadd(
+        queue.started_job_registry.key, {"garbage:aaaaaaaaaaaa1": dead, f"{victim.id}:bbbbbbbbbbbb1": dead}
+    )
+    assert sweep_orphans(context) == [victim.id]
+    assert victim.get_status(refresh=True) == "queued"
+    assert context.redis.hget("rq:job:garbage", "status") == b"failed"
+    assert queue.failed_job_registry.get_job_ids() == ["garbage"]
+    assert context.redis.zcard(context.keys.orphans) == 0
+
+
+def test_dependents_allowed_to_follow_a_failure_are_queued_when_the_sweep_fails_their_dependency(
+    context, worker_tally
+):
+    parent = sample_jobs.record.enqueue("parent")  # no retries
+    child = sample_jobs.record.enqueue("child", depends_on=Dependency(jobs=[parent], allow_failure=True))
+    seen_then_dead(context)
+    assert an_hour_later(context) == [parent.id]
+    assert parent.get_status(refresh=True) == "failed"
+    assert child.get_status(refresh=True) == "queued"  # as RQ's recovery of an abandoned job queues it
+    assert queue_for(context, "default").get_job_ids() == [child.id]

@@ -256,6 +256,31 @@ def test_counts_survive_a_failed_write(context):
     }
 
 
+def succeeded_counts(context) -> tuple[dict, int]:
+    """Successes counted this hour by job name, and the runs in the duration histograms."""
+    runs = timeline.durations(context.redis, context.keys, 1)
+    return (
+        timeline.by_name(context.redis, context.keys, "succeeded", "hour", 1),
+        sum(count for name in runs for bucket, count in runs[name].items() if bucket != "sum"),
+    )
+
+
+def test_a_success_with_dependents_is_counted_once(context, worker_tally):
+    parent = sample_jobs.record.enqueue("parent")
+    sample_jobs.record.enqueue("child", depends_on=parent)
+    _run_one(context, worker_tally)  # its end finds dependents: RQ's own path finishes it
+    assert parent.get_status(refresh=True) == "finished"
+    assert succeeded_counts(context) == ({"tests.sample_jobs.record": 1}, 1)
+
+
+def test_a_success_kept_for_no_time_is_counted(context, worker_tally):
+    rq_queue = Queue("default", connection=context.redis, serializer=JSONSerializer)
+    rq_queue.enqueue("tests.sample_jobs.record", "fleeting", result_ttl=0)  # RQ's own path finishes it
+    _run_one(context, worker_tally)
+    assert ran(context) == ["fleeting"]
+    assert succeeded_counts(context) == ({"tests.sample_jobs.record": 1}, 1)
+
+
 def test_the_worker_state_follows_its_job(context, processes, redis_url):
     processes.start("worker", "-c", "1", url=redis_url)
 
