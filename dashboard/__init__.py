@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import os
 import re
@@ -16,16 +15,13 @@ import secrets
 from pathlib import Path
 
 import redis
-import rq
-import rq_dashboard
-from flask import Flask, g, request
-from rq.serializers import JSONSerializer
+from flask import Flask, request
 
-from jobs import admin, catalog
+from jobs import catalog
 from jobs.config import Settings
 from jobs.connection import Context, activate
-from jobs.rqjob import Job
 
+from . import rq_mount
 from .api import api
 from .metrics import metrics
 from .security import Access, install, parse_users
@@ -53,7 +49,7 @@ def create_app(settings: Settings | None = None, testing: bool = False) -> Flask
     app.register_blueprint(pages)
     app.register_blueprint(api)
     app.register_blueprint(metrics)
-    _mount_rq_dashboard(app)
+    rq_mount.mount(app)
 
     @app.after_request
     def headers(response):
@@ -87,47 +83,6 @@ def _rq_csp(response) -> str:
                 digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
                 hashes += f" 'sha256-{digest}'"
     return _RQ_CSP.format(hashes=hashes)
-
-
-class _JSONWorker(rq.Worker):
-    """RQ's worker record, read with JSON: rq-dashboard lists workers (and fetches their current jobs)
-    with RQ's default serializer, pickle."""
-
-    @classmethod
-    def all(cls, connection=None, job_class=None, queue_class=None, queue=None, serializer=None):
-        return super().all(connection, job_class or Job, queue_class, queue, serializer or JSONSerializer)
-
-
-def _mount_rq_dashboard(app: Flask) -> None:
-    # No pickle from Redis, ever: its config's serializer serves only some of rq-dashboard's reads; the
-    # others (a job's page, delete and requeue, the workers list) use RQ's default unless given one.
-    rq_dashboard.web.config.serializer = JSONSerializer
-    rq_dashboard.web.Job = Job  # reads with JSON unless given a serializer
-    rq_dashboard.web.Worker = _JSONWorker
-    rq_dashboard.web.requeue_job = functools.partial(rq.requeue_job, serializer=JSONSerializer)
-    rq_dashboard.web.setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
-
-    @app.before_request
-    def block_unsafe_rq_routes():
-        # rq-dashboard changes state on GET here ("requeue all"): only POST, which our CSRF guard checks
-        if request.path.startswith("/rq/requeue/") and request.method != "POST":
-            return "rq-dashboard's GET requeue is disabled; use the button (POST)", 405
-        return None
-
-    @app.after_request
-    def audit_rq_actions(response):
-        # rq-dashboard's own actions bypass jobs.admin: record them in the audit log all the same
-        if request.path.startswith("/rq/") and request.method == "POST" and response.status_code < 400:
-            context = app.extensions["jobs.context"]
-            admin.audit(
-                context,
-                g.get("actor") or "?",
-                "rq-dashboard",
-                request.path[len("/rq") :],
-                request.remote_addr or "?",
-            )
-        return response
 
 
 def _stored_secret(data_dir: Path) -> str:

@@ -25,6 +25,7 @@ from werkzeug.security import generate_password_hash
 import jobs
 from dashboard import create_app
 from jobs import admin, billing, inspect, locks, recurring
+from jobs.enqueue import queue_for
 from tests import sample_jobs
 from tests.conftest import jobctl, make_settings, wait_for
 
@@ -526,10 +527,41 @@ def test_rq_dashboard_is_mounted_but_only_changes_state_by_a_same_origin_post(lo
         assert local.post(f"/rq/job/{one_failed}/delete", headers=headers).status_code == 400, headers
     assert state_of(context, one_failed) == "failed"
     same_site = local.post("/rq/requeue/default", headers={"Origin": "http://localhost"})
-    assert same_site.status_code == 200
+    assert same_site.status_code == 200 and same_site.json == {"status": "OK", "count": 1, "left": {}}
     assert state_of(context, one_failed) == "queued"
-    [entry] = audit_entries(local, "rq-dashboard")  # its own actions are audited too
-    assert entry["target"] == "/requeue/default" and entry["actor"] == "local"
+    [entry] = audit_entries(local, "requeue-failed")  # its actions are the platform's, audited
+    assert entry["target"] == one_failed and entry["actor"] == "local"
+
+
+def test_rq_dashboard_actions_are_the_platforms_and_keep_its_lists_exact(local, context, redis_url):
+    failing = [sample_jobs.fails_without_retry.enqueue(f"k{i}").id for i in range(4)]
+    run_jobs(redis_url)
+    same_site = {"Origin": "http://localhost"}
+    by_name = {"name": FAILS_WITHOUT_RETRY}
+
+    def listed() -> tuple[int, list[str]]:
+        page = local.get("/api/jobs/failed", query_string=by_name).json
+        return page["total"], sorted(item["id"] for item in page["items"])
+
+    assert local.post(f"/rq/job/{failing[0]}/delete", headers=same_site).json["status"] == "OK"
+    assert listed() == (3, sorted(failing[1:]))  # gone from the index too, not only from RQ's registry
+    assert local.post(f"/rq/job/{failing[1]}/requeue", headers=same_site).json["status"] == "OK"
+    run_jobs(redis_url)  # it fails again
+    assert listed() == (3, sorted(failing[1:]))  # listed once, not twice
+    assert [e["target"] for e in audit_entries(local, "delete-job")] == [failing[0]]
+
+    running = sample_jobs.sleep_then_record.enqueue("busy", 30)
+    started = queue_for(context, "default").started_job_registry.key
+    context.redis.zadd(started, {f"{running.id}:execution": time.time() + 60})  # as a take starts it
+    context.redis.hset(running.key, "status", "started")
+    emptied = local.post("/rq/queue/default/started/empty", headers=same_site).json
+    assert (
+        emptied["status"] == "ERROR" and "it can be deleted once it has ended" in emptied["left"][running.id]
+    )
+    assert state_of(context, running.id) == "started"  # a running job is not deleted under its worker
+    emptied = local.post("/rq/queue/default/failed/empty", headers=same_site).json
+    assert (emptied["status"], emptied["count"]) == ("OK", 3)
+    assert listed() == (0, [])
 
 
 unpickled: list[str] = []
