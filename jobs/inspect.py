@@ -149,15 +149,25 @@ class _StateList:
 
     key: str
     state: str
+    # registries scored by expiry (ended jobs): entries scored up to this epoch second have expired and
+    # wait for retention, and are left out; None for the others
+    expired_up_to: int | None = None
 
     def count(self, pipe) -> None:
         """Queue the number of jobs in `pipe`."""
-        pipe.llen(self.key) if self.state == "queued" else pipe.zcard(self.key)
+        if self.state == "queued":
+            pipe.llen(self.key)
+        elif self.expired_up_to is not None:
+            pipe.zcount(self.key, f"({self.expired_up_to}", "+inf")
+        else:
+            pipe.zcard(self.key)
 
     def ids(self, redis, start: int, stop: int) -> list[str]:
         """Ids number `start`..`stop` (exclusive), newest first: O(stop - start)."""
         if self.state == "queued":
             raw = list(reversed(redis.lrange(self.key, -stop, -start - 1)))
+        elif self.expired_up_to is not None:
+            raw = redis.zrevrangebyscore(self.key, "+inf", f"({self.expired_up_to}", start, stop - start)
         else:
             raw = redis.zrevrange(self.key, start, stop - 1)
         ids = [member.decode() for member in raw]
@@ -167,7 +177,10 @@ class _StateList:
 def _state_list(context: Context, state: str, queue_name: str) -> _StateList:
     queue = queue_for(context, queue_name)
     key = queue.key if state == "queued" else getattr(queue, f"{state}_job_registry").key
-    return _StateList(key, state)
+    return _StateList(key, state, int(time.time()) if state in _SCORED_BY_EXPIRY else None)
+
+
+_SCORED_BY_EXPIRY = ("finished", "failed", "canceled")  # as RQ's cleanup reads them (and ours, canceled)
 
 
 def _count(context: Context, state: str, queue_name: str) -> int:

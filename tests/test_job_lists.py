@@ -1,6 +1,7 @@
 """Job lists: paged and filtered reads of every state, and the index that makes finished and failed jobs
 filtered by name or time exact and O(page) (jobs.index)."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -174,3 +175,13 @@ def test_a_queues_oldest_job_is_found_behind_jobs_put_at_its_front(context):
     assert queue.get_job_ids(0, 1) != [waiting.id]
     age = inspect.queue_stats(context, "default").oldest_age
     assert 3600 <= age < 3600 + 60
+
+
+@pytest.mark.parametrize("state", ["finished", "failed"])
+def test_jobs_expired_and_not_swept_yet_are_neither_counted_nor_listed(context, ended, state):
+    registry = getattr(queue_for(context, "default"), f"{state}_job_registry")
+    ids = registry.get_job_ids(cleanup=False)
+    expired = ids[: len(ids) // 2]
+    context.redis.zadd(registry.key, {job_id: int(time.time()) - 5 for job_id in expired})  # retention is due
+    listed = every_page(context, state, queue="default")
+    assert sorted(listed) == sorted(set(ids) - set(expired))
