@@ -490,23 +490,45 @@ class WorkerView:
 def workers(context: Context) -> list[WorkerView]:
     """Every registered worker; `dead` when its heartbeat is older than the orphan timeout."""
     views = []
-    for worker in RQWorker.all(connection=context.redis, serializer=JSONSerializer):
-        beat = worker.last_heartbeat
-        dead = beat is None or time.time() - beat.timestamp() > context.settings.orphan_timeout
+    for key, fields in _worker_hashes(context):
+        beat, pid = _time_or_none(fields.get("last_heartbeat")), fields.get("pid", "")
         views.append(
             WorkerView(
-                worker.name,
-                worker.hostname or "?",
-                worker.pid or 0,
-                worker.queue_names(),
-                worker.get_state(),
-                worker.get_current_job_id(),
-                worker.birth_date,
+                key.removeprefix(RQWorker.redis_worker_namespace_prefix),
+                fields.get("hostname") or "?",
+                int(pid) if pid.isdigit() else 0,
+                [name for name in fields.get("queues", "").split(",") if name],
+                fields.get("state", "?"),
+                fields.get("current_job") or None,
+                _time_or_none(fields.get("birth")),
                 beat,
-                dead,
+                beat is None or time.time() - beat.timestamp() > context.settings.orphan_timeout,
             )
         )
     return sorted(views + schedulers(context), key=lambda view: (view.kind, view.host, view.pid))
+
+
+def _worker_hashes(context: Context) -> list[tuple[str, dict[str, str]]]:
+    """The key and fields of every registered worker whose hash is there. Read, not RQ's `Worker.all`:
+    that one also takes the workers whose hash has expired out of the registration sets, a write."""
+    keys = sorted(member.decode() for member in context.redis.smembers(RQWorker.redis_workers_keys))
+    with context.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        hashes = pipe.execute()
+    return [
+        (key, {name.decode(): value.decode(errors="replace") for name, value in raw.items()})
+        for key, raw in zip(keys, hashes, strict=True)
+        if raw
+    ]
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    """A time as RQ writes it, or None (absent, or not written by RQ)."""
+    try:
+        return parse_time(text) if text else None
+    except ValueError:
+        return None
 
 
 def schedulers(context: Context) -> list[WorkerView]:

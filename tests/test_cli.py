@@ -455,6 +455,14 @@ def test_stats_human_output(context, redis_url):
     assert lines[-1] == "workers: 0"
 
 
+def test_listing_workers_writes_nothing(context, redis_url):
+    context.redis.sadd("rq:workers", "rq:worker:gone")  # registered, its hash expired (a lost host)
+    before = context.redis.dbsize(), context.redis.smembers("rq:workers")
+    assert json.loads(ok("workers", "--json", url=redis_url).stdout) == []
+    assert ok("stats", url=redis_url).stdout
+    assert (context.redis.dbsize(), context.redis.smembers("rq:workers")) == before
+
+
 def test_workers_json_shows_a_running_worker_and_its_job(context, processes, redis_url):
     assert json.loads(ok("workers", "--json", url=redis_url).stdout) == []
     job = sample_jobs.sleep_then_record.enqueue("busy", 30)
