@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -33,6 +34,16 @@ def _flag(value: str) -> bool:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _refuse_misspelt(env: Mapping[str, str], known: Mapping[str, object]) -> None:
+    """ConfigError for a JOBS_* variable that is not a setting but is spelt almost as one: ignored, it
+    would leave that setting at its default without a word."""
+    for variable in env:
+        if variable.startswith("JOBS_") and variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1, cutoff=0.9)
+            if close:
+                raise ConfigError(f"{variable} is not a setting: did you mean {close[0]}?")
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class Settings:
             "JOBS_STRICT": ("strict", _flag),
             "JOBS_LOG_LEVEL": ("log_level", _log_level),
         }
+        _refuse_misspelt(env, readers)
         for variable, (name, convert) in readers.items():
             raw = env.get(variable)
             if raw is None or raw == "":
@@ -116,5 +128,7 @@ class Settings:
             raise ConfigError("JOBS_ORPHAN_TIMEOUT must be at least 1 second")
         if self.max_orphans < 1:
             raise ConfigError("JOBS_MAX_ORPHANS must be at least 1")
+        if self.failed_ttl < 1:  # RQ reads a failure kept 0 s as kept a year; a canceled job forever
+            raise ConfigError("JOBS_FAILED_TTL must be at least 1 second")
         if not 0 <= self.dashboard_port <= MAX_PORT:
             raise ConfigError(f"JOBS_DASHBOARD_PORT / --port must be between 0 and {MAX_PORT}")

@@ -170,6 +170,13 @@ def test_an_unknown_log_level_is_a_config_error_naming_the_variable():
         ({"JOBS_QUEUES": " , ,"}, "JOBS_QUEUES / --queues must name at least one queue"),
         ({"JOBS_ORPHAN_TIMEOUT": "500ms"}, "JOBS_ORPHAN_TIMEOUT must be at least 1 second"),
         ({"JOBS_MAX_ORPHANS": "0"}, "JOBS_MAX_ORPHANS must be at least 1"),
+        ({"JOBS_FAILED_TTL": "0"}, "JOBS_FAILED_TTL must be at least 1 second"),
+        ({"JOBS_FAILED_TTL": "500ms"}, "JOBS_FAILED_TTL must be at least 1 second"),
+        (
+            {"JOBS_SUCCEDED_TTL": "1h"},
+            "JOBS_SUCCEDED_TTL is not a setting: did you mean JOBS_SUCCEEDED_TTL\\?",
+        ),
+        ({"JOBS_QUEUE": "a,b"}, "JOBS_QUEUE is not a setting: did you mean JOBS_QUEUES\\?"),
         ({"JOBS_DASHBOARD_PORT": "70000"}, "JOBS_DASHBOARD_PORT / --port must be between 0 and 65535"),
         ({"JOBS_DASHBOARD_PORT": "-1"}, "JOBS_DASHBOARD_PORT / --port must be between 0 and 65535"),
     ],
@@ -197,7 +204,19 @@ def test_validate_refuses_unworkable_settings(changes, message):
 
 def test_validate_accepts_the_defaults_and_the_smallest_workable_values():
     Settings().validate()
-    Settings(concurrency=1, queues=("q",), orphan_timeout=1, max_orphans=1).validate()
+    Settings(concurrency=1, queues=("q",), orphan_timeout=1, max_orphans=1, failed_ttl=1).validate()
+
+
+def test_other_jobs_variables_not_spelt_as_a_setting_are_left_alone():
+    env = {"JOBS_TEST_REDIS_URL": "redis://127.0.0.1:1/15", "JOBS_CHAOS_SECONDS": "5", "JOBS_KEY": "x"}
+    assert Settings.from_env(env) == Settings.from_env({})
+
+
+def test_a_misspelt_variable_is_a_one_line_error(redis_url):
+    result = jobctl("stats", url=redis_url, JOBS_FAILD_TTL="1h")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "error: JOBS_FAILD_TTL is not a setting: did you mean JOBS_FAILED_TTL?"
+    ], result.stderr
 
 
 @pytest.mark.parametrize("how", ["option", "environment"])
