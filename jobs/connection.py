@@ -20,7 +20,7 @@ from redis.commands.core import Script
 from redis.connection import DefaultParser
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from .config import DEFAULT_REDIS_URL, Settings
 from .errors import ConfigError, RedisFull, RedisUnavailable
@@ -79,12 +79,13 @@ def client_for(url: str, *, resilient: bool) -> redis.Redis:
     options = dict(
         socket_connect_timeout=1.0 if not resilient else 3.0,
         socket_timeout=COMMAND_TIMEOUT,
-        socket_keepalive=True,
         health_check_interval=30 if resilient else 0,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError] if resilient else [],
         parser_class=_Parser,
     )
+    if not url.startswith("unix://"):  # a unix socket has no keepalive to set (redis-py refuses it)
+        options["socket_keepalive"] = True
     try:
         if url.startswith(f"{SENTINEL_SCHEME}://"):
             return _sentinel_client(url, options)
@@ -300,6 +301,8 @@ def ping(client: redis.Redis, url: str) -> None:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, MasterNotFoundError):  # its text is the repr of redis-py's pool: a thousand characters
+        return "no sentinel answered with the group's master (sentinels down, or the group unknown to them)"
     text = str(exc).lower()
     for known in ("connection refused", "timed out", "name or service not known", "no route to host"):
         if known in text:
@@ -312,7 +315,10 @@ def eviction_warning(client: redis.Redis) -> str | None:
     try:
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
     except redis.ResponseError:  # CONFIG is disabled on some managed servers
-        policy = client.info("memory").get("maxmemory_policy")
+        try:
+            policy = client.info("memory").get("maxmemory_policy")
+        except redis.ResponseError as exc:  # and INFO too, say by an ACL without @dangerous commands
+            return f"cannot check Redis' maxmemory-policy ({exc}): make sure it is 'noeviction'."
     if policy in (None, "noeviction"):
         return None
     return (

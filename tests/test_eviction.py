@@ -73,3 +73,15 @@ def test_strict_mode_refuses_to_start_on_an_evicting_redis(evicting, command):
     assert lines[0].startswith("error: ") and "allkeys-lru" in lines[0] and "JOBS_STRICT" in lines[0]
     assert inspect.job_detail(evicting, job.id).state == "queued"
     assert evicting.redis.llen("test:ran") == 0
+
+
+def test_a_user_refused_config_and_info_is_warned_and_runs(store):
+    """A common hardened ACL (all commands but @dangerous) refuses both ways of reading the policy."""
+    store.redis.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-@dangerous")
+    url = store.url.replace("redis://", "redis://app:pw@")
+    job = sample_jobs.record.enqueue("guarded")
+    result = jobctl("worker", "--burst", "-c", "1", url=url)
+    assert result.returncode == 0, result.stderr
+    [warning] = warnings_about_eviction(result.stderr)
+    assert "cannot check Redis' maxmemory-policy" in warning
+    assert inspect.job_detail(store, job.id).state == "finished"
