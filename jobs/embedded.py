@@ -52,13 +52,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def answers(port: int) -> bool:
-    """Whether a server answers PING on 127.0.0.1:`port` (one try, no retries)."""
+def answers(port: int, pid: int | None = None) -> bool:
+    """Whether a server answers on 127.0.0.1:`port` (one try, no retries); with `pid`, whether that
+    server is the process `pid` (another server may hold the port)."""
     try:
         probe = redis.Redis(
             port=port, socket_connect_timeout=0.5, socket_timeout=1, retry=Retry(NoBackoff(), 0)
         )
-        return bool(probe.ping())
+        return bool(probe.ping()) if pid is None else probe.info("server").get("process_id") == pid
     except (redis.RedisError, OSError):
         return False
 
@@ -113,7 +114,7 @@ class EmbeddedServer:
             state
             and _alive(state["pid"])
             and _is_server_of(state["pid"], self.data_dir)
-            and answers(state["port"])
+            and answers(state["port"], state["pid"])
         ):
             self.port, self.pid = state["port"], state["pid"]
             return True
@@ -133,7 +134,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self.process.pid
         deadline = time.monotonic() + timeout
-        while not answers(self.port):
+        while not answers(self.port, self.pid):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log_tail = (
                     (self.data_dir / "server.log").read_text(errors="replace")[-500:]
@@ -216,6 +217,6 @@ def read_state(data_dir: Path) -> dict | None:
 def running_url(data_dir: Path, db: int = 1) -> str | None:
     """URL of a live embedded server recorded in `data_dir` (started by `jobctl up`), else None."""
     state = read_state(data_dir)
-    if state and _alive(state["pid"]) and answers(state["port"]):
+    if state and _alive(state["pid"]) and answers(state["port"], state["pid"]):
         return f"redis://127.0.0.1:{state['port']}/{db}"
     return None

@@ -23,6 +23,7 @@ import redis
 from jobs import catalog, inspect
 from jobs.connection import Context, activate
 from jobs.embedded import STATE_FILE, EmbeddedServer, answers, free_port, read_state, running_url
+from jobs.errors import ConfigError
 from jobs.restarts import HEALTHY_AFTER
 from jobs.up import MAX_RESTART_DELAY, PROCESSES, RESTART_DELAY, Child
 from tests import sample_jobs
@@ -248,6 +249,14 @@ def test_a_stale_state_file_of_a_dead_server_is_replaced(tmp_path, port_taken):
                 assert server.port != stale_port
         finally:
             server.stop()
+
+
+def test_a_port_another_server_answers_on_is_an_error_not_that_servers_url(tmp_path, private_server):
+    server = EmbeddedServer(tmp_path / "data", port=private_server.port)  # as a restart reuses its port
+    with pytest.raises(ConfigError, match=f"did not start on port {private_server.port}"):
+        server.start()
+    assert not alive(server.pid) and read_state(tmp_path / "data") is None
+    assert answers(private_server.port)  # the other server is left alone
 
 
 def test_a_hung_left_over_server_is_replaced_promptly_and_its_data_kept(tmp_path, reaper):
