@@ -13,13 +13,17 @@ The store is a SQLite file, `JOBS_DATA_DIR/billing.sqlite3`, seeded with a few d
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from rq import get_current_job
 
 from . import recurring
 from .catalog import job
@@ -109,25 +113,40 @@ def fenced(db: sqlite3.Connection, name: str, fence: int) -> Iterator[None]:
         raise
 
 
-def previous_month(now: float | None = None) -> str:
-    """The month before the one `now` falls in (UTC), as YYYY-MM."""
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+def previous_month(now: float | None = None, zone: str = "UTC") -> str:
+    """The month before the one `now` falls in (in `zone`), as YYYY-MM."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(zone))
     year, month = (moment.year, moment.month - 1) if moment.month > 1 else (moment.year - 1, 12)
     return f"{year:04d}-{month:02d}"
 
 
 def _check_month(month: str) -> str:
-    try:
-        datetime.strptime(month, "%Y-%m")
-    except ValueError:
-        raise InvalidArguments(f"month {month!r} is not YYYY-MM") from None
+    """`month` if it is YYYY-MM: the lock and each invoice's key are built from the text, so "2026-1"
+    would invoice January a second time."""
+    if not (isinstance(month, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month)):
+        raise InvalidArguments(f"month {month!r} is not YYYY-MM")
     return month
+
+
+def _month_due() -> str:
+    """The month the run being done invoices by default: for a fire of the schedule, the month before its
+    fire time in the schedule's zone, however late the run (a retry, a requeue, a catch-up after
+    downtime); else last month in UTC."""
+    running = get_current_job()
+    fire = recurring.fire_of(running.id, SCHEDULE_ID) if running else None
+    if fire is None:
+        return previous_month()
+    try:
+        zone = recurring.get(current(), SCHEDULE_ID).timing.tz
+    except JobsError:  # removed, or damaged, since it fired
+        zone = "UTC"
+    return previous_month(fire, zone)
 
 
 @job(retries=3, timeout="30m", description="Monthly invoices: one per customer and month")
 def generate_monthly_invoices(month: str | None = None) -> dict:
     """Invoice every customer for `month` (default: last month) once; returns what it did."""
-    month = _check_month(month or previous_month())
+    month = _check_month(month or _month_due())
     name = f"invoices:{month}"
     try:
         guard = lock(name, ttl=60)
@@ -209,10 +228,19 @@ def invoices(month: str | None = None, data_dir: Path | None = None) -> list[Inv
 
 
 def register_schedule(context: Context) -> None:
-    """Register (idempotently) the monthly schedule of `generate_monthly_invoices`."""
-    recurring.save(
-        context,
-        recurring.define(
-            SCHEDULE_ID, generate_monthly_invoices, cron=SCHEDULE_CRON, description="Invoices of last month"
-        ),
+    """Register the monthly schedule of `generate_monthly_invoices` unless it exists (an operator's
+    changes to it, its zone say, are kept). Every missed fire runs after downtime: each invoices its
+    own month."""
+    if not context.redis.exists(context.keys.schedule(SCHEDULE_ID)):
+        recurring.save(context, schedule())
+
+
+def schedule() -> recurring.Schedule:
+    """The monthly schedule of `generate_monthly_invoices`, as `register_schedule` registers it."""
+    return recurring.define(
+        SCHEDULE_ID,
+        generate_monthly_invoices,
+        cron=SCHEDULE_CRON,
+        misfire="all",
+        description="Invoices of last month",
     )

@@ -260,6 +260,13 @@ def run_id(schedule_id: str, fire: int) -> str:
     return f"schedule-{schedule_id}-{fire}"
 
 
+def fire_of(job_id: str, schedule_id: str) -> int | None:
+    """The fire time of `schedule_id` that the job `job_id` runs for; None for any other job (a manual
+    trigger among them)."""
+    fire = job_id.removeprefix(f"schedule-{schedule_id}-")
+    return int(fire) if fire != job_id and fire.isdigit() else None
+
+
 @dataclass(frozen=True)
 class Plan:
     """What firing a schedule at `now` does: runs to enqueue, fires skipped, and the next fire time."""
