@@ -29,8 +29,9 @@ def parse_duration(value: str | int | float) -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """Return a short human form of `seconds` ("1h 5m", "42s", "350 ms")."""
+def format_duration(seconds: float, exact: bool = False) -> str:
+    """Return a short human form of `seconds` ("1h 5m", "42s", "350 ms"): its two largest units, or every
+    unit when `exact` ("1h 5m 30s")."""
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     seconds = int(round(seconds))
@@ -39,4 +40,4 @@ def format_duration(seconds: float) -> str:
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")
-    return " ".join(parts[:2])
+    return " ".join(parts if exact else parts[:2])

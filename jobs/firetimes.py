@@ -76,7 +76,7 @@ class Timing:
         """The definition as a user wrote it, e.g. "cron 0 0 1 * * (Europe/Berlin)" or "every 30s"."""
         if self.cron:
             return f"cron {self.cron} ({self.tz})"
-        return f"every {format_duration(self.every)}"
+        return f"every {format_duration(self.every, exact=True)}"
 
     def next_after(self, after: float) -> int:
         """The first fire time strictly after the instant `after`."""

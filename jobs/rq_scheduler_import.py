@@ -281,7 +281,16 @@ def _timing(interval: Any, cron: Any, tz: str) -> tuple[dict[str, Any], str | No
         return {"every": interval}, None
     if not isinstance(cron, str):
         return {}, f"its cron_string {cron!r} is not a string"
+    fields = cron.split()
+    if len(fields) == 5 and fields[2] not in _ANY and fields[4] not in _ANY:
+        return {}, (
+            f"its cron_string {cron!r} restricts both the day of the month and the weekday: rq-scheduler"
+            " fires when both match, a schedule here (as cron) when either does"
+        )
     return {"cron": cron, "tz": tz}, None
+
+
+_ANY = ("*", "?")  # a cron field that matches every value
 
 
 def _warnings(context, meta, values, spec, queue, tz, local) -> tuple[str, ...]:

@@ -249,6 +249,24 @@ def test_use_local_timezone_and_unserved_queues_are_reported_and_tz_sets_the_zon
     assert any("'emails' is not among the queues" in warning for warning in entries["mail"].warnings)
 
 
+def test_a_cron_restricting_both_days_is_refused_where_rq_scheduler_reads_it_otherwise(context):
+    # rq-scheduler (the crontab package) fires when the day of the month and the weekday both match
+    # ("0 9 1-7 * 1": the first Monday of a month); cron, and croniter, when either does
+    json_scheduler(context).cron("0 9 1-7 * 1", RECORD, args=["m"], id="first-monday")
+    json_scheduler(context).cron("0 9 1 * *", RECORD, args=["d"], id="first-day")
+    entries = entries_by_id(context)
+    assert entries["first-monday"].status == rqs.REFUSED
+    assert "restricts both the day of the month and the weekday" in entries["first-monday"].reason
+    assert entries["first-day"].status != rqs.REFUSED
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(3930, "1h 5m 30s"), (90061, "1d 1h 1m 1s"), (30, "30s")])
+def test_an_imported_interval_is_shown_exactly(context, seconds, shown):
+    json_scheduler(context).schedule(datetime.now(UTC), RECORD, args=["t"], interval=seconds, id="tick")
+    timing = entries_by_id(context)["tick"].schedule.timing
+    assert timing.every == seconds and timing.describe() == f"every {shown}"  # what the dry run prints
+
+
 def test_cli_dry_run_prints_one_line_per_job_and_writes_nothing(context, legacy, redis_url):
     result = jobctl("schedules", "import-rq-scheduler", url=redis_url)
     assert result.returncode == 0, result.stderr
