@@ -5,6 +5,11 @@ deadline interrupts running functions, and a timeout in a worker thread stops on
 exception inside the function. In the main thread a signal handler raises it; in another thread
 CPython's asynchronous exceptions do, which take effect at the thread's next Python instruction: a
 blocking call (a `time.sleep`, a socket read) ends first.
+
+An asynchronous exception is raised into a thread only while it is listed as running its job's function,
+and one still pending as the thread leaves the list is cancelled: it never lands in the worker's own code
+after the function (where it could leave a lock held, or requeue a job that has ended). It may still land
+as the function returns, which the job tells apart (jobs.rqjob.Job._execute).
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ _lock = threading.RLock()
 
 @contextmanager
 def running():
-    """Mark the calling thread as running a job's function for the duration of the block."""
+    """Mark the calling thread as running a job's function for the duration of the block; once the block
+    has ended, no exception raised into the thread by this module is pending, and none is raised."""
     ident = threading.get_ident()
     with _lock:
         _running.add(ident)
     try:
         yield
     finally:
-        with _lock:
-            _running.discard(ident)
+        with _lock:  # the raisers hold it: none raises between the two steps
+            _running.discard(ident)  # an exception raised before may land here, the thread unlisted
+            _set_async_exc(ident, None)
 
 
 def is_running(ident: int) -> bool:
@@ -43,12 +50,22 @@ def interrupt_all(exception: type[BaseException]) -> None:
     with _lock:
         others = [ident for ident in _running if ident != me]
         for ident in others:
-            raise_in(ident, exception)
+            _set_async_exc(ident, exception)
     if is_running(me):
         raise exception()
 
 
-def raise_in(ident: int, exception: type[BaseException]) -> None:
+def interrupt(ident: int, exception: type[BaseException]) -> bool:
     """Raise `exception` (a class: CPython instantiates it without arguments) in the thread `ident` at its
-    next Python instruction."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
+    next Python instruction if it is running a job's function; whether it is."""
+    with _lock:
+        if ident not in _running:
+            return False
+        _set_async_exc(ident, exception)
+        return True
+
+
+def _set_async_exc(ident: int, exception: type[BaseException] | None) -> None:
+    """Make `exception` the one pending in the thread `ident` (None: cancel the pending one)."""
+    pending = None if exception is None else ctypes.py_object(exception)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import numbers
 import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,38 @@ def _check_template(option: str, template: str | None, func: Callable) -> None:
         raise ConfigError(
             f"{option}={template!r} names {', '.join(unknown)}, which {func.__name__} has no parameter for"
         )
+
+
+def _backoff(value: float | Sequence[float]) -> float | tuple[float, ...]:
+    """`value` as the spec keeps it, seconds: a number, or a sequence of them; ConfigError for anything
+    else (a duration such as "5s" among them: `backoff_intervals` does maths on it)."""
+    listed = isinstance(value, Sequence) and not isinstance(value, str)
+    delays = tuple(value) if listed else (value,)
+    if not all(isinstance(delay, numbers.Real) and not isinstance(delay, bool) for delay in delays):
+        raise ConfigError(
+            f"backoff={value!r}: give seconds as a number (backoff=5) or a list of them (backoff=[5, 60])"
+        )
+    return delays if listed else float(value)
+
+
+def _exception_types(option: str, value: Iterable[type[BaseException]]) -> tuple[type[BaseException], ...]:
+    """`value` as a tuple; ConfigError unless it holds exception classes (not their names)."""
+    types = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else (value,)
+    wrong = [kind for kind in types if not (isinstance(kind, type) and issubclass(kind, BaseException))]
+    if wrong:
+        raise ConfigError(
+            f"{option}={value!r}: {', '.join(map(repr, wrong))} is not an exception class; give the "
+            "classes themselves, e.g. (ValueError, KeyError)"
+        )
+    return types
+
+
+def _timeout(value: str | float) -> int:
+    """`value` in whole seconds; ConfigError unless that is 1 or more (RQ's timeouts are whole seconds)."""
+    seconds = int(parse_duration(value))
+    if seconds < 1:
+        raise ConfigError(f"timeout={value!r}: a job's timeout is 1 s at least (for a long job, say '1d')")
+    return seconds
 
 
 def _on_locked(value: str) -> tuple[str, float]:
@@ -196,10 +229,10 @@ def job(
             func=function,
             queue=queue,
             retries=retries,
-            backoff=tuple(backoff) if isinstance(backoff, Sequence) else float(backoff),
-            retry_on=tuple(retry_on),
-            no_retry_on=tuple(no_retry_on),
-            timeout=max(1, int(parse_duration(timeout))),
+            backoff=_backoff(backoff),
+            retry_on=_exception_types("retry_on", retry_on),
+            no_retry_on=_exception_types("no_retry_on", no_retry_on),
+            timeout=_timeout(timeout),
             result_ttl=None if result_ttl is None else int(parse_duration(result_ttl)),
             failure_ttl=None if failure_ttl is None else int(parse_duration(failure_ttl)),
             description=description or (function.__doc__ or "").strip().split("\n")[0],

@@ -100,6 +100,7 @@ class Worker(SimpleWorker):
         )
         self.context = context
         self._running: tuple | None = None  # (started registry, execution) of the job being run
+        self._performing: tuple[Job, RQQueue] | None = None  # the job being run, and its queue
         self._seen_running: str | None = None  # the started entry last marked as running (RUNNING_MARK)
         self._beats = threading.Event()
         self._heartbeats: threading.Thread | None = None
@@ -330,6 +331,7 @@ class Worker(SimpleWorker):
         job.ended_at = job.last_heartbeat = now()
 
     def execute_job(self, job, queue):
+        self._performing = (job, queue)
         try:
             super().execute_job(job, queue)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -342,7 +344,7 @@ class Worker(SimpleWorker):
             self._prefetched.release()
             self._wait_for_redis()
         finally:
-            self._running = None
+            self._running = self._performing = None
             if job.started_at and job.ended_at:
                 self._prefetched.ran((job.ended_at - job.started_at).total_seconds())
             if self._alone:
@@ -571,9 +573,24 @@ class Worker(SimpleWorker):
         )
 
     def _requeue_interrupted(self, job, queue) -> None:
-        """The shutdown deadline stopped this job: put it back at the front of its queue, no attempt used."""
+        """The shutdown deadline stopped this job: put it back (`_put_back_interrupted`)."""
+        self._put_back_interrupted(job, queue)
+        self._execution_ended()
+
+    def abandon(self) -> None:
+        """For the process's main thread, when this worker's thread has not stopped at the deadline's
+        interrupt (its job is in a blocking call, which the interrupt waits for) and the process exits
+        without it: put the job back as interrupted (`_put_back_interrupted`), and stop the scheduler."""
+        performing = self._performing
+        if performing is not None:
+            self._put_back_interrupted(*performing)
+        if self.scheduler:
+            self.stop_scheduler()
+
+    def _put_back_interrupted(self, job, queue) -> None:
+        """Put `job`, stopped by the shutdown deadline, back at the front of its queue, no attempt used,
+        atomically and only while its run is still started here: once, whichever thread comes first."""
         with self.connection.pipeline() as pipe:
-            self.cleanup_execution(job, pipeline=pipe)
             put_back(pipe, self.context, job, queue)
             timeline.record(
                 pipe,
@@ -584,8 +601,13 @@ class Worker(SimpleWorker):
                 worker=self.name,
                 host=HOST,
             )
-            pipe.execute()
-        log.warning("worker %s: job %s interrupted by shutdown, requeued", self.name, job.id)
+            commands = pipe.detach()
+        rider = Rider(
+            Failure(started_key(job.origin), job.execution.composite_key), commands, job.dependents_key
+        )
+        send(self.connection, [rider])
+        if rider.sent is not Sent.STALE:
+            log.warning("worker %s: job %s interrupted by shutdown, requeued", self.name, job.id)
 
     # --- signals ----------------------------------------------------------------------------------
     def _install_signal_handlers(self):

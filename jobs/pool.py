@@ -79,7 +79,8 @@ class Pool:
                     if self._should_restart(worker):
                         log.warning("worker %s exited with %s; restarting", worker.pid, worker.exitcode)
                         time.sleep(crash_loop.delay(lived))
-                        self.workers.append(self._start())
+                        if self._should_restart(worker):  # a stop signal may have come meanwhile
+                            self.workers.append(self._start())
                 self._enforce_deadline()
         finally:
             sweeper.stop()

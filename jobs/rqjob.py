@@ -17,12 +17,14 @@ from rq.job import JobStatus, _job_stack, parse_job_id, validate_job_id
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, now
 
 from . import bodies, catalog, index, locks, timeline
 from .connection import Context, current
-from .errors import LockUnavailable, UnreadableJob
+from .errors import LockUnavailable, UnreadableJob, WorkerInterrupted
 from .rqtimes import format_time, parse_time
+from .timeouts import JobTimeoutIgnored
 
 
 def error_summary(exc: BaseException | None, exc_string: str = "") -> str:
@@ -266,19 +268,33 @@ class Job(RQJob):
         return _registry(FailedJobRegistry, self.origin, self.connection, type(self))
 
     def _execute(self):
+        """Run the job's function (under its lock, if it has one) as bodies.running() marks it. An interrupt
+        or a timeout that lands as the function returns, too late to stop it, is ignored: the job has done
+        its work, and requeued or failed it would run again."""
         try:
             name, _, _ = self.func_name, self.args, self.kwargs
         except DeserializationError as exc:  # never loads anything but JSON: a pickle ends up here too
             raise UnreadableJob(f"the job's data cannot be read as JSON: {exc.__cause__}") from None
         spec = catalog.get(name)
-        with bodies.running():
-            if spec.lock is None:
-                return super()._execute()
-            return self._execute_locked(spec)
+        returned: list = []  # what the function returned, once it has
+        try:
+            with bodies.running():
+                if spec.lock is None:
+                    self._call(returned)
+                else:
+                    self._execute_locked(spec, returned)
+        except (WorkerInterrupted, JobTimeoutException, JobTimeoutIgnored):
+            if not returned:
+                raise
+        return returned[0]
 
-    def _execute_locked(self, spec):
-        """Run under the job's lock; when it is held, skip (recorded on the timeline) or raise
-        LockUnavailable for the retry policy."""
+    def _call(self, returned: list) -> None:
+        """RQ's run of the job's function, its result appended to `returned` the moment it has returned."""
+        returned.append(super()._execute())
+
+    def _execute_locked(self, spec, returned: list) -> None:
+        """`_call` under the job's lock; when it is held, skip (recorded on the timeline, `returned` told
+        so) or raise LockUnavailable for the retry policy."""
         guard = locks.lock(
             spec.render(spec.lock, self.args, self.kwargs), ttl=spec.lock_ttl, wait=spec.lock_wait
         )
@@ -290,8 +306,9 @@ class Job(RQJob):
                     raise
                 holder = exc.holder.job if exc.holder else None
                 self._note("skipped", reason=str(exc), holder=holder)
-                return {"skipped": str(exc)}
-            return super()._execute()
+                returned.append({"skipped": str(exc)})
+                return
+            self._call(returned)
         finally:
             if guard.held is not None:  # taken (and renewed)
                 guard.release()

@@ -1,6 +1,9 @@
 """Job timeouts, RQ's death penalties made cheap enough to arm for every job: by SIGALRM in a worker
 process's main thread (it stops a job even inside a blocking call), and by one watchdog thread per
-process for jobs run in worker threads (it stops Python code; a blocking call ends first)."""
+process for jobs run in worker threads (it stops Python code; a blocking call ends first).
+
+A job that goes on after its timeout (it caught it: an `except Exception` that logs and goes on) gets
+JobTimeoutIgnored REPEAT seconds later, and again every REPEAT seconds until it ends."""
 
 from __future__ import annotations
 
@@ -15,6 +18,15 @@ from rq.timeouts import BaseDeathPenalty
 from . import bodies
 
 ALARM_SLACK = 0.001  # seconds: an alarm armed again for what is left of a deadline is never set to zero
+REPEAT = 1.0  # seconds between a timeout raised into a job and the next, while the job goes on
+
+
+class JobTimeoutIgnored(BaseException):
+    """Raised into a job still running REPEAT seconds after its timeout was raised into it. A
+    BaseException, as KeyboardInterrupt is, so that code catching Exception lets it through. It counts
+    as the timeout it follows (`timeout`) for the retry policy."""
+
+    timeout: type[BaseException]
 
 
 class _Alarm:
@@ -24,57 +36,58 @@ class _Alarm:
     pending. An alarm that rings with no job running does nothing."""
 
     def __init__(self):
-        self._running: tuple[float, BaseException] | None = None  # (deadline, exception to raise)
-        self._rings_at = 0.0  # monotonic time of the pending alarm (0: none)
+        # (when to raise, what to raise then, what to raise every REPEAT seconds after)
+        self._running: tuple[float, type[BaseException], type[BaseException]] | None = None
 
-    def watch(self, seconds: float, exception: BaseException) -> None:
-        """Raise `exception` in the main thread (the caller) in `seconds` unless `release`d first."""
-        deadline = time.monotonic() + seconds
+    def watch(self, seconds: float, exception: type[BaseException], then: type[BaseException]) -> None:
+        """Raise `exception` in the main thread (the caller) in `seconds`, then `then` every REPEAT
+        seconds, until `release`d. The exceptions are classes, raised without arguments."""
         # _signal's getsignal: signal's tries to turn a handler into an enum member first, and a method
         # fails (an exception raised and caught for every job)
         if _signal.getsignal(signal.SIGALRM) != self._ring:  # first use, or someone else's handler since
             signal.signal(signal.SIGALRM, self._ring)
-            self._rings_at = 0.0
-        self._running = (deadline, exception)
-        if not 0 < self._rings_at <= deadline:
-            self._arm(seconds)
+        self._running = (time.monotonic() + seconds, exception, then)
+        # Asked, not remembered: a job's own use of the alarm (signal.alarm(n) ... signal.alarm(0)) may
+        # have cancelled the one pending.
+        if not 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= seconds:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
 
     def release(self) -> None:
         """The job ended: its timeout will not be raised."""
         self._running = None
 
-    def _arm(self, seconds: float) -> None:
-        self._rings_at = time.monotonic() + seconds
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-
     def _ring(self, signum, frame) -> None:
-        self._rings_at = 0.0
         if self._running is None:
             return
-        deadline, exception = self._running
+        deadline, exception, then = self._running
         left = deadline - time.monotonic()
         if left > 0:
-            self._arm(max(left, ALARM_SLACK))
+            signal.setitimer(signal.ITIMER_REAL, max(left, ALARM_SLACK))
             return
-        self._running = None
-        raise exception
+        self._running = (time.monotonic() + REPEAT, then, then)
+        signal.setitimer(signal.ITIMER_REAL, REPEAT)
+        raise exception()
 
 
 class _Watchdog:
-    """Raises a timeout in the threads whose job runs past its deadline; one thread for the process."""
+    """Raises a timeout in the threads whose job runs past its deadline; one thread for the process. It
+    raises only into a thread running its job's function (bodies.interrupt), so never into one in `watch`
+    or `release`, which a job's thread calls before and after: an exception landing there could leave
+    the lock of this watchdog held."""
 
     def __init__(self):
-        self._deadlines: dict[object, tuple[float, int, type[BaseException]]] = {}
+        # token -> (when to raise, thread, what to raise then, what to raise every REPEAT seconds after)
+        self._deadlines: dict[object, tuple[float, int, type[BaseException], type[BaseException]]] = {}
         self._changed = threading.Condition()
         self._wakes_at = float("inf")  # when the watchdog thread looks again
         self._thread: threading.Thread | None = None
 
-    def watch(self, seconds: float, exception: type[BaseException]) -> object:
-        """Raise `exception` in the calling thread in `seconds` unless `release`d first; returns the token
-        to release."""
+    def watch(self, seconds: float, exception: type[BaseException], then: type[BaseException]) -> object:
+        """Raise `exception` in the calling thread in `seconds`, then `then` every REPEAT seconds, until
+        `release`d, whenever the thread runs its job's function; returns the token to release."""
         token, deadline = object(), time.monotonic() + seconds
         with self._changed:
-            self._deadlines[token] = (deadline, threading.get_ident(), exception)
+            self._deadlines[token] = (deadline, threading.get_ident(), exception, then)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="timeouts", daemon=True)
                 self._thread.start()
@@ -91,12 +104,12 @@ class _Watchdog:
         with self._changed:
             while True:
                 now = time.monotonic()
-                for token, (deadline, ident, exception) in list(self._deadlines.items()):
+                for token, (deadline, ident, exception, then) in list(self._deadlines.items()):
                     if deadline <= now:
-                        del self._deadlines[token]
-                        bodies.raise_in(ident, exception)
+                        raised = bodies.interrupt(ident, exception)
+                        self._deadlines[token] = (now + REPEAT, ident, then if raised else exception, then)
                 self._wakes_at = min(
-                    (deadline for deadline, _, _ in self._deadlines.values()), default=float("inf")
+                    (deadline for deadline, _, _, _ in self._deadlines.values()), default=float("inf")
                 )
                 self._changed.wait(None if self._wakes_at == float("inf") else self._wakes_at - now)
 
@@ -106,14 +119,28 @@ _alarm = _Alarm()
 
 
 @functools.cache
-def _timeout(exception: type[BaseException], seconds: float) -> type[BaseException]:
-    """`exception` carrying RQ's timeout message when raised without arguments (as CPython raises an
-    exception in another thread)."""
+def _timeouts(
+    exception: type[BaseException], seconds: float
+) -> tuple[type[BaseException], type[BaseException]]:
+    """What a job running past its timeout of `seconds` gets, as classes raised without arguments (as
+    CPython raises an exception in another thread): `exception` carrying RQ's message, then
+    JobTimeoutIgnored."""
+    message = f"Task exceeded maximum timeout value ({seconds} seconds)"
 
-    def __init__(self):
-        exception.__init__(self, f"Task exceeded maximum timeout value ({seconds} seconds)")
+    def first(self):
+        exception.__init__(self, message)
 
-    return type(exception.__name__, (exception,), {"__init__": __init__, "__module__": exception.__module__})
+    def then(self):
+        JobTimeoutIgnored.__init__(self, f"{message} and went on after it")
+
+    return (
+        type(exception.__name__, (exception,), {"__init__": first, "__module__": exception.__module__}),
+        type(
+            JobTimeoutIgnored.__name__,
+            (JobTimeoutIgnored,),
+            {"__init__": then, "__module__": __name__, "timeout": exception},
+        ),
+    )
 
 
 class JobTimeout(BaseDeathPenalty):
@@ -125,13 +152,13 @@ class JobTimeout(BaseDeathPenalty):
         self._watcher = None
         if self._timeout <= 0:
             return
-        message = f"Task exceeded maximum timeout value ({self._timeout} seconds)"
+        raised = _timeouts(self._exception, self._timeout)
         if threading.current_thread() is threading.main_thread():
             self._watcher = _alarm
-            _alarm.watch(self._timeout, self._exception(message))
+            _alarm.watch(self._timeout, *raised)
         else:
             self._watcher = _watchdog
-            self._token = _watchdog.watch(self._timeout, _timeout(self._exception, self._timeout))
+            self._token = _watchdog.watch(self._timeout, *raised)
 
     def cancel_death_penalty(self):
         if self._watcher is _alarm:

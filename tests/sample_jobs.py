@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 from jobs import job
@@ -180,4 +181,18 @@ def _naps(tag: str, seconds: float) -> str:
 def described(tag: str) -> str:
     """A job whose description holds what a Lua or Redis string could get wrong."""
     _record("ran", tag)
+    return tag
+
+
+returning = threading.Event()  # set by `returns_when_let` once its work is done
+let_return = threading.Event()
+
+
+@job(retries=0)
+def returns_when_let(tag: str) -> str:
+    """Record `tag`, set `returning`, and return once `let_return` is set (for a worker in the test's own
+    process: the events are this process's)."""
+    _record("ran", tag)
+    returning.set()
+    let_return.wait(10)
     return tag

@@ -6,11 +6,17 @@ with `retry` twice on its timeline) is covered by test_worker.test_failing_job_i
 """
 
 import random
+from types import SimpleNamespace
 
 import pytest
+from rq.job import Job as RQJob
+from rq.timeouts import JobTimeoutException
 
-from jobs.errors import WorkerInterrupted
+from jobs import catalog
+from jobs.catalog import job
+from jobs.errors import ConfigError, WorkerInterrupted
 from jobs.retries import backoff_intervals, is_retryable, rq_retry
+from jobs.timeouts import _timeouts
 
 # --- backoff_intervals -------------------------------------------------------------------------------
 
@@ -70,14 +76,15 @@ def test_no_retries_no_intervals():
     ("backoff", "expected"),
     [
         ([1, 5, 30], [1, 5, 30]),
-        ((10, 10), [10, 10]),
-        ([0, 2], [0, 2]),
-        ([1.4, 2.6], [1, 3]),
-        ([-3, 4], [0, 4]),
-        ([], [0]),
+        ((10, 10), [10, 10, 10]),
+        ([0, 2], [0, 2, 2]),
+        ([1.4, 2.6], [1, 3, 3]),
+        ([-3, 4], [0, 4, 4]),
+        ([], [0, 0, 0]),
+        ([1, 5, 30, 60], [1, 5, 30]),
     ],
 )
-def test_a_sequence_is_used_as_given(backoff, expected):
+def test_a_sequence_is_used_as_given_its_last_delay_repeated_or_the_rest_left_out(backoff, expected):
     assert backoff_intervals(3, backoff, rng=random.Random(0)) == expected
 
 
@@ -100,6 +107,20 @@ def test_zero_backoff_retries_at_once(backoff, retries, expected):
 @pytest.mark.parametrize("retries", [0, -1])
 def test_no_rq_retry_when_the_job_must_not_be_retried(retries):
     assert rq_retry(retries, 5) is None
+
+
+@pytest.mark.parametrize(
+    ("retries", "backoff", "waits"),
+    [(1, [1, 60], [1]), (2, [2, 4, 8], [2, 4]), (3, [1, 5], [1, 5, 5]), (3, [1, 5, 30], [1, 5, 30])],
+)
+def test_each_retry_waits_the_delay_of_its_place_in_the_sequence(retries, backoff, waits):
+    intervals = rq_retry(retries, backoff).intervals
+    # as RQ picks the delay of a retry: counted from the end of its list by the retries left
+    picked = [
+        RQJob.get_retry_interval(SimpleNamespace(retry_intervals=intervals, retries_left=left))
+        for left in range(retries, 0, -1)
+    ]
+    assert picked == waits
 
 
 def test_rq_retry_carries_the_count_and_the_intervals():
@@ -158,3 +179,32 @@ def test_base_exceptions_outside_retry_on_are_not_retried():
 
 def test_an_empty_retry_on_retries_nothing():
     assert not is_retryable(ValueError(), (), ())
+
+
+def test_a_job_stopped_for_going_on_after_its_timeout_counts_as_timed_out():
+    _, went_on = _timeouts(JobTimeoutException, 1)
+    assert is_retryable(went_on(), (Exception,), ())
+    assert is_retryable(went_on(), (JobTimeoutException,), ())
+    assert not is_retryable(went_on(), (Exception,), (JobTimeoutException,))
+    assert not is_retryable(went_on(), (ValueError,), ())
+
+
+# --- the options, checked where the job is defined ---------------------------------------------------
+
+
+@pytest.fixture
+def catalogued(monkeypatch) -> None:
+    """The catalog as it was before the test, whatever the test defines."""
+    monkeypatch.setattr(catalog, "_catalog", dict(catalog._catalog))
+
+
+@pytest.mark.parametrize("backoff", ["5s", ["5s", 60], True])
+def test_a_backoff_that_is_not_seconds_is_refused_where_the_job_is_defined(catalogued, backoff):
+    with pytest.raises(ConfigError, match=r"backoff=.*give seconds as a number"):
+        job(name="tests.retries.backoff", backoff=backoff)(lambda: None)
+
+
+@pytest.mark.parametrize("option", ["retry_on", "no_retry_on"])
+def test_exception_types_given_by_name_are_refused_where_the_job_is_defined(catalogued, option):
+    with pytest.raises(ConfigError, match=f"{option}=.*'ValueError' is not an exception class"):
+        job(name="tests.retries.by_name", **{option: ("ValueError",)})(lambda: None)

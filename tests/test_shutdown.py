@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ from jobs.errors import WorkerInterrupted
 from jobs.execution import INTERRUPT_SIGNAL, Worker
 from jobs.prefetch import Prefetched
 from tests import sample_jobs
-from tests.conftest import events, wait_for
+from tests.conftest import Output, children, events, ran, wait_for
 
 
 def running(context):
@@ -109,3 +110,53 @@ def test_the_deadline_s_interrupt_landing_as_a_job_starts_or_ends_does_not_hang_
     thread.start()
     thread.join(timeout=10)
     assert not thread.is_alive(), "the interrupt waited for a lock its own thread holds"
+
+
+def leaving_its_function(thread: threading.Thread) -> bool:
+    """Whether `thread` is in bodies.running() as its job's function has returned (waiting for its lock)."""
+    frame = sys._current_frames().get(thread.ident)
+    code = frame.f_code if frame is not None else None
+    return code is not None and code.co_name == "running" and code.co_filename == bodies.__file__
+
+
+def test_the_deadline_s_interrupt_landing_as_a_job_s_function_returns_does_not_run_it_again(context):
+    # a worker thread (--threads) whose job's function returns as the deadline's interrupt runs in the
+    # main thread (jobs.threads.run's `interrupt`), which holds bodies' lock while it raises into the
+    # threads it lists
+    sample_jobs.returning.clear()
+    sample_jobs.let_return.clear()
+    job = sample_jobs.returns_when_let.enqueue("done")
+    worker = Worker([queue_for(context, "default")], context)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    assert sample_jobs.returning.wait(10)
+    with bodies._lock:
+        sample_jobs.let_return.set()
+        wait_for(lambda: leaving_its_function(thread), timeout=5, what="the job's function to return")
+        worker.stop_after_job()
+        bodies.interrupt_all(WorkerInterrupted)
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert ran(context) == ["done"]
+    assert events(context, job.id) == ["enqueued", "started", "succeeded"]
+
+
+def restarting(output: Output) -> int:
+    """How many times the pool has said it restarts a worker."""
+    return sum("restarting" in line for line in output.lines)
+
+
+def test_a_stop_signal_during_a_restart_delay_starts_no_worker(context, processes, redis_url):
+    pool = processes.start("worker", "-c", "1", "--shutdown-timeout", "20s", url=redis_url)
+    output = Output(pool)
+    killed: set[int] = set()
+    for deaths in range(1, 4):  # quick deaths in a row: the restart delays grow 0.2, 0.4, 0.8 s
+        worker = wait_for(lambda known=set(killed): children(pool.pid) - known, what="a worker process")
+        killed |= worker
+        for pid in worker:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda n=deaths: restarting(output) == n, what="the pool to restart the worker")
+    pool.send_signal(signal.SIGTERM)  # during the restart delay
+    late = sample_jobs.record.enqueue("after the stop signal")
+    assert pool.wait(timeout=10) == 0
+    assert ran(context) == [] and inspect.job_detail(context, late.id).state == "queued"

@@ -4,6 +4,8 @@ stops and the shutdown deadline working as they do in a process of one worker.""
 import signal
 import threading
 
+import pytest
+
 from jobs import inspect
 from jobs.alone import Alone
 from jobs.enqueue import queue_for
@@ -54,8 +56,18 @@ def test_sigterm_lets_the_jobs_running_in_threads_finish(context, processes, red
     assert all(inspect.job_detail(context, job.id).state == "finished" for job in jobs)
 
 
-def test_jobs_running_in_threads_at_the_deadline_are_requeued(context, processes, redis_url):
-    jobs = [sample_jobs.long_naps.enqueue(f"long-{i}", 60) for i in range(2)]
+@pytest.mark.parametrize(
+    "running",
+    [
+        [("long_naps", "long-0"), ("long_naps", "long-1")],
+        # the interrupt waits for a blocking call to end: the process's main thread puts that job back,
+        # and the process exits without it
+        [("slow_then_ok", "blocked"), ("long_naps", "napping")],
+    ],
+    ids=["python-code", "a-blocking-call"],
+)
+def test_jobs_running_in_threads_at_the_deadline_are_requeued(context, processes, redis_url, running):
+    jobs = [getattr(sample_jobs, name).enqueue(tag, 60) for name, tag in running]
     stop_while_all_run(context, processes, redis_url, jobs, "1s")
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in jobs)
     for job in jobs:
