@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from .config import queue_name_problem
 from .durations import parse_duration
 from .errors import ConfigError, InvalidArguments, UnknownJob
 
@@ -67,11 +68,14 @@ class JobSpec:
 
 
 def _check_template(option: str, template: str | None, func: Callable) -> None:
+    """ConfigError unless every job's arguments can fill `template`: each field it names (those in a
+    field's format spec, `{tag:{width}}`, too) is a parameter of `func`, and each conversion is one
+    `str.format` knows."""
     if template is None:
         return
     parameters = signature(func).parameters
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        fields = _fields(template)
     except ValueError as exc:
         raise ConfigError(f"{option}={template!r} is not a valid template: {exc}") from None
     unknown = [field for field in fields if field not in parameters]
@@ -79,6 +83,17 @@ def _check_template(option: str, template: str | None, func: Callable) -> None:
         raise ConfigError(
             f"{option}={template!r} names {', '.join(unknown)}, which {func.__name__} has no parameter for"
         )
+
+
+def _fields(template: str) -> list[str]:
+    """The fields `template` names, nested ones included; ValueError for a template `format` refuses."""
+    fields = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"!{conversion} is not a conversion (use !r, !s or !a)")
+        if field is not None:
+            fields += [field, *_fields(spec or "")]
+    return fields
 
 
 def _backoff(value: float | Sequence[float]) -> float | tuple[float, ...]:
@@ -219,6 +234,8 @@ def job(
     def register(function: Callable) -> JobFunction:
         if retries < 0:
             raise ConfigError(f"retries must be >= 0, not {retries}")
+        if problem := queue_name_problem(queue):
+            raise ConfigError(f"queue={queue!r}: {problem}")
         _check_template("lock", lock, function)
         _check_template("unique", unique, function)
         locked_action, lock_wait = _on_locked(on_locked)
@@ -242,10 +259,27 @@ def job(
             on_locked=locked_action,
             unique=unique,
         )
+        _check_name_free(spec)
         _catalog[spec.name] = spec
         return JobFunction(spec)
 
     return register(func) if func is not None else register
+
+
+def _check_name_free(spec: JobSpec) -> None:
+    """ConfigError when another function is catalogued under `spec`'s name: which one ran would depend on
+    the order modules were imported in. The same function registered again (a module reloaded) is not
+    another."""
+    taken = _catalog.get(spec.name)
+    if taken is not None and _origin(taken.func) != _origin(spec.func):
+        module, qualname = _origin(taken.func)
+        raise ConfigError(
+            f"job name {spec.name!r} is taken by {module}.{qualname}; give one of them another name"
+        )
+
+
+def _origin(func: Callable) -> tuple[str, str]:
+    return func.__module__, func.__qualname__
 
 
 def get(name: str) -> JobSpec:

@@ -36,6 +36,14 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def queue_name_problem(name: object) -> str | None:
+    """Why no worker could serve the queue `name` (JOBS_QUEUES and --queues are read as a comma-separated
+    list of stripped names), or None."""
+    if not isinstance(name, str) or _split(name) != (name,):
+        return "a queue name is text, not empty, without a comma or spaces around it"
+    return None
+
+
 def _refuse_misspelt(env: Mapping[str, str], known: Mapping[str, object]) -> None:
     """ConfigError for a JOBS_* variable that is not a setting but is spelt almost as one: ignored, it
     would leave that setting at its default without a word."""

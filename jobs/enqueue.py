@@ -26,6 +26,7 @@ from rq.utils import now as rq_now
 
 from . import catalog, index, timeline
 from .catalog import Call, JobFunction, JobSpec
+from .config import queue_name_problem
 from .connection import Context, current, run_script
 from .dequeue import WAKE_TOKENS, JobQueue
 from .durations import parse_duration
@@ -134,6 +135,7 @@ def enqueue(
     check_signature(spec, args, kwargs)
     if job_id is not None:
         _check_job_id(job_id)
+    _check_queue(queue)
     due = _due_at(at, delay)
     if depends_on is not None and due is not None:
         # RQ's scheduler would queue it when due whatever its dependencies, and they would queue it again
@@ -222,6 +224,12 @@ def _write_over_ended(context: Context, pipe: Pipeline, job: Job, ended: Job | N
         index.remove_job(pipe, context.keys, ended)
 
 
+def _check_queue(queue: str | None) -> None:
+    """InvalidArguments for a queue given at enqueue time that no worker could serve."""
+    if queue is not None and (problem := queue_name_problem(queue)):
+        raise InvalidArguments(f"queue {queue!r}: {problem}")
+
+
 def _check_id_free(job_id: str, status: bytes | None) -> None:
     """Raise InvalidArguments when the job that `job_id` (the caller's own) names, of `status`, is not
     done yet: written over, a running job would run again beside itself, and a queued or scheduled one
@@ -295,6 +303,7 @@ def enqueue_many(
     key that a pending job (or an earlier call of the list) holds is not enqueued: its id is that job's.
     """
     calls = list(calls)
+    _check_queue(queue)
     data = [_data(call) for call in calls]
     for call in calls:
         check_signature(call.spec, call.args, call.kwargs)

@@ -16,7 +16,8 @@ import jobs as jobs_api
 from jobs import InvalidArguments, UnknownJob, admin, catalog, enqueue, inspect, timeline
 from jobs.connection import Context, _command
 from jobs.dequeue import JobQueue, Taker, taking_for
-from jobs.enqueue import BULK_CHUNK, queue_for
+from jobs.enqueue import BULK_CHUNK, queue_for, queue_names
+from jobs.errors import ConfigError
 from jobs.rqjob import Job
 from tests import sample_jobs
 from tests.conftest import ORPHAN_TIMEOUT, events, jobctl, make_settings, ran, wait_for
@@ -499,6 +500,32 @@ def test_a_job_enqueued_through_a_second_store_reads_that_store(context, private
     assert first.get_status(refresh=True) == "queued"
     assert queue_for(other, "default").get_job_ids() == [job.id]
     other.redis.close()
+
+
+@pytest.mark.parametrize("queue", ["", " default", "a,b", 7])  # workers read JOBS_QUEUES stripped, by commas
+def test_a_queue_no_worker_could_serve_is_refused(context, queue):
+    with pytest.raises(ConfigError, match="a queue name is text, not empty, without a comma"):
+        jobs_api.job(queue=queue)(lambda: None)
+    with pytest.raises(InvalidArguments, match="a queue name is text"):
+        sample_jobs.record.enqueue("x", queue=queue)
+    with pytest.raises(InvalidArguments, match="a queue name is text"):
+        jobs_api.enqueue_many([sample_jobs.record.call("x")], queue=queue)
+    assert queue_names(context) == []
+
+
+def test_two_functions_cannot_share_a_job_name(monkeypatch):
+    monkeypatch.setattr(catalog, "_catalog", dict(catalog._catalog))  # the registrations end with the test
+
+    def first():
+        pass
+
+    def second():
+        pass
+
+    jobs_api.job(name="tests.shared")(first)
+    with pytest.raises(ConfigError, match="job name 'tests.shared' is taken by tests.test_enqueue.*first"):
+        jobs_api.job(name="tests.shared")(second)  # enqueued by name, which would run depended on imports
+    assert catalog.get("tests.shared").func is first
 
 
 def test_a_job_registered_again_under_its_name_is_enqueued_with_its_new_options(context, monkeypatch):

@@ -246,6 +246,11 @@ def test_lock_and_unique_templates_are_checked_when_the_job_is_defined():
         job(lock="x", on_locked="sometimes")(lambda: None)
     with pytest.raises(ConfigError, match="lock_ttl=0"):  # each run would fail
         job(lock="x", lock_ttl=0)(lambda: None)
+    with pytest.raises(ConfigError, match="names width"):  # a field in a format spec: a KeyError each time
+        job(unique="invoice:{tag:{width}}")(lambda tag: None)
+    with pytest.raises(ConfigError, match="!z is not a conversion"):
+        job(lock="invoice:{tag!z}")(lambda tag: None)
+    job(unique="invoice:{tag:>{width}}:{tag!r}")(lambda tag, width: None)  # both fillable
 
 
 def test_arguments_that_do_not_fit_the_unique_templates_format_are_one_error_line(context, redis_url):
