@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime
 
 import redis
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
@@ -18,6 +19,7 @@ from .connection import OutageLog, current
 from .dequeue import wake
 from .errors import RedisFull
 from .firetimes import until_next_multiple
+from .rqjob import Job
 
 log = logging.getLogger("jobs.worker")
 
@@ -43,6 +45,7 @@ class _DueJobs(ScheduledJobRegistry):
 
 
 MOVE_BUDGET = 10.0  # seconds one look may spend moving due jobs: the next renews its locks (60 s leases)
+LOCK_RETRY = 5  # seconds between tries for the locks of queues whose due jobs this process's mover lacks
 
 
 class Scheduler(RQScheduler):
@@ -51,7 +54,9 @@ class Scheduler(RQScheduler):
     only after 10 minutes), and ending when its worker process dies (RQ's would run on forever as an
     orphan). It looks just after each whole second, when jobs are due (RQ's due times are whole seconds),
     where RQ's looks at a random phase of its interval. While Redis is full it cannot take or renew its
-    locks, and pauses until Redis has room."""
+    locks, and pauses until Redis has room. It tries for the locks of the queues it lacks every
+    LOCK_RETRY (RQ's, every 2 minutes), so it takes over the queues of a mover that stopped within
+    seconds."""
 
     def prepare_registries(self, queue_names=None):
         """RQ's, with registries whose moved jobs wake idle workers."""
@@ -60,6 +65,14 @@ class Scheduler(RQScheduler):
             _DueJobs(registry.name, connection=self.connection, serializer=self.serializer)
             for registry in self._scheduled_job_registries
         ]
+
+    @property
+    def should_reacquire_locks(self) -> bool:
+        """Whether to try again for the locks of the queues this mover lacks: LOCK_RETRY after its last."""
+        if self._queue_names == self.acquired_locks:
+            return False
+        last = self.lock_acquisition_time
+        return last is None or (datetime.now() - last).total_seconds() >= LOCK_RETRY
 
     def acquire_locks(self, auto_start=False):
         """RQ's; a lock that a full Redis refuses to write is not acquired (tried again later)."""
@@ -85,23 +98,35 @@ class Scheduler(RQScheduler):
         self._status = self.Status.STARTED
 
     def _move_due(self, registry: _DueJobs) -> None:
-        """Queue the registry's due jobs not canceled, as RQ's scheduler does, in a
-        transaction that a change to any of them (a cancel, a delete) aborts: RQ's writes each whole
-        job hash back, queued, whatever happened to it since it read it."""
+        """Queue the registry's due jobs not canceled, as RQ's scheduler does, in a transaction that a
+        change to any of them (a cancel, a delete) aborts: RQ's writes each whole job hash back, queued,
+        whatever happened to it since it read it. A job no longer due once watched (deleted and enqueued
+        again under its id, due later) stays scheduled; an entry whose hash holds no job is dropped, as
+        a deleted job's is."""
         queue = Queue(registry.name, connection=self.connection, serializer=self.serializer)
         with self.connection.pipeline() as pipe:
             while True:
                 try:
-                    job_ids = registry.get_jobs_to_schedule(current_timestamp())
+                    now = current_timestamp()
+                    job_ids = registry.get_jobs_to_schedule(now)
                     if not job_ids:
                         return
                     pipe.watch(*(Job.key_for(job_id) for job_id in job_ids))
-                    jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
+                    # their scores again, now that their hashes are watched: a job rescheduled since the
+                    # ids were read is due later (a WATCH of the registry would abort on any job
+                    # scheduled to the queue meanwhile)
+                    scores = pipe.zmscore(registry.key, job_ids)
+                    due = [
+                        job_id
+                        for job_id, score in zip(job_ids, scores, strict=True)
+                        if score is not None and score <= now
+                    ]
+                    jobs = Job.fetch_many(due, connection=self.connection, serializer=self.serializer)
                     pipe.multi()
                     for job in jobs:
                         if job is not None and job.get_status(refresh=False) != JobStatus.CANCELED:
                             queue._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
-                    for job_id in job_ids:
+                    for job_id in due:
                         registry.remove(job_id, pipeline=pipe)
                     pipe.execute()
                     return
@@ -109,8 +134,10 @@ class Scheduler(RQScheduler):
                     continue
 
     def work(self):
+        """Look for due jobs once a second until stopped or its worker is gone; an error that is not an
+        outage is logged (once while it repeats) and the next look goes on."""
         self._install_signal_handlers()
-        outage, born = OutageLog(log, "RQ scheduler"), False
+        outage, born, last_error = OutageLog(log, "RQ scheduler"), False, None
         worker_pid = os.getppid()
         while (
             not self._stop_requested and os.getppid() == worker_pid
@@ -124,7 +151,12 @@ class Scheduler(RQScheduler):
                 self.heartbeat()
                 self.enqueue_scheduled_jobs()
                 outage.succeeded()
+                last_error = None
             except (redis.ConnectionError, redis.TimeoutError, RedisFull) as exc:
                 outage.failed(exc)
+            except Exception as exc:  # a bug must not stop the moving of every due job of its queues
+                if str(exc) != last_error:
+                    log.exception("RQ scheduler: a look for due jobs failed")
+                last_error = str(exc)
             time.sleep(until_next_multiple(time.time(), self.interval))
         self.stop()

@@ -46,7 +46,7 @@ from .dequeue import (
     started_key,
     taking_for,
 )
-from .due import Scheduler
+from .due import LOCK_RETRY, Scheduler
 from .errors import JobsError, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
@@ -118,6 +118,7 @@ class Worker(SimpleWorker):
         if alone:
             alone.join(self)
         self._next_suspension_check = 0.0
+        self._next_mover_try: float | None = None  # None: this worker keeps no mover running
         self._beat_outage = OutageLog(log, f"worker {self.name}: heartbeat")
 
     def _set_connection(self, connection):
@@ -126,15 +127,17 @@ class Worker(SimpleWorker):
         return connection
 
     def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs):
-        """RQ's own, with the outage-proof Scheduler above."""
+        """RQ's own, with the outage-proof Scheduler above. Not in burst mode, a worker that gets none of
+        its queues' locks, or whose mover dies, tries again every LOCK_RETRY (`_keep_mover`)."""
         self.scheduler = Scheduler(
             self.queues, connection=self.connection, logging_level=logging_level, serializer=self.serializer
         )
+        if not burst:
+            self._next_mover_try = time.monotonic() + LOCK_RETRY
+            self.scheduler.acquire_locks(auto_start=True)
+            return
         self.scheduler.acquire_locks()
         if not self.scheduler.acquired_locks:
-            return
-        if not burst:
-            self.scheduler.start()
             return
         try:
             self.scheduler.register_birth()
@@ -142,6 +145,22 @@ class Worker(SimpleWorker):
         finally:
             self.scheduler.release_locks()
             self.scheduler.register_death()
+
+    def _keep_mover(self) -> None:
+        """Every LOCK_RETRY, while this worker's mover of due jobs is not running (another worker's held
+        the locks, or it died), try for its queues' locks and start it on getting any: RQ's worker tries
+        every 10 minutes, and delayed jobs and retries would wait that long when the worker whose mover
+        held the locks stops or dies. From the worker's loop: the mover is forked, which the heartbeat
+        thread must not do behind the back of the thread running the worker."""
+        if self._next_mover_try is None or self._stop_requested or time.monotonic() < self._next_mover_try:
+            return
+        self._next_mover_try = time.monotonic() + LOCK_RETRY
+        process = self.scheduler._process
+        if process is None or not process.is_alive():
+            try:
+                self.scheduler.acquire_locks(auto_start=True)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return  # tried again LOCK_RETRY later; the worker's own commands report the outage
 
     # --- heartbeats -------------------------------------------------------------------------------
     def get_heartbeat_ttl(self, job) -> int:
@@ -350,12 +369,20 @@ class Worker(SimpleWorker):
             if self._alone:
                 self._alone.release(self)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """How long an idle worker waits for a job before RQ's loop comes back to it (`heartbeat`):
+        LOCK_RETRY, where RQ's waits for 405 s."""
+        return LOCK_RETRY
+
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat when it rides in a pipeline. RQ also beats on its own three times per job
         (before and after a dequeue, after a job): two round trips each, which the heartbeat thread makes
-        unnecessary."""
+        unnecessary. Those calls, from the worker's loop, keep the worker's mover running instead."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
+        else:
+            self._keep_mover()
 
     def set_state(self, state, pipeline=None):
         """RQ's, but a state not given a pipeline is written by the heartbeat thread within

@@ -22,6 +22,7 @@ log = logging.getLogger("jobs.scheduler")
 TICK = 0.2  # seconds between looks at the due set, on its multiples: just after each whole second
 HEARTBEAT_EVERY = 5.0
 FIRE_BATCH = 100  # schedules read per tick, their jobs written together (about 25 ms of preparing)
+STOP_GRACE = 2.0  # seconds a stopped process waits for its tick to end; one waiting on Redis is left behind
 
 
 class Scheduler:
@@ -73,15 +74,19 @@ class Scheduler:
                 backlog = False
             if not backlog:
                 self.stopped.wait(until_next_multiple(time.time(), TICK))
-        with contextlib.suppress(redis.RedisError):  # if Redis is gone, the entry ages out by itself
-            self.context.redis.zrem(self.context.keys.schedulers, self.name)
+        if outage.trouble is None:  # else Redis is gone (its retries would take minutes): the entry ages out
+            with contextlib.suppress(redis.RedisError):
+                self.context.redis.zrem(self.context.keys.schedulers, self.name)
 
     def stop(self) -> None:
         self.stopped.set()
 
 
 def run_scheduler(context: Context) -> int:
-    """The scheduler process: schedules and maintenance until SIGTERM/SIGINT; returns exit code 0."""
+    """The scheduler process: schedules and maintenance until SIGTERM/SIGINT; returns exit code 0 (1 when
+    its loop ended on an error). It exits within STOP_GRACE of the signal even while its tick waits on
+    an unreachable Redis (its retries take over half a minute to fail): the tick is left behind, in a
+    thread of its own, and its fires are single scripts, which Redis runs whole or not at all."""
     scheduler = Scheduler(context)
     sweeper = Sweeper(context, interval=max(0.5, context.settings.orphan_timeout / 4), retention=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -93,7 +98,11 @@ def run_scheduler(context: Context) -> int:
         TICK,
         sweeper.interval,
     )
-    scheduler.run()
+    loop = threading.Thread(target=scheduler.run, name="schedules", daemon=True)
+    loop.start()
+    while loop.is_alive() and not scheduler.stopped.is_set():
+        loop.join(0.5)  # wakes the main thread, where the stop signal's handler runs
+    loop.join(STOP_GRACE)
     sweeper.stop()
     log.info("%s stopped", scheduler.name)
-    return 0
+    return 0 if scheduler.stopped.is_set() else 1

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq.serializers import JSONSerializer
 
 from jobs import catalog, timeline
 from jobs.config import Settings
@@ -127,6 +128,27 @@ class Output:
 
 
 LOG_PID = re.compile(r"^\S+ \S+ (\d+) ")  # the platform's log format: date time pid logger level message
+
+
+@contextlib.contextmanager
+def mover(context: Context, queue: str = "default"):
+    """A worker's mover of due jobs (jobs.due.Scheduler), in this process, holding `queue`'s lock."""
+    from jobs.due import Scheduler  # here: conftest imports nothing of the worker at collection
+
+    scheduler = Scheduler([queue], connection=context.redis, serializer=JSONSerializer)
+    assert scheduler.acquire_locks() == {queue}
+    try:
+        yield scheduler
+    finally:
+        scheduler.release_locks()
+
+
+def move_due(context: Context, job_ids: Iterable[str]) -> None:
+    """Make the scheduled jobs `job_ids` of `default` (delayed, or waiting for a retry) due, and have a
+    worker's mover move the due jobs to the queue."""
+    context.redis.zadd("rq:scheduled:default", dict.fromkeys(job_ids, 1))  # due long ago
+    with mover(context) as scheduler:
+        scheduler.enqueue_scheduled_jobs()
 
 
 def per_process(lines: Iterable[str]) -> Counter:

@@ -13,14 +13,15 @@ import redis
 from rq.job import Dependency
 
 import jobs as jobs_api
-from jobs import InvalidArguments, UnknownJob, admin, catalog, enqueue, inspect, timeline
-from jobs.connection import Context, _command
+from jobs import InvalidArguments, UnknownJob, admin, catalog, enqueue, inspect, job, timeline
+from jobs.connection import Context, _command, current
 from jobs.dequeue import JobQueue, Taker, taking_for
 from jobs.enqueue import BULK_CHUNK, queue_for, queue_names
 from jobs.errors import ConfigError
+from jobs.execution import Worker
 from jobs.rqjob import Job
 from tests import sample_jobs
-from tests.conftest import ORPHAN_TIMEOUT, events, jobctl, make_settings, ran, wait_for
+from tests.conftest import ORPHAN_TIMEOUT, events, jobctl, make_settings, move_due, ran, wait_for
 from tests.proxy import Proxy
 
 
@@ -211,6 +212,66 @@ def test_a_dependent_of_jobs_that_have_all_finished_is_queued_at_once(context, r
     assert events(context, child.id) == ["enqueued"]
     assert jobctl("worker", "--burst", "-c", "1", url=redis_url).returncode == 0
     assert ran(context) == ["parent", "child"]
+
+
+@job(retries=0)
+def fails_its_first_run(tag: str) -> str:
+    if current().redis.incr(f"test:attempts:{tag}") == 1:
+        raise ValueError(f"{tag}: first run")
+    current().redis.rpush("test:ran", tag)
+    return tag
+
+
+def drain(context: Context) -> None:
+    """Run the jobs of `critical` and `default` in this process until both are empty (due jobs stay)."""
+    queues = [queue_for(context, name) for name in ("critical", "default")]
+    Worker(queues, context).work(burst=True, with_scheduler=False)
+
+
+def test_a_dependent_of_a_job_that_fails_and_then_succeeds_on_its_retry_runs_once_after_it(
+    context, worker_tally
+):
+    parent = sample_jobs.fails_once.enqueue("parent")
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    drain(context)
+    assert parent.get_status(refresh=True) == "scheduled" and child.get_status(refresh=True) == "deferred"
+    move_due(context, [parent.id])
+    drain(context)
+    assert ran(context) == ["parent", "child"]
+
+
+def test_a_dependent_of_a_failed_job_requeued_by_an_operator_runs_once_it_succeeds(context, worker_tally):
+    parent = fails_its_first_run.enqueue("parent")
+    child = sample_jobs.record.enqueue("child", depends_on=parent)
+    drain(context)
+    assert parent.get_status(refresh=True) == "failed" and child.get_status(refresh=True) == "deferred"
+    assert admin.requeue_failed(context, [parent.id], actor="op").count == 1
+    drain(context)
+    assert ran(context) == ["parent", "child"]
+
+
+def test_a_dependent_on_another_queue_runs_after_its_dependency(context, worker_tally):
+    parent = sample_jobs.record.enqueue("parent")
+    child = sample_jobs.record_critical.enqueue("child", depends_on=parent)
+    drain(context)
+    assert ran(context) == ["parent", "child"] and events(context, child.id)[-1] == "succeeded"
+
+
+def test_a_dependent_of_two_jobs_runs_once_after_both(context, worker_tally):
+    first = sample_jobs.record.enqueue("first")
+    second = sample_jobs.record.enqueue("second")
+    sample_jobs.record.enqueue("child", depends_on=[first, second])
+    drain(context)
+    assert ran(context) == ["first", "second", "child"]
+
+
+def test_a_dependent_allowed_to_follow_a_failure_of_a_retried_job_runs_once_after_its_last(
+    context, worker_tally
+):
+    parent = sample_jobs.always_fails.enqueue("parent")  # 2 retries, at once
+    sample_jobs.record.enqueue("child", depends_on=Dependency(jobs=[parent], allow_failure=True))
+    drain(context)
+    assert parent.get_status(refresh=True) == "failed" and ran(context) == ["child"]
 
 
 def test_a_dependent_and_its_timeline_are_written_in_one_transaction(context):

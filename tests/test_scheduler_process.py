@@ -10,9 +10,10 @@ from collections import Counter
 from jobs import inspect, recurring
 from jobs.enqueue import queue_for
 from jobs.execution import RUNNING_MARK
-from jobs.scheduling import FIRE_BATCH, Scheduler
+from jobs.scheduling import FIRE_BATCH, STOP_GRACE, Scheduler
 from tests import sample_jobs
-from tests.conftest import jobctl, wait_for
+from tests.conftest import Output, jobctl, wait_for
+from tests.proxy import Proxy
 
 
 def fired(context) -> Counter:
@@ -86,6 +87,23 @@ def test_jobctl_workers_lists_running_schedulers(context, processes, redis_url):
     result = jobctl("workers", "--json", url=redis_url)
     views = [view for view in json.loads(result.stdout) if view["kind"] == "scheduler"]
     assert [view["pid"] for view in views] == [scheduler.pid] and not views[0]["dead"]
+
+
+def test_a_scheduler_stops_within_seconds_while_redis_is_unreachable(context, processes, redis_url):
+    """Stopped mid-outage, with its tick waiting on a dead link (its retries take over half a minute to
+    fail): it exits without waiting for it, nor for the removal of its heartbeat entry (minutes of
+    retries); the entry ages out."""
+    proxy = Proxy.to(redis_url)
+    try:
+        process = processes.start("scheduler", url=proxy.proxied(redis_url))
+        output = Output(process)
+        wait_for(lambda: inspect.schedulers(context), what="the scheduler's heartbeat")
+        proxy.cut()
+        wait_for(lambda: "cannot reach Redis" in "\n".join(output.lines), timeout=15, what="the outage")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_GRACE + 3) == 0
+    finally:
+        proxy.close()
 
 
 def test_a_scheduler_whose_due_schedules_cannot_fire_waits_for_its_next_tick(context, monkeypatch):

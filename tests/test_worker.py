@@ -18,13 +18,12 @@ import jobs as jobs_api
 from jobs import admin, index, inspect, timeline
 from jobs.builtin import noop
 from jobs.dequeue import Sent, send
-from jobs.due import Scheduler
 from jobs.enqueue import enqueue, queue_for
 from jobs.execution import Worker
 from jobs.maintenance import sweep_orphans
 from jobs.rqjob import Job
 from tests import sample_jobs
-from tests.conftest import events, jobctl, ran, wait_for
+from tests.conftest import events, jobctl, move_due, ran, wait_for
 from tests.proxy import Proxy
 
 
@@ -132,21 +131,9 @@ def test_delayed_job_is_run_by_the_worker_without_a_scheduler_process(context, p
     assert history[1]["at"] >= history[0]["due"]
 
 
-def move_due_jobs(context, jobs: list) -> None:
-    """Make `jobs` (delayed) due, and have a worker's RQ scheduler move the due jobs to their queue."""
-    registry = queue_for(context, "default").scheduled_job_registry
-    context.redis.zadd(registry.key, {job.id: 1 for job in jobs})  # due long ago
-    scheduler = Scheduler(["default"], connection=context.redis, serializer=JSONSerializer)
-    assert scheduler.acquire_locks() == {"default"}
-    try:
-        scheduler.enqueue_scheduled_jobs()
-    finally:
-        scheduler.release_locks()
-
-
 def test_due_jobs_queued_by_the_worker_s_rq_scheduler_wake_an_idle_worker(context):
     delayed = [sample_jobs.record.enqueue_in(600, f"delayed-{i}") for i in range(2)]
-    move_due_jobs(context, delayed)
+    move_due(context, [job.id for job in delayed])
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(job.id for job in delayed)
     assert context.redis.llen(context.keys.wake("default")) == 2  # the enqueue_in woke none
 
@@ -172,8 +159,8 @@ def acting_on_first_read(monkeypatch, job_class, reading: str, act) -> list:
 def test_a_delayed_job_canceled_or_deleted_as_it_falls_due_does_not_run(context, monkeypatch, action):
     delayed = sample_jobs.record.enqueue_in(600, "delayed")
     act = admin.cancel_job if action == "cancel" else admin.delete_job
-    acted = acting_on_first_read(monkeypatch, RQJob, delayed.id, lambda: act(context, delayed.id, "op"))
-    move_due_jobs(context, [delayed])
+    acted = acting_on_first_read(monkeypatch, Job, delayed.id, lambda: act(context, delayed.id, "op"))
+    move_due(context, [delayed.id])
     assert len(acted) == 1
     assert queue_for(context, "default").get_job_ids() == []
     assert context.redis.hget(delayed.key, "status") == (b"canceled" if action == "cancel" else None)
@@ -196,16 +183,8 @@ def test_a_dependent_canceled_or_deleted_as_its_dependency_finishes_does_not_run
 def test_a_burst_of_due_jobs_is_queued_in_one_look(context):
     registry = queue_for(context, "default").scheduled_job_registry
     ids = jobs_api.enqueue_many([noop.call() for _ in range(2500)])
-    with context.redis.pipeline() as pipe:  # as if enqueued with a delay that is over now
-        pipe.delete(queue_for(context, "default").key)
-        pipe.zadd(registry.key, dict.fromkeys(ids, 1))
-        pipe.execute()
-    scheduler = Scheduler(["default"], connection=context.redis, serializer=JSONSerializer)
-    assert scheduler.acquire_locks() == {"default"}
-    try:
-        scheduler.enqueue_scheduled_jobs()  # RQ's own moves 1,000 per look
-    finally:
-        scheduler.release_locks()
+    context.redis.delete(queue_for(context, "default").key)  # as if enqueued with a delay that is over now
+    move_due(context, ids)  # in one look: RQ's own moves 1,000 per look
     assert sorted(queue_for(context, "default").get_job_ids()) == sorted(ids)
     assert registry.count == 0
 
