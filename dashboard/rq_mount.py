@@ -12,7 +12,7 @@ import functools
 
 import rq
 import rq_dashboard
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, request
 from rq.serializers import JSONSerializer
 
 from jobs import admin
@@ -59,31 +59,43 @@ def _who() -> dict:
     return {"actor": g.get("actor") or "?", "address": request.remote_addr or "?"}
 
 
-def _answer(changed: admin.Changed):
-    return jsonify(status="OK" if not changed.left else "ERROR", count=changed.count, left=changed.left)
+def _answer(changed: admin.Changed) -> dict:
+    return {"status": "OK" if not changed.left else "ERROR", "count": changed.count, "left": changed.left}
 
 
+@rq_dashboard.web.jsonify  # rq-dashboard's: JSON, not cached
 def _delete_job(job_id: str):
     return _answer(_delete(_context(), [job_id]))
 
 
+@rq_dashboard.web.jsonify
 def _requeue_job(job_id: str):
     return _answer(admin.requeue_failed(_context(), [job_id], **_who()))
 
 
+@rq_dashboard.web.jsonify
 def _requeue_all(queue_name: str):
     registry = queue_for(_context(), queue_name).failed_job_registry
     return _answer(admin.requeue_failed(_context(), registry.get_job_ids(cleanup=False), **_who()))
 
 
+@rq_dashboard.web.jsonify
 def _empty(queue_name: str, registry_name: str):
     queue = queue_for(_context(), queue_name)
     if registry_name == "queued":
         ids = queue.get_job_ids()
+    elif registry_name in _REGISTRIES:
+        ids = getattr(queue, f"{registry_name}_job_registry").get_job_ids(cleanup=False)
     else:
-        registry = getattr(queue, f"{registry_name}_job_registry", None)
-        ids = registry.get_job_ids(cleanup=False) if registry_name in _REGISTRIES else []
+        ids = []
     return _answer(_delete(_context(), ids))
+
+
+def _compact(queue_name: str):
+    """rq-dashboard's own (it drops the ids of jobs that are gone from the queue), audited."""
+    answer = rq_dashboard.web.compact_queue(queue_name)
+    admin.audit(_context(), action="compact-queue", target=queue_name, **_who())
+    return answer
 
 
 _REGISTRIES = ("failed", "deferred", "started", "finished", "canceled", "scheduled")
@@ -106,4 +118,5 @@ _ACTIONS = {
     "requeue_job_view": _requeue_job,
     "requeue_all": _requeue_all,
     "empty_queue": _empty,
+    "compact_queue": _compact,
 }

@@ -9,7 +9,8 @@ blocking call (a `time.sleep`, a socket read) ends first.
 An asynchronous exception is raised into a thread only while it is listed as running its job's function,
 and one still pending as the thread leaves the list is cancelled: it never lands in the worker's own code
 after the function (where it could leave a lock held, or requeue a job that has ended). It may still land
-as the function returns, which the job tells apart (jobs.rqjob.Job._execute).
+as the function returns, which the job tells apart (jobs.rqjob.Job._execute). A timeout never replaces
+one still pending (the thread in a blocking call): the job gets the first one raised into it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from contextlib import contextmanager
 
 _running: set[int] = set()  # idents of the threads running a job's function
+_pending: dict[int, type[BaseException]] = {}  # ident -> the exception raised into it, not landed yet
 # reentrant: the shutdown deadline's signal handler takes it in the main thread, which may hold it then
 _lock = threading.RLock()
 
@@ -36,6 +38,7 @@ def running():
         with _lock:  # the raisers hold it: none raises between the two steps
             _running.discard(ident)  # an exception raised before may land here, the thread unlisted
             _set_async_exc(ident, None)
+            _pending.pop(ident, None)
 
 
 def is_running(ident: int) -> bool:
@@ -45,24 +48,50 @@ def is_running(ident: int) -> bool:
 
 def interrupt_all(exception: type[BaseException]) -> None:
     """Raise `exception` in every thread running a job's function: at once in the calling thread (a
-    signal handler's), at their next instruction in the others."""
+    signal handler's), at their next instruction in the others (replacing one pending there)."""
     me = threading.get_ident()
     with _lock:
         others = [ident for ident in _running if ident != me]
         for ident in others:
-            _set_async_exc(ident, exception)
+            _raise_in(ident, exception)
     if is_running(me):
         raise exception()
 
 
 def interrupt(ident: int, exception: type[BaseException]) -> bool:
     """Raise `exception` (a class: CPython instantiates it without arguments) in the thread `ident` at its
-    next Python instruction if it is running a job's function; whether it is."""
+    next Python instruction if it is running a job's function and no exception raised into it earlier is
+    still pending; whether it did."""
     with _lock:
-        if ident not in _running:
+        if ident not in _running or ident in _pending:
             return False
-        _set_async_exc(ident, exception)
+        _raise_in(ident, exception)
         return True
+
+
+def _raise_in(ident: int, exception: type[BaseException]) -> None:
+    """Make `exception` pending in the thread `ident`, noted in _pending until it lands there."""
+    landing = _noting_landing(exception)
+    _pending[ident] = landing
+    _set_async_exc(ident, landing)
+
+
+def _noting_landing(exception: type[BaseException]) -> type[BaseException]:
+    """A subclass of `exception`, under its name, that takes itself out of _pending as it lands (CPython
+    makes the instance in the thread it is raised in)."""
+
+    def __init__(self, *args):
+        exception.__init__(self, *args)
+        with _lock:
+            if _pending.get(threading.get_ident()) is type(self):
+                del _pending[threading.get_ident()]
+
+    namespace = {
+        "__init__": __init__,
+        "__module__": exception.__module__,
+        "__qualname__": exception.__qualname__,
+    }
+    return type(exception.__name__, (exception,), namespace)
 
 
 def _set_async_exc(ident: int, exception: type[BaseException] | None) -> None:

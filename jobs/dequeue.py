@@ -134,38 +134,36 @@ local function finish(job_key, job_id, ended, ttl, score, expiry, name, finished
   args = batch('ZREM', started)
   args[#args + 1] = entry
 end
+-- each rider's kind, where its commands start and where its end's values start
+local kinds, starts, ends = {}, {}, {}
+for r = 1, riders do
+  kinds[r], starts[r], ends[r] = ARGV[a], a + 2, a + 2 + tonumber(ARGV[a + 1])
+  a = ends[r] + (kinds[r] == 'finish' and FINISH_FIELDS or 2)
+end
 -- a Finish is written only while its run is still started: which are, one ZMSCORE per started registry
-local live = {}
-do
-  local asked, b = {}, 2  -- per started registry: {ZMSCORE, key, entries...} and the riders asked for
-  for r = 1, riders do
-    local end_at = b + 2 + tonumber(ARGV[b + 1])
-    if ARGV[b] == 'finish' then
-      local started = ARGV[end_at + FINISH_FIELDS - 2]
-      local ask = asked[started]
-      if not ask then
-        ask = {{'ZMSCORE', started}, {}}
-        asked[started] = ask
-      end
-      ask[1][#ask[1] + 1] = ARGV[end_at + FINISH_FIELDS - 1]
-      ask[2][#ask[2] + 1] = r
-      b = end_at + FINISH_FIELDS
-    else
-      b = end_at + 2
+local live, asked = {}, {}  -- per started registry: {ZMSCORE, key, entries...} and the riders asked for
+for r = 1, riders do
+  if kinds[r] == 'finish' then
+    local started = ARGV[ends[r] + FINISH_FIELDS - 2]
+    local ask = asked[started]
+    if not ask then
+      ask = {{'ZMSCORE', started}, {}}
+      asked[started] = ask
     end
+    ask[1][#ask[1] + 1] = ARGV[ends[r] + FINISH_FIELDS - 1]
+    ask[2][#ask[2] + 1] = r
   end
-  for _, ask in pairs(asked) do
-    local scores = redis.call(unpack(ask[1]))
-    for i = 1, #ask[2] do live[ask[2][i]] = scores[i] ~= false end
-  end
+end
+for _, ask in pairs(asked) do
+  local scores = redis.call(unpack(ask[1]))
+  for i = 1, #ask[2] do live[ask[2][i]] = scores[i] ~= false end
 end
 local any_dependents = riders > 0 and redis.call('EXISTS', unpack(KEYS, 1, riders)) > 0
 for r = 1, riders do
-  local kind, commands_at = ARGV[a], a + 2
-  local end_at = commands_at + tonumber(ARGV[a + 1])
+  local kind, commands_at, end_at = kinds[r], starts[r], ends[r]
   local dependents = any_dependents and redis.call('EXISTS', KEYS[r]) == 1
+  sent[r] = STALE
   if kind == 'finish' then
-    sent[r] = STALE
     if live[r] and dependents then
       sent[r] = HELD
     elseif live[r] then
@@ -173,14 +171,9 @@ for r = 1, riders do
       finish(unpack(ARGV, end_at, end_at + FINISH_FIELDS - 1))
       sent[r] = WRITTEN
     end
-    a = end_at + FINISH_FIELDS
-  else
-    sent[r] = STALE
-    if redis.call('ZREM', ARGV[end_at], ARGV[end_at + 1]) == 1 then
-      run_flattened(commands_at, end_at - 1)
-      sent[r] = dependents and DEPENDENTS or WRITTEN
-    end
-    a = end_at + 2
+  elseif redis.call('ZREM', ARGV[end_at], ARGV[end_at + 1]) == 1 then
+    run_flattened(commands_at, end_at - 1)
+    sent[r] = dependents and DEPENDENTS or WRITTEN
   end
 end
 for _, args in ipairs(batched) do note(redis.pcall(unpack(args))) end
@@ -284,9 +277,9 @@ class MakeWay(Exception):  # noqa: N818 (a signal, as RQ's StopRequested)
 @dataclass
 class Rider:
     """A worker's end of a job it ran, riding in the next take's script before the take: one round trip
-    saved per job. It is written atomically (like a MULTI/EXEC), unless it is a `Finish` and the job has
-    dependents (`dependents_key` exists), or a `Failure` sent before; `sent` says what was done, once
-    sent."""
+    saved per job. It is written atomically (like a MULTI/EXEC) while its run is still started, unless it
+    is a `Finish` and the job has dependents (`dependents_key` exists); an end sent before, or of a run
+    the orphan sweep has recovered meanwhile, writes nothing. `sent` says what was done, once sent."""
 
     end: Finish | Failure
     commands: list  # what else the end writes (bookkeeping.flattened), before a Finish

@@ -50,7 +50,7 @@ from .due import LOCK_RETRY, Scheduler
 from .errors import JobsError, WorkerInterrupted
 from .prefetch import HOLD, Prefetched
 from .retries import is_retryable
-from .rqjob import Job, error_summary, job_duration, pending_ttl, put_back
+from .rqjob import Job, error_summary, pending_ttl, put_back, success_count
 from .rqtimes import format_time
 from .timeouts import JobTimeout
 
@@ -509,7 +509,7 @@ class Worker(SimpleWorker):
         if result_ttl == 0 or job.repeats_left:
             super().handle_job_success(job, queue, started_job_registry)
             if result_ttl == 0:  # RQ's path writes nothing of a success kept no time, not even its count
-                timeline.make_counts([("succeeded", job.job_name, job_duration(job))], self._tally)
+                timeline.make_counts([success_count(job)], self._tally)
             return
         job._status = JobStatus.FINISHED
         with self.connection.pipeline() as pipe, timeline.counts_held() as counts:
@@ -607,10 +607,17 @@ class Worker(SimpleWorker):
     def abandon(self) -> None:
         """For the process's main thread, when this worker's thread has not stopped at the deadline's
         interrupt (its job is in a blocking call, which the interrupt waits for) and the process exits
-        without it: put the job back as interrupted (`_put_back_interrupted`), and stop the scheduler."""
+        without it: put the job back as interrupted (`_put_back_interrupted`), give back the jobs taken
+        ahead and write the ends of the jobs run before it (`_let_go`; each written only while its run
+        is started here, whichever thread comes first), and stop the scheduler. What Redis refuses is
+        left to the orphan sweep."""
         performing = self._performing
-        if performing is not None:
-            self._put_back_interrupted(*performing)
+        try:
+            if performing is not None:
+                self._put_back_interrupted(*performing)
+            self._let_go()
+        except redis.RedisError as exc:
+            log.warning("worker %s: jobs left to the orphan sweep (%s)", self.name, exc)
         if self.scheduler:
             self.stop_scheduler()
 

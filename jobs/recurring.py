@@ -32,6 +32,7 @@ from rq.utils import utcparse
 from . import catalog
 from .bookkeeping import RUN_FLATTENED_LUA, flattened
 from .catalog import JobFunction
+from .config import queue_name_problem
 from .connection import Context, current
 from .enqueue import check_json, check_signature, enqueue
 from .errors import InvalidArguments, InvalidSchedule, JobsError, UnknownSchedule
@@ -116,6 +117,8 @@ def define(
         raise InvalidSchedule(f"job {job!r} is neither a job name nor a @job function")
     spec = job.spec if isinstance(job, JobFunction) else catalog.get(job)
     queue = None if queue is None else _text("queue", queue) or None  # "": the job's own queue
+    if queue is not None and (problem := queue_name_problem(queue)):
+        raise InvalidSchedule(f"queue {queue!r}: {problem}")  # each fire would be refused
     description = _text("description", description)
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict | None):
         raise InvalidArguments("args must be a list and kwargs a dict (of JSON values)")

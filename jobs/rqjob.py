@@ -82,9 +82,11 @@ def put_back(pipe, context: Context, job: RQJob, queue) -> None:
     queue._enqueue_job(job, pipeline=pipe, at_front=True)
 
 
-def job_duration(job: RQJob) -> float | None:
-    """Seconds `job`'s run took, once it has ended (None if it never started)."""
-    return (job.ended_at - job.started_at).total_seconds() if job.started_at else None
+def success_count(job: RQJob) -> tuple[str, str, float | None]:
+    """The count of `job`'s success, as timeline.count takes it: the status, the job's name and the
+    seconds its run took (None if it never started)."""
+    took = (job.ended_at - job.started_at).total_seconds() if job.started_at else None
+    return "succeeded", job.job_name, took
 
 
 _TIMES = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")  # job hash fields
@@ -376,7 +378,7 @@ class Job(RQJob):
                 execution_started_at=execution_started_at,
                 execution_ended_at=self.ended_at,
             )
-        timeline.count(pipeline, current().keys, "succeeded", self.job_name, job_duration(self))
+        timeline.count(pipeline, current().keys, *success_count(self))
 
     def _handle_failure(self, exc_string, pipeline, *args, **kwargs):
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)

@@ -19,6 +19,7 @@ from . import bodies
 
 ALARM_SLACK = 0.001  # seconds: an alarm armed again for what is left of a deadline is never set to zero
 REPEAT = 1.0  # seconds between a timeout raised into a job and the next, while the job goes on
+OUTSIDE_LOOK = 0.05  # seconds between looks while a job past its deadline is outside its function
 
 
 class JobTimeoutIgnored(BaseException):
@@ -33,7 +34,8 @@ class _Alarm:
     """Raises a timeout in the main thread when its job runs past its deadline, by SIGALRM, without RQ's
     four system calls per job: the handler is installed once, and an alarm that rings before the running
     job's deadline is armed again for the rest, so one alarm serves every job that starts while it is
-    pending. An alarm that rings with no job running does nothing."""
+    pending. An alarm that rings with no job running does nothing; one that rings past the deadline while
+    the job is outside its function (bodies.running) looks again every OUTSIDE_LOOK."""
 
     def __init__(self):
         # (when to raise, what to raise then, what to raise every REPEAT seconds after)
@@ -63,6 +65,9 @@ class _Alarm:
         left = deadline - time.monotonic()
         if left > 0:
             signal.setitimer(signal.ITIMER_REAL, max(left, ALARM_SLACK))
+            return
+        if not bodies.is_running(threading.get_ident()):  # in the worker's code around the function
+            signal.setitimer(signal.ITIMER_REAL, OUTSIDE_LOOK)
             return
         self._running = (time.monotonic() + REPEAT, then, then)
         signal.setitimer(signal.ITIMER_REAL, REPEAT)
@@ -105,7 +110,7 @@ class _Watchdog:
             while True:
                 now = time.monotonic()
                 for token, (deadline, ident, exception, then) in list(self._deadlines.items()):
-                    if deadline <= now:
+                    if deadline <= now:  # raised unless outside the function, or the last one is pending
                         raised = bodies.interrupt(ident, exception)
                         self._deadlines[token] = (now + REPEAT, ident, then if raised else exception, then)
                 self._wakes_at = min(

@@ -543,7 +543,8 @@ def test_rq_dashboard_actions_are_the_platforms_and_keep_its_lists_exact(local, 
         page = local.get("/api/jobs/failed", query_string=by_name).json
         return page["total"], sorted(item["id"] for item in page["items"])
 
-    assert local.post(f"/rq/job/{failing[0]}/delete", headers=same_site).json["status"] == "OK"
+    deleted = local.post(f"/rq/job/{failing[0]}/delete", headers=same_site)
+    assert deleted.json["status"] == "OK" and deleted.headers["Cache-Control"] == "no-store"
     assert listed() == (3, sorted(failing[1:]))  # gone from the index too, not only from RQ's registry
     assert local.post(f"/rq/job/{failing[1]}/requeue", headers=same_site).json["status"] == "OK"
     run_jobs(redis_url)  # it fails again
@@ -562,6 +563,9 @@ def test_rq_dashboard_actions_are_the_platforms_and_keep_its_lists_exact(local, 
     emptied = local.post("/rq/queue/default/failed/empty", headers=same_site).json
     assert (emptied["status"], emptied["count"]) == ("OK", 3)
     assert listed() == (0, [])
+    assert local.post("/rq/queue/default/nonsense/empty", headers=same_site).json["count"] == 0
+    assert local.post("/rq/queue/default/compact", headers=same_site).json["status"] == "OK"
+    assert [e["target"] for e in audit_entries(local, "compact-queue")] == ["default"]
 
 
 unpickled: list[str] = []
@@ -681,12 +685,16 @@ def test_job_data_is_escaped_on_every_page(local, context, redis_url):
 
 
 @pytest.fixture
-def server_zone_far_from_utc(monkeypatch):
+def server_zone_far_from_utc():
     """The dashboard's process in the zone UTC+05:45, for the times given without a zone."""
-    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kathmandu"
     time.tzset()
     yield
-    monkeypatch.undo()
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
     time.tzset()
 
 

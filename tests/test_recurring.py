@@ -333,6 +333,8 @@ def test_a_schedule_whose_job_is_unknown_to_the_scheduler_stays_due(context):
         ({"every": "1s", "job": "no.such.job"}, UnknownJob),
         ({"every": "1s", "args": [object()]}, InvalidArguments),
         ({"every": "1s", "args": [1, 2, 3]}, InvalidArguments),
+        ({"every": "1s", "queue": "a,b"}, InvalidSchedule),  # every fire would be refused
+        ({"every": "1s", "queue": " low"}, InvalidSchedule),
     ],
 )
 def test_bad_definitions_are_refused_before_anything_is_written(context, options, error):

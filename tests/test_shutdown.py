@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sys
 import threading
 
 import pytest
@@ -112,14 +111,24 @@ def test_the_deadline_s_interrupt_landing_as_a_job_starts_or_ends_does_not_hang_
     assert not thread.is_alive(), "the interrupt waited for a lock its own thread holds"
 
 
-def leaving_its_function(thread: threading.Thread) -> bool:
-    """Whether `thread` is in bodies.running() as its job's function has returned (waiting for its lock)."""
-    frame = sys._current_frames().get(thread.ident)
-    code = frame.f_code if frame is not None else None
-    return code is not None and code.co_name == "running" and code.co_filename == bodies.__file__
+class _NotingLock:
+    """bodies' lock, noting when `thread` asks for it."""
+
+    def __init__(self, thread_name: str):
+        self._lock, self.asked, self._thread_name = threading.RLock(), threading.Event(), thread_name
+
+    def __enter__(self):
+        if threading.current_thread().name == self._thread_name:
+            self.asked.set()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._lock.__exit__(*exc_info)
 
 
-def test_the_deadline_s_interrupt_landing_as_a_job_s_function_returns_does_not_run_it_again(context):
+def test_the_deadline_s_interrupt_landing_as_a_job_s_function_returns_does_not_run_it_again(
+    context, monkeypatch
+):
     # a worker thread (--threads) whose job's function returns as the deadline's interrupt runs in the
     # main thread (jobs.threads.run's `interrupt`), which holds bodies' lock while it raises into the
     # threads it lists
@@ -127,12 +136,14 @@ def test_the_deadline_s_interrupt_landing_as_a_job_s_function_returns_does_not_r
     sample_jobs.let_return.clear()
     job = sample_jobs.returns_when_let.enqueue("done")
     worker = Worker([queue_for(context, "default")], context)
-    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, name="job-thread", daemon=True)
     thread.start()
     assert sample_jobs.returning.wait(10)
-    with bodies._lock:
+    lock = _NotingLock("job-thread")
+    monkeypatch.setattr(bodies, "_lock", lock)
+    with lock:
         sample_jobs.let_return.set()
-        wait_for(lambda: leaving_its_function(thread), timeout=5, what="the job's function to return")
+        assert lock.asked.wait(5)  # the function has returned; bodies.running() waits to unlist the thread
         worker.stop_after_job()
         bodies.interrupt_all(WorkerInterrupted)
     thread.join(timeout=15)

@@ -105,3 +105,19 @@ def test_a_claimant_does_not_wait_for_a_worker_that_has_stopped_nor_after_a_stop
     alone.leave(gone)  # its thread ended
     assert alone.wait_turn(claimant, lambda: False, holding=False)
     assert alone.admit(claimant, alone=True)
+
+
+def test_a_worker_abandoned_at_the_deadline_writes_the_ends_of_the_short_jobs_it_ran_first(
+    context, processes, redis_url
+):
+    # short jobs are taken several at a time, their ends written with the next take: the worker of a
+    # thread stuck in a blocking call after them has them, and its process exits without that thread
+    short = [sample_jobs.record.enqueue(f"short-{i}") for i in range(6)]
+    blocked = sample_jobs.slow_then_ok.enqueue("blocked", 60)
+    pool = processes.start("worker", "-c", "1", "--threads", "2", "--shutdown-timeout", "1s", url=redis_url)
+    wait_for(lambda: running(context), what="the blocking job to run")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
+    assert [inspect.job_detail(context, job.id).state for job in short] == ["finished"] * len(short)
+    assert events(context, blocked.id) == ["enqueued", "started", "interrupted"]
+    assert queue_for(context, "default").started_job_registry.count == 0

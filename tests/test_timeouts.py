@@ -1,6 +1,7 @@
 """Job timeouts (jobs.timeouts): one alarm serves many jobs in a process's main thread, and every job still
-stops at its own deadline, not before; worker threads use the watchdog, which raises only into a job's
-function. A job that catches its timeout and goes on is stopped a second later."""
+stops at its own deadline, not before; worker threads use the watchdog. Both raise only into a job's
+function (bodies.running(), as jobs run). A job that catches its timeout and goes on is stopped a second
+later."""
 
 import signal
 import threading
@@ -12,7 +13,7 @@ from rq.timeouts import JobTimeoutException
 
 from jobs import bodies, catalog, timeouts
 from jobs.catalog import job
-from jobs.errors import ConfigError
+from jobs.errors import ConfigError, WorkerInterrupted
 from jobs.timeouts import JobTimeout, JobTimeoutIgnored
 
 
@@ -57,23 +58,30 @@ def in_a_thread(block) -> list[BaseException]:
 
 def test_a_block_past_its_timeout_is_stopped_even_in_a_blocking_call():
     expected = pytest.raises(JobTimeoutException, match=r"maximum timeout value \(1 seconds\)")
-    with expected, JobTimeout(1, JobTimeoutException):
+    with expected, JobTimeout(1, JobTimeoutException), bodies.running():
         time.sleep(30)
 
 
 def test_a_short_timeout_after_a_long_one_still_stops_its_block():
     with JobTimeout(600, JobTimeoutException):
         pass
-    with pytest.raises(JobTimeoutException), JobTimeout(1, JobTimeoutException):
+    with pytest.raises(JobTimeoutException), JobTimeout(1, JobTimeoutException), bodies.running():
         time.sleep(30)
 
 
 def test_an_earlier_alarm_neither_cuts_a_longer_block_short_nor_rings_into_idle_code():
     with JobTimeout(1, JobTimeoutException):
         pass  # its alarm stays pending, to ring in about a second
-    with JobTimeout(3, JobTimeoutException):
+    with JobTimeout(3, JobTimeoutException), bodies.running():
         time.sleep(1.5)  # the alarm rings in here and is armed again for the rest of the 3 s
     time.sleep(2)  # the rest rings after the block ended: nothing is raised
+
+
+def test_a_timeout_is_raised_only_while_the_job_s_function_runs():
+    with JobTimeout(1, JobTimeoutException):
+        with bodies.running():
+            pass  # the job's function returns at once
+        time.sleep(1.5)  # the worker's own code after the function (RQ's, release()), past the deadline
 
 
 def test_a_block_without_a_timeout_is_never_stopped():
@@ -84,14 +92,14 @@ def test_a_block_without_a_timeout_is_never_stopped():
 def test_a_block_that_cancelled_the_pending_alarm_with_its_own_leaves_the_next_timeouts_working():
     with JobTimeout(1, JobTimeoutException), own_alarm(5):
         pass
-    with pytest.raises(JobTimeoutException), JobTimeout(1, JobTimeoutException):
+    with pytest.raises(JobTimeoutException), JobTimeout(1, JobTimeoutException), bodies.running():
         time.sleep(5)
 
 
 def test_a_block_that_catches_its_timeout_and_goes_on_is_stopped_a_second_later():
     errors: list[BaseException] = []
     stopped = pytest.raises(JobTimeoutIgnored, match=r"timeout value \(1 seconds\) and went on after it")
-    with stopped, JobTimeout(1, JobTimeoutException):
+    with stopped, JobTimeout(1, JobTimeoutException), bodies.running():
         goes_on_after_errors(100, errors)  # 5 s
     assert len(errors) == 1 and isinstance(errors[0], JobTimeoutException)
 
@@ -117,6 +125,32 @@ def test_in_a_worker_thread_a_block_that_catches_its_timeout_and_goes_on_is_stop
     [raised] = in_a_thread(block)
     assert isinstance(raised, JobTimeoutIgnored)
     assert len(errors) == 1 and isinstance(errors[0], JobTimeoutException)
+
+
+def test_in_a_worker_thread_a_timeout_falling_in_a_long_blocking_call_lands_as_the_timeout():
+    def block() -> None:
+        with JobTimeout(1, JobTimeoutException), bodies.running():
+            time.sleep(2.5)  # the call ends first, the watchdog having looked again meanwhile
+
+    [raised] = in_a_thread(block)
+    assert isinstance(raised, JobTimeoutException), raised  # not the repeat, for a timeout it never saw
+
+
+def test_in_a_worker_thread_a_timeout_does_not_replace_the_deadline_s_interrupt_pending_there():
+    started = threading.Event()
+
+    def block() -> None:
+        with JobTimeout(1, JobTimeoutException), bodies.running():
+            started.set()
+            time.sleep(2.5)
+
+    raised: list[BaseException] = []
+    thread = threading.Thread(target=lambda: raised.extend(in_a_thread(block)))
+    thread.start()
+    assert started.wait(5)
+    bodies.interrupt_all(WorkerInterrupted)  # the deadline's, from the main thread: pending until 2.5 s
+    thread.join(10)
+    assert [type(exc).__mro__[1] for exc in raised] == [WorkerInterrupted]  # requeued, not failed
 
 
 def test_a_thread_s_timeout_is_raised_only_while_its_job_s_function_runs():
