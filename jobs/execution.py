@@ -271,8 +271,8 @@ class Worker(SimpleWorker):
                 super().handle_job_success(finishing.job, finishing.queue, finishing.registry)
             elif finishing.rider.sent in (Sent.WRITTEN, Sent.DEPENDENTS):
                 self._ended(finishing)
-            elif finishing.rider.sent is Sent.STALE:
-                log.warning(
+            elif finishing.rider.sent is Sent.STALE:  # the sweep, which logs it, or a lost reply: routine
+                log.debug(
                     "worker %s: the end of job %s not written: its run is no longer started here (the"
                     " orphan sweep recovered it, or an earlier send wrote it)",
                     self.name,
