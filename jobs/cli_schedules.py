@@ -22,6 +22,15 @@ def _when(epoch: float, zone) -> str:
     return datetime.fromtimestamp(epoch, zone).isoformat(sep=" ")
 
 
+_MOMENTS = (
+    "paused_until",
+    "created",
+    "updated",
+    "next_fire",
+    "last_fire",
+)  # a schedule's times, shown as such
+
+
 def _print_fires(schedule: recurring.Schedule, fires: list[int]) -> None:
     click.echo(f"next fire times ({schedule.timing.tz} / UTC):")
     for fire in fires:
@@ -137,6 +146,8 @@ def show_command(settings, as_json, schedule_id, limit):
 
     def human():
         for label, value in schedule.to_dict().items():
+            if label in _MOMENTS and isinstance(value, int | float) and value:  # epoch seconds
+                value = _when(value, schedule.timing.zone)
             if value not in (None, "", [], {}):
                 click.echo(f"{label:>13}: {value}")
         _print_fires(schedule, fires)

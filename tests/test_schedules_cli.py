@@ -2,6 +2,7 @@
 nothing written, list/show/next/pause/resume/trigger/remove, and sync from a TOML file."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -71,7 +72,10 @@ def test_list_show_next_pause_resume_trigger_remove(context, redis_url):
     shown = json.loads(run(redis_url, "show", "hourly", "--json").stdout)
     assert shown["runs"][0]["job_id"] == job_id and shown["runs"][0]["state"] == "queued"
     assert len(shown["next_fires"]) == 5
-    assert "hourly" in run(redis_url, "show", "hourly").stdout
+    human = run(redis_url, "show", "hourly").stdout
+    assert "hourly" in human
+    created = datetime.fromtimestamp(recurring.get(context, "hourly").created, UTC).isoformat(sep=" ")
+    assert f"      created: {created}" in human.splitlines()  # a time, in the schedule's zone, not an epoch
     assert run(redis_url, "remove", "hourly").returncode == 0
     missing = run(redis_url, "show", "hourly")
     assert missing.returncode == 2 and "no schedule 'hourly'" in missing.stderr
